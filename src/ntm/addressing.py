@@ -1,0 +1,133 @@
+"""Head addressing: content focus, then location focus (Graves et al. 2014, section 3.3).
+
+Every function is pure and vectorised over the batch and the heads. The shape vocabulary,
+mapped once to the paper's letters:
+
+    batch          B    sequences in a batch
+    heads          H    heads addressed together (read and write heads are stacked)
+    memory_slots   N    rows of the memory matrix
+    memory_width   M    width of a row
+    shifts         2R+1 allowed circular shifts -R..R
+
+A step of addressing is ``sharpen(shift(interpolate(content_weights(...), ...), ...), ...)``;
+:func:`address` chains the four.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+# Added to squared norms in the cosine similarity, so that a zero key or a zero memory row
+# gives a similarity of 0 (not 0/0) and a finite gradient (the gradient of |x| at 0 is not).
+NORM_EPS = 1e-8
+# Weights below this are treated as this in `sharpen`: log(0) would be -inf and its gradient
+# infinite. 1e-30 is a normal float32 number, and 1e-30 ** gamma is 0 to any precision we use.
+LOG_FLOOR = 1e-30
+
+
+def cosine_similarity(memory: Tensor, keys: Tensor) -> Tensor:
+    """Cosine similarity of every key with every memory row.
+
+    ``K(k, m) = k . m / (sqrt(|k|^2 + eps) * sqrt(|m|^2 + eps))`` with ``eps = NORM_EPS``.
+
+    Args:
+        memory: ``[batch, memory_slots, memory_width]``.
+        keys: ``[batch, heads, memory_width]``.
+
+    Returns:
+        ``[batch, heads, memory_slots]``, in ``[-1, 1]``.
+    """
+    dot = torch.bmm(keys, memory.transpose(1, 2))  # (B, H, N)
+    key_inv_norm = torch.rsqrt(keys.pow(2).sum(-1, keepdim=True) + NORM_EPS)  # (B, H, 1)
+    row_inv_norm = torch.rsqrt(memory.pow(2).sum(-1) + NORM_EPS).unsqueeze(1)  # (B, 1, N)
+    return dot * key_inv_norm * row_inv_norm
+
+
+def content_weights(memory: Tensor, keys: Tensor, strengths: Tensor) -> Tensor:
+    """Content addressing: ``w_c(i) = softmax_i(beta * K(k, M(i)))`` (paper eq. 5-6).
+
+    Args:
+        memory: ``[batch, memory_slots, memory_width]``.
+        keys: ``[batch, heads, memory_width]``, the keys ``k``.
+        strengths: ``[batch, heads]``, the key strengths ``beta > 0``.
+
+    Returns:
+        ``[batch, heads, memory_slots]``, each row non-negative and summing to 1.
+    """
+    similarity = cosine_similarity(memory, keys)  # (B, H, N)
+    return torch.softmax(similarity * strengths.unsqueeze(-1), dim=-1)
+
+
+def interpolate(content: Tensor, previous: Tensor, gate: Tensor) -> Tensor:
+    """Interpolation gate: ``w_g = g * w_c + (1 - g) * w_prev`` (paper eq. 7).
+
+    Args:
+        content: ``[batch, heads, memory_slots]``, the content weights ``w_c``.
+        previous: ``[batch, heads, memory_slots]``, the previous step's weights.
+        gate: ``[batch, heads]``, ``g`` in ``(0, 1)``.
+
+    Returns:
+        ``[batch, heads, memory_slots]``.
+    """
+    return torch.lerp(previous, content, gate.unsqueeze(-1))
+
+
+def shift(weights: Tensor, shift_weights: Tensor) -> Tensor:
+    """Circular convolution with the shift weighting (paper eq. 8).
+
+    ``w_s(i) = sum_j w(j) * s(i - j mod N)``, where ``shift_weights[..., k]`` holds the weight of
+    the shift ``k - R``: a weighting focused on slot ``i`` with all shift weight on ``+1``
+    moves to slot ``i + 1 (mod N)``.
+
+    Args:
+        weights: ``[batch, heads, memory_slots]``.
+        shift_weights: ``[batch, heads, 2R+1]``, ``R < memory_slots``.
+
+    Returns:
+        ``[batch, heads, memory_slots]``.
+    """
+    slots = weights.size(-1)
+    reach = (shift_weights.size(-1) - 1) // 2  # R
+    # Pad circularly by R on each side; window j of the padded row at position i holds
+    # w(i + j - R), i.e. the row rolled by the shift R - j, whose weight is s[2R - j].
+    padded = torch.cat([weights[..., slots - reach :], weights, weights[..., :reach]], dim=-1)
+    windows = padded.unfold(-1, slots, 1)  # (B, H, 2R+1, N)
+    return torch.matmul(shift_weights.flip(-1).unsqueeze(-2), windows).squeeze(-2)
+
+
+def sharpen(weights: Tensor, sharpening: Tensor) -> Tensor:
+    """Sharpening: ``w(i) = w_s(i)^gamma / sum_j w_s(j)^gamma`` (paper eq. 9).
+
+    Computed as ``softmax(gamma * log(max(w_s, LOG_FLOOR)))``, which is the same quantity but
+    cannot divide zero by zero when every ``w_s(i)^gamma`` underflows (uniform weights over 128
+    slots to the power 21 already do in float32).
+
+    Args:
+        weights: ``[batch, heads, memory_slots]``, non-negative.
+        sharpening: ``[batch, heads]``, ``gamma >= 1``.
+
+    Returns:
+        ``[batch, heads, memory_slots]``, each row summing to 1.
+    """
+    log_weights = torch.log(weights.clamp_min(LOG_FLOOR))
+    return torch.softmax(log_weights * sharpening.unsqueeze(-1), dim=-1)
+
+
+def address(
+    memory: Tensor,
+    previous: Tensor,
+    keys: Tensor,
+    strengths: Tensor,
+    gate: Tensor,
+    shift_weights: Tensor,
+    sharpening: Tensor,
+) -> Tensor:
+    """One full addressing step (paper figure 2): content, interpolation, shift, sharpening.
+
+    Shapes as in the four functions it chains; returns ``[batch, heads, memory_slots]``.
+    """
+    focus = content_weights(memory, keys, strengths)
+    focus = interpolate(focus, previous, gate)
+    focus = shift(focus, shift_weights)
+    return sharpen(focus, sharpening)

@@ -1,0 +1,325 @@
+"""Typed configuration of a training run: one dataclass per component, composed as :class:`RunConfig`.
+
+Every field has a type annotation that is enforced when the config is read from JSON or overridden
+from the command line (``--set model.memory_slots=256``). Task parameters live in
+``TaskConfig.params`` and are checked against the types of the task's own defaults, then validated
+by :func:`ntm.tasks.make`. Bounds sit in the field metadata (``min``: at least, ``gt``: greater
+than) so that the declaration is the single source of truth.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .errors import ConfigError
+
+__all__ = [
+    "MODEL_KINDS",
+    "ModelConfig",
+    "OptimConfig",
+    "RunConfig",
+    "TaskConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "task_defaults",
+    "validate_task",
+]
+
+ModelKind = Literal["ntm-lstm", "ntm-ff", "lstm"]
+MODEL_KINDS: tuple[str, ...] = typing.get_args(ModelKind)
+
+
+def _bounded(default: Any, *, min: float | None = None, gt: float | None = None) -> Any:
+    """A dataclass field with a lower bound checked on every assignment through this module."""
+    return field(default=default, metadata={"min": min, "gt": gt})
+
+
+@dataclass
+class ModelConfig:
+    """Which model to build and its sizes.
+
+    ``kind`` picks the model: ``"ntm-lstm"`` and ``"ntm-ff"`` are :class:`ntm.NTM` with an LSTM or
+    feedforward controller (they use the ``controller_*``, ``memory_*``, head and shift fields);
+    ``"lstm"`` is :class:`ntm.baselines.LSTMBaseline` (it uses ``hidden_size`` and ``num_layers``).
+    """
+
+    kind: ModelKind = "ntm-lstm"
+    controller_size: int = _bounded(100, min=1)
+    controller_layers: int = _bounded(1, min=1)
+    memory_slots: int = _bounded(128, min=1)  # N
+    memory_width: int = _bounded(20, min=1)  # M
+    read_heads: int = _bounded(1, min=1)
+    write_heads: int = _bounded(1, min=1)
+    shift_range: int = _bounded(1, min=0)  # R: shifts -R..R
+    memory_init: Literal["constant", "learned", "random"] = "constant"
+    hidden_size: int = _bounded(256, min=1)  # LSTM baseline only
+    num_layers: int = _bounded(3, min=1)  # LSTM baseline only
+
+
+@dataclass
+class TaskConfig:
+    """The task: a name known to :func:`ntm.tasks.make` and overrides of its parameters.
+
+    An empty ``params`` means the task's defaults (the paper's training distribution).
+    """
+
+    name: str = "copy"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser and gradient clipping.
+
+    ``rmsprop`` is :class:`torch.optim.RMSprop` in its centered form with momentum, the variant
+    of Graves (2013, eqs. 38-41) that the NTM paper used: ``alpha`` is Graves' decay (0.95) and
+    ``momentum`` his 0.9. Graves adds ``eps = 1e-4`` inside the square root, PyTorch adds it
+    outside; we keep his value (``eps=None`` means 1e-4 for RMSProp and 1e-8 for Adam). For
+    ``adam``, ``momentum`` is beta1 and ``beta2`` the second-moment decay. ``clip="value"`` clips
+    every gradient component to ``[-clip_value, clip_value]`` (the paper: 10); ``clip="norm"``
+    rescales the whole gradient to a norm of at most ``max_norm``.
+    """
+
+    name: Literal["rmsprop", "adam"] = "rmsprop"
+    lr: float = _bounded(1e-4, gt=0)
+    momentum: float = _bounded(0.9, min=0)
+    alpha: float = _bounded(0.95, gt=0)
+    eps: float | None = _bounded(None, gt=0)
+    centered: bool = True
+    beta2: float = _bounded(0.999, gt=0)
+    clip: Literal["value", "norm", "none"] = "value"
+    clip_value: float = _bounded(10.0, gt=0)
+    max_norm: float = _bounded(10.0, gt=0)
+
+
+@dataclass
+class TrainConfig:
+    """Length, batching, seeding, logging, checkpointing and placement of a run.
+
+    ``val_seed`` seeds a generator of its own, so the held-out validation set (``val_batches``
+    batches of ``val_batch_size``) is the same for every seed and every resumed run.
+    ``max_seconds`` and ``target_val_cost`` stop a run early (a time budget; a validation cost
+    reached); leave them ``None`` for runs that must be reproducible step for step.
+    """
+
+    steps: int = _bounded(2000, min=0)
+    batch_size: int = _bounded(16, min=1)
+    seed: int = 1
+    log_every: int = _bounded(50, min=1)
+    val_every: int = _bounded(250, min=1)
+    val_batches: int = _bounded(4, min=1)
+    val_batch_size: int = _bounded(32, min=1)
+    val_seed: int = 123456789
+    checkpoint_every: int = _bounded(500, min=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = _bounded(1, min=1)
+    tensorboard: bool = False
+    max_seconds: float | None = _bounded(None, gt=0)
+    target_val_cost: float | None = None
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run; saved as ``config.json`` in the run directory."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable copy."""
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: Any) -> RunConfig:
+        """Build a config from :meth:`to_dict`'s output, checking keys and types.
+
+        Missing keys take their defaults (so older files still load); unknown keys are errors.
+        """
+        if not isinstance(data, dict):
+            raise ConfigError(f"config must be a JSON object, got {type(data).__name__}")
+        config = cls()
+        _check_keys(data, _SECTIONS, "config sections")
+        for section, values in data.items():
+            if not isinstance(values, dict):
+                raise ConfigError(f"config section {section!r} must be an object")
+            # The task's name decides the types of its parameters, so it goes first.
+            for key in sorted(values, key=lambda key: key != "name"):
+                _assign(config, section, key, values[key])
+        validate_task(config.task)
+        return config
+
+    @classmethod
+    def from_json(cls, text: str) -> RunConfig:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"config is not valid JSON: {error}") from None
+        return cls.from_dict(data)
+
+
+_SECTIONS: dict[str, type] = typing.get_type_hints(RunConfig)
+
+
+def apply_overrides(config: RunConfig, overrides: list[str] | tuple[str, ...]) -> RunConfig:
+    """Return a copy of ``config`` with ``section.key=value`` overrides applied.
+
+    Values are parsed as the field's type: ``int`` and ``float`` as numbers, ``bool`` as
+    ``true``/``false`` (also ``1``/``0``, ``yes``/``no``), optional fields accept ``none``.
+    ``task.<param>`` sets a task parameter, typed like the task's default for it.
+
+    Raises:
+        ConfigError: malformed override, unknown section or key (the message lists the valid
+            ones), a value of the wrong type or out of bounds, or task parameters the task rejects.
+    """
+    config = copy.deepcopy(config)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not name:
+            raise ConfigError(f"override {item!r} must look like section.key=value, e.g. "
+                              "model.memory_slots=256")
+        _assign(config, section, name, raw.strip())
+    validate_task(config.task)
+    return config
+
+
+def task_defaults(name: str) -> dict[str, Any]:
+    """The parameters of task ``name`` with their default values."""
+    from .. import tasks  # imported late: training needs tasks only when a task is named
+
+    try:
+        return dict(tasks.make(name).params)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def validate_task(task: TaskConfig) -> None:
+    """Raise :class:`ConfigError` unless :func:`ntm.tasks.make` accepts the task config."""
+    from .. import tasks
+
+    try:
+        tasks.make(task.name, **task.params)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"task {task.name!r}: {error}") from None
+
+
+def _check_keys(given: dict[str, Any], valid: Any, what: str) -> None:
+    for key in given:
+        if key not in valid:
+            raise ConfigError(f"unknown key {key!r}; valid {what}: {', '.join(valid)}")
+
+
+def _assign(config: RunConfig, section: str, name: str, value: Any) -> None:
+    """Set ``config.<section>.<name>`` to ``value`` (a string from the command line, or JSON)."""
+    if section not in _SECTIONS:
+        raise ConfigError(f"unknown config section {section!r}; valid sections: "
+                          f"{', '.join(_SECTIONS)}")
+    target = getattr(config, section)
+    if section == "task" and name not in ("name", "params"):
+        defaults = task_defaults(target.name)
+        if name not in defaults:
+            raise ConfigError(f"unknown key 'task.{name}'; valid keys of task {target.name!r}: "
+                              f"name, {', '.join(defaults)}")
+        target.params[name] = _convert(value, _type_of(defaults[name]), f"task.{name}")
+        return
+    if section == "task" and name == "params":
+        if isinstance(value, str):
+            raise ConfigError("set task parameters one by one: task.<param>=value")
+        if not isinstance(value, dict):
+            raise ConfigError(f"task.params expects an object, got {value!r}")
+        target.params = {}
+        for key, item in value.items():
+            _assign(config, "task", key, item)
+        return
+    fields = {f.name: f for f in dataclasses.fields(target)}
+    if name not in fields:
+        raise ConfigError(f"unknown key '{section}.{name}'; valid keys of {section}: "
+                          f"{', '.join(fields)}")
+    hint = typing.get_type_hints(type(target))[name]
+    converted = _convert(value, hint, f"{section}.{name}")
+    _check_bounds(converted, fields[name].metadata, f"{section}.{name}")
+    setattr(target, name, converted)
+
+
+def _type_of(default: Any) -> Any:
+    """The annotation used to check a task parameter: that of its default value."""
+    if default is None:
+        return Any
+    return float if isinstance(default, float) else type(default)
+
+
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+
+
+def _convert(value: Any, hint: Any, where: str) -> Any:
+    """Convert a command-line string or check a JSON value against the annotation ``hint``."""
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError:
+                return value
+        return value
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if value not in choices:
+            raise ConfigError(f"{where} must be one of {', '.join(map(str, choices))}; "
+                              f"got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        options = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        return _convert(value, options[0], where)
+    expected = hint.__name__ if isinstance(hint, type) else str(hint)
+    problem = ConfigError(f"{where} expects {expected}, got {value!r}")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _TRUE + _FALSE:
+            return value.lower() in _TRUE
+        raise ConfigError(f"{where} expects bool (true or false), got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise problem
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise problem
+    if isinstance(value, hint):
+        return value
+    raise problem
+
+
+def _check_bounds(value: Any, metadata: Any, where: str) -> None:
+    if value is None or isinstance(value, (str, bool)):
+        return
+    low, above = metadata.get("min"), metadata.get("gt")
+    if low is not None and value < low:
+        raise ConfigError(f"{where} must be at least {low}, got {value!r}")
+    if above is not None and not value > above:
+        raise ConfigError(f"{where} must be greater than {above}, got {value!r}")

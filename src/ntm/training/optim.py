@@ -1,0 +1,55 @@
+"""The optimiser and gradient clipping of a run, built from :class:`OptimConfig`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from .config import OptimConfig
+
+__all__ = ["RMSPROP_EPS", "ADAM_EPS", "build_optimizer", "clip_gradients"]
+
+RMSPROP_EPS = 1e-4  # Graves (2013), eq. 41: the k added to the second-moment estimate
+ADAM_EPS = 1e-8  # PyTorch's and Kingma & Ba's default
+
+
+def build_optimizer(params: Iterable[nn.Parameter], config: OptimConfig) -> torch.optim.Optimizer:
+    """The optimiser described by ``config``.
+
+    RMSProp is PyTorch's centered variant with momentum, which is Graves' (2013, eqs. 38-41)
+    up to where ``eps`` sits: Graves divides by ``sqrt(n - g^2 + eps)``, PyTorch by
+    ``sqrt(n - g^2) + eps``. Both keep the step finite where the gradient variance vanishes.
+    """
+    params = list(params)
+    if config.name == "rmsprop":
+        return torch.optim.RMSprop(
+            params,
+            lr=config.lr,
+            alpha=config.alpha,
+            eps=RMSPROP_EPS if config.eps is None else config.eps,
+            momentum=config.momentum,
+            centered=config.centered,
+        )
+    if config.name == "adam":
+        return torch.optim.Adam(
+            params,
+            lr=config.lr,
+            betas=(config.momentum, config.beta2),
+            eps=ADAM_EPS if config.eps is None else config.eps,
+        )
+    raise ValueError(f"unknown optimiser {config.name!r}")  # OptimConfig rules this out
+
+
+def clip_gradients(params: Iterable[nn.Parameter], config: OptimConfig) -> None:
+    """Clip the gradients of ``params`` in place as ``config.clip`` says.
+
+    ``"value"`` clamps every component to ``[-clip_value, clip_value]`` (the paper's element-wise
+    clipping to (-10, 10)); ``"norm"`` rescales all gradients together to a global L2 norm of at
+    most ``max_norm``; ``"none"`` leaves them.
+    """
+    if config.clip == "value":
+        torch.nn.utils.clip_grad_value_(params, config.clip_value)
+    elif config.clip == "norm":
+        torch.nn.utils.clip_grad_norm_(params, config.max_norm)

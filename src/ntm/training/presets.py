@@ -1,0 +1,146 @@
+"""Preset run configurations: the paper's models and recipe, and the fast recipe used by default.
+
+``--preset paper`` reproduces the paper's setup: the architecture of Tables 1-3 (SPEC.md, "Paper
+models"), RMSProp with momentum 0.9, every gradient component clipped to (-10, 10), the table's
+learning rate and one sequence per update. ``--preset fast`` (the default) keeps the paper's
+architecture but trains with the recipe that solves fastest in wall-clock time on the development
+machine; it lives in the one table :data:`FAST` below, to be retuned by measurement.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+from .config import (
+    MODEL_KINDS,
+    ModelConfig,
+    OptimConfig,
+    RunConfig,
+    TaskConfig,
+    TrainConfig,
+    validate_task,
+)
+from .errors import ConfigError
+
+__all__ = ["FAST", "PAPER_MODELS", "PAPER_STEPS", "PRESETS", "FastRecipe", "PaperModel",
+           "preset_config"]
+
+PRESETS = ("fast", "paper")
+
+
+class PaperModel(NamedTuple):
+    """One cell of the paper's model tables.
+
+    ``heads`` counts read/write head pairs (0 for the LSTM baseline); ``layers`` x ``size`` is
+    the controller (NTM) or the LSTM stack (baseline); ``params`` is the paper's count, reported
+    beside ours rather than matched.
+    """
+
+    heads: int
+    layers: int
+    size: int
+    lr: float
+    params: int
+
+
+# SPEC.md "Paper models" (Tables 1-3 of Graves et al. 2014); memory 128 x 20 for every NTM.
+PAPER_MODELS: dict[tuple[str, str], PaperModel] = {
+    ("copy", "ntm-ff"): PaperModel(1, 1, 100, 1e-4, 17_162),
+    ("copy", "ntm-lstm"): PaperModel(1, 1, 100, 1e-4, 67_561),
+    ("copy", "lstm"): PaperModel(0, 3, 256, 3e-5, 1_352_969),
+    ("repeat_copy", "ntm-ff"): PaperModel(1, 1, 100, 1e-4, 16_712),
+    ("repeat_copy", "ntm-lstm"): PaperModel(1, 1, 100, 1e-4, 66_111),
+    ("repeat_copy", "lstm"): PaperModel(0, 3, 512, 3e-5, 5_312_007),
+    ("associative_recall", "ntm-ff"): PaperModel(4, 1, 256, 1e-4, 146_845),
+    ("associative_recall", "ntm-lstm"): PaperModel(1, 1, 100, 1e-4, 70_330),
+    ("associative_recall", "lstm"): PaperModel(0, 3, 256, 1e-4, 1_344_518),
+    ("ngrams", "ntm-ff"): PaperModel(1, 1, 100, 3e-5, 14_656),
+    ("ngrams", "ntm-lstm"): PaperModel(1, 1, 100, 3e-5, 61_749),
+    ("ngrams", "lstm"): PaperModel(0, 3, 128, 1e-4, 331_905),
+    ("priority_sort", "ntm-ff"): PaperModel(8, 1, 512, 3e-5, 508_305),
+    ("priority_sort", "ntm-lstm"): PaperModel(5, 2, 100, 3e-5, 269_038),
+    ("priority_sort", "lstm"): PaperModel(0, 3, 128, 3e-5, 384_424),
+}
+
+# Updates (of one sequence each) in the paper's recipe: the length of the paper's learning curves.
+PAPER_STEPS: dict[str, int] = {
+    "copy": 1_000_000,
+    "repeat_copy": 1_000_000,
+    "associative_recall": 1_000_000,
+    "ngrams": 1_000_000,
+    "priority_sort": 1_000_000,
+}
+
+
+class FastRecipe(NamedTuple):
+    """How ``--preset fast`` trains a task: batch, learning rate, length and logging cadence."""
+
+    batch_size: int
+    lr: float
+    steps: int
+    log_every: int
+    val_every: int
+
+
+# ---------------------------------------------------------------------------------------------
+# THE FAST RECIPE (--preset fast, the default). RMSProp, momentum 0.9, element-wise clipping to
+# +-10 for every task (OptimConfig's defaults). Batch 16 at lr 1e-4 solved copy in ~100 s on one
+# thread of the development machine (SPEC.md, "Time to solve copy"); the other rows are
+# placeholders until measured. Retune here, by measurement; nothing else needs to change.
+# ---------------------------------------------------------------------------------------------
+FAST: dict[str, FastRecipe] = {
+    #                     batch_size  lr   steps  log_every  val_every
+    "copy": FastRecipe(16, 1e-4, 5_000, 50, 250),
+    "repeat_copy": FastRecipe(16, 1e-4, 10_000, 50, 250),
+    "associative_recall": FastRecipe(16, 1e-4, 10_000, 50, 250),
+    "ngrams": FastRecipe(16, 1e-4, 10_000, 50, 250),
+    "priority_sort": FastRecipe(16, 1e-4, 20_000, 50, 250),
+}
+FAST_DEFAULT = FastRecipe(16, 1e-4, 5_000, 50, 250)  # tasks registered outside the paper's five
+
+
+def paper_model(task: str, kind: str) -> ModelConfig:
+    """The paper's architecture for ``task`` and model ``kind`` (defaults for unknown tasks)."""
+    if kind not in MODEL_KINDS:
+        raise ConfigError(f"unknown model {kind!r}; valid models: {', '.join(MODEL_KINDS)}")
+    cell = PAPER_MODELS.get((task, kind))
+    model = ModelConfig(kind=kind)  # memory 128 x 20, as in every paper NTM
+    if cell is None:
+        return model
+    if kind == "lstm":
+        return dataclasses.replace(model, num_layers=cell.layers, hidden_size=cell.size)
+    return dataclasses.replace(model, read_heads=cell.heads, write_heads=cell.heads,
+                               controller_layers=cell.layers, controller_size=cell.size)
+
+
+def preset_config(task: str, kind: str = "ntm-lstm", preset: str = "fast") -> RunConfig:
+    """The run configuration of ``preset`` for ``task`` and model ``kind``.
+
+    Args:
+        task: a task name; tasks outside the paper's five get the default model sizes.
+        kind: ``"ntm-lstm"``, ``"ntm-ff"`` or ``"lstm"``.
+        preset: ``"fast"`` (default) or ``"paper"``.
+
+    Raises:
+        ConfigError: unknown preset, model or task.
+    """
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
+    model = paper_model(task, kind)
+    config = RunConfig(model=model, task=TaskConfig(name=task))
+    validate_task(config.task)
+    cell = PAPER_MODELS.get((task, kind))
+    if preset == "paper":
+        lr = cell.lr if cell is not None else OptimConfig.lr
+        config.optim = OptimConfig(name="rmsprop", lr=lr, momentum=0.9, clip="value",
+                                   clip_value=10.0)
+        config.train = TrainConfig(steps=PAPER_STEPS.get(task, 100_000), batch_size=1,
+                                   log_every=1_000, val_every=5_000, checkpoint_every=5_000)
+        return config
+    recipe = FAST.get(task, FAST_DEFAULT)
+    config.optim = OptimConfig(name="rmsprop", lr=recipe.lr, momentum=0.9, clip="value",
+                               clip_value=10.0)
+    config.train = TrainConfig(steps=recipe.steps, batch_size=recipe.batch_size,
+                               log_every=recipe.log_every, val_every=recipe.val_every)
+    return config
