@@ -111,8 +111,8 @@ def test_against_numpy(steps: int, batch_size: int, channels: int, seed: int) ->
     assert bits_per_sequence(*as_torch).item() == pytest.approx(
         numpy_bits_per_sequence(logits, targets, mask), rel=1e-5, abs=1e-5
     )
-    assert bit_errors_per_sequence(*as_torch).item() == numpy_errors_per_sequence(
-        logits, targets, mask
+    assert bit_errors_per_sequence(*as_torch).item() == pytest.approx(
+        numpy_errors_per_sequence(logits, targets, mask)
     )
 
 
@@ -126,3 +126,15 @@ def test_shape_errors(function) -> None:
         function(logits, targets, torch.ones(2, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match=r"logits must be \[steps, batch, channels\]"):
         function(torch.zeros(4, 2), torch.zeros(4, 2), mask)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu() -> None:
+    generator = torch.Generator().manual_seed(3)
+    logits = torch.randn(7, 4, 3, generator=generator)
+    targets = torch.randint(0, 2, (7, 4, 3), generator=generator).float()
+    mask = lengths_mask([7, 3, 5, 1], steps=7)
+    for function in (bits_per_sequence, bit_errors_per_sequence, sequence_loss):
+        on_cuda = function(logits.cuda(), targets.cuda(), mask.cuda())
+        assert on_cuda.device.type == "cuda"
+        assert on_cuda.item() == pytest.approx(function(logits, targets, mask).item(), rel=1e-5)

@@ -103,7 +103,8 @@ def test_repeat_copy(
         sequence_steps.append(end + 1)
 
         data = inputs[:length, b, :width]
-        np.testing.assert_array_equal(targets[length + 1 : end, b, :width], np.tile(data, (repeats, 1)))
+        copies = np.tile(data, (repeats, 1))
+        np.testing.assert_array_equal(targets[length + 1 : end, b, :width], copies)
         assert (targets[end, b, :width] == 0).all()
         assert only_one(targets[:, b, width]) == end
         np.testing.assert_array_equal(mask[:, b], mask_between(steps, length + 1, end + 1))
@@ -192,9 +193,7 @@ def test_associative_recall_paper_steps_and_query_distribution() -> None:
 )
 def test_priority_sort(num_inputs: int, data, width: int, batch_size: int, seed: int) -> None:
     num_outputs = data.draw(st.integers(1, num_inputs))
-    task = tasks.make(
-        "priority_sort", num_inputs=num_inputs, num_outputs=num_outputs, width=width
-    )
+    task = tasks.make("priority_sort", num_inputs=num_inputs, num_outputs=num_outputs, width=width)
     inputs, targets, mask = sample_numpy(task, batch_size, seed)
     assert inputs.shape[0] == num_inputs + 1 + num_outputs
     priorities = inputs[:num_inputs, :, width]  # (n_in, B)
@@ -204,10 +203,11 @@ def test_priority_sort(num_inputs: int, data, width: int, batch_size: int, seed:
         expected = inputs[order[:, b], b, :width]
         np.testing.assert_array_equal(targets[num_inputs + 1 :, b], expected)
     assert (inputs[num_inputs, :, width + 1] == 1).all()
-    assert (inputs[num_inputs, :, :width + 1] == 0).all()
+    assert (inputs[num_inputs, :, : width + 1] == 0).all()
     assert (inputs[:num_inputs, :, width + 1] == 0).all()
     assert (inputs[num_inputs + 1 :] == 0).all()
-    np.testing.assert_array_equal(mask, np.arange(inputs.shape[0])[:, None] > num_inputs)
+    answer_steps = np.arange(inputs.shape[0]) > num_inputs
+    np.testing.assert_array_equal(mask, np.broadcast_to(answer_steps[:, None], mask.shape))
 
 
 def test_priority_sort_priorities_span_minus_one_to_one() -> None:

@@ -34,7 +34,7 @@ def test_optimal_cost_by_hand() -> None:
     task = tasks.make("ngrams", order=2, length=4)
     targets = bits_tensor([1, 1, 1, 0])
     batch = tasks.Batch(torch.zeros_like(targets), targets, torch.ones(4, 1, dtype=torch.bool))
-    expected = -(3 * math.log2(0.5) + math.log2(0.75) + math.log2(1 - 2.5 / 3))
+    expected = -(2 * math.log2(0.5) + math.log2(0.75) + math.log2(1 - 2.5 / 3))  # 5 bits
     assert task.optimal_bits_per_sequence(batch) == pytest.approx(expected)
 
 

@@ -46,7 +46,8 @@ def _cross_entropy_per_sequence(
     # From logits, not probabilities: stable for large |logits| (log-sum-exp inside).
     per_bit = F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), reduction="none")
     # where, not a product: a non-finite value on an unscored (padding) step must not leak in.
-    scored = torch.where(mask.bool().unsqueeze(-1), per_bit, torch.zeros((), dtype=per_bit.dtype))
+    zero = torch.zeros((), dtype=per_bit.dtype, device=per_bit.device)
+    scored = torch.where(mask.bool().unsqueeze(-1), per_bit, zero)
     return scored.sum(dim=(0, 2))  # (B,)
 
 

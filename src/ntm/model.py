@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from .addressing import address
 from .controllers import CONTROLLERS
+from .fused import run_sequence
 from .heads import HeadProjection
 from .memory import read, write
 
@@ -288,6 +289,10 @@ class NTM(nn.Module):
         memory_init: ``"constant"``, ``"learned"`` or ``"random"`` (see
             :meth:`NTMCell.initial_state`).
         batch_first: input and output as ``[B, T, *]`` instead of ``[T, B, *]``.
+        fused: when gradients are needed, run the sequence as one autograd node with a
+            hand-written backward pass (:mod:`ntm.fused`; several times faster, the same
+            numbers to rounding, no double backward). ``False`` records every operation
+            with autograd.
         device, dtype: factory arguments for the parameters.
 
     ``forward(input, state=None) -> (logits, state)``: ``input [T, B, I]`` (or ``[T, I]``
@@ -317,11 +322,12 @@ class NTM(nn.Module):
         shift_range: int = 1,
         memory_init: str = "constant",
         batch_first: bool = False,
+        fused: bool = True,
         device=None,
         dtype=None,
     ):
         super().__init__()
-        self.batch_first = batch_first
+        self.batch_first, self.fused = batch_first, fused
         self.cell = NTMCell(
             input_size,
             output_size,
@@ -370,26 +376,22 @@ class NTM(nn.Module):
             input = input.transpose(0, 1)
         carry = cell._start(input.size(1), state)
         projected = cell.controller.project_input(input)  # (T, B, gates), all steps at once
-        outputs, reads, weights = [], [], []
-        for projected_step in projected.unbind(0):
-            carry, output = cell._step(projected_step, carry)
-            outputs.append(output)
-            reads.append(carry.reads)
-            if record:
-                weights.append(carry.weights)
+        if self.fused and torch.is_grad_enabled() and input.size(0) > 0:
+            outputs, reads, weights, fields = run_sequence(cell, projected, carry)
+            carry = _Carry(*fields)
+        else:
+            carry, outputs, reads, weights = self._loop(projected, carry, record)
+            outputs = _stack(outputs, input, cell.controller_size)
+            reads = _stack(reads, input, cell.read_heads * cell.memory_width)
+            weights = _stack(weights, input, 0).unflatten(-1, (-1, cell.memory_slots))
         # The output layer is not recurrent: one matrix product for the whole sequence.
-        features = torch.cat([torch.stack(outputs), torch.stack(reads)], dim=-1)  # (T, B, C + R*M)
-        logits = cell.output(features)
+        logits = cell.output(torch.cat([outputs, reads], dim=-1))  # (T, B, C + R*M) -> (T, B, O)
         new_state = cell._pack(carry)
         trace = None
         if record:
             steps, batch = input.shape[:2]
-            read_weights, write_weights = torch.stack(weights).split(
-                [cell.read_heads, cell.write_heads], dim=2
-            )
-            read_vectors = torch.stack(reads).reshape(
-                steps, batch, cell.read_heads, cell.memory_width
-            )
+            read_weights, write_weights = weights.split([cell.read_heads, cell.write_heads], dim=2)
+            read_vectors = reads.reshape(steps, batch, cell.read_heads, cell.memory_width)
             trace = NTMTrace(read_weights, write_weights, read_vectors)
         if unbatched:
             logits = logits.squeeze(1)
@@ -399,8 +401,27 @@ class NTM(nn.Module):
             logits = logits.transpose(0, 1)
         return logits, new_state, trace
 
+    def _loop(self, projected: Tensor, carry: _Carry, record: bool):
+        """The plain step loop (autograd records every operation); the reference path."""
+        outputs, reads, weights = [], [], []
+        for projected_step in projected.unbind(0):
+            carry, output = self.cell._step(projected_step, carry)
+            outputs.append(output)
+            reads.append(carry.reads)
+            if record:
+                weights.append(carry.weights)
+        return carry, outputs, reads, [w.flatten(1) for w in weights]
+
     def extra_repr(self) -> str:
-        return "batch_first=True" if self.batch_first else ""
+        flags = [("batch_first=True", self.batch_first), ("fused=False", not self.fused)]
+        return ", ".join(text for text, on in flags if on)
+
+
+def _stack(steps: list[Tensor], input: Tensor, width: int) -> Tensor:
+    """Stack per-step ``[B, width]`` tensors into ``[T, B, width]`` (also when T = 0)."""
+    if steps:
+        return torch.stack(steps)
+    return input.new_zeros(0, input.size(1), width)
 
 
 # -- validation and unbatched input ------------------------------------------------------------

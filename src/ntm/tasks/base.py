@@ -141,7 +141,8 @@ def place(values: torch.Tensor, start: torch.Tensor, steps: int) -> torch.Tensor
     inside = (offset >= 0) & (offset < segment_steps)  # (T, B)
     source = offset.clamp(0, segment_steps - 1).unsqueeze(-1).expand(steps, batch_size, channels)
     gathered = values.gather(0, source)  # (T, B, C)
-    return torch.where(inside.unsqueeze(-1), gathered, torch.zeros((), dtype=values.dtype))
+    zero = torch.zeros((), dtype=values.dtype, device=values.device)
+    return torch.where(inside.unsqueeze(-1), gathered, zero)
 
 
 def steps_between(start: torch.Tensor, stop: torch.Tensor, steps: int) -> torch.Tensor:

@@ -131,8 +131,9 @@ class NGramsTask(Task):
         context_bits = self.order - 1
         context_mask = 2**context_bits - 1
         probabilities = sample_beta_half((batch_size, 2**context_bits), generator)  # (B, C)
-        uniforms = torch.rand(self.length, batch_size, 1, generator=generator)  # (T, B, 1)
         first = random_bits((min(context_bits, self.length), batch_size), generator)  # (o-1, B)
+        later_steps = self.length - first.shape[0]
+        uniforms = torch.rand(later_steps, batch_size, 1, generator=generator)  # (T-o+1, B, 1)
 
         # Each bit depends on the previous ones, so time is a loop (of cheap ops on [B, 1]);
         # the batch is vectorised. The context is kept as a binary number, oldest bit first.
@@ -140,11 +141,11 @@ class NGramsTask(Task):
         for bit in first.long():
             context = (context << 1) | bit.unsqueeze(1)
         later = []
-        for uniform in uniforms[context_bits:]:
-            bit = (uniform < probabilities.gather(1, context)).long()  # (B, 1)
+        for uniform in uniforms:
+            bit = uniform < probabilities.gather(1, context)  # (B, 1) bool
             later.append(bit)
-            context = ((context << 1) | bit) & context_mask
-        bits = torch.cat([first, *(bit.T.float() for bit in later)])  # (T, B)
+            context = (context * 2 + bit) & context_mask  # append the bit, drop the oldest
+        bits = torch.cat([first, torch.cat(later, dim=1).T.float()]) if later else first  # (T, B)
 
         inputs = torch.zeros(self.length, batch_size, 1)
         inputs[1:, :, 0] = bits[:-1]
