@@ -301,15 +301,17 @@ class _FusedSequence(torch.autograd.Function):
                  grad_reads, *grad_state):  # fmt: skip
         spec, saved = ctx.spec, ctx.saved
         *layer_weights, head_weight = ctx.saved_tensors
+
         def zeros_like_or(grad, like):
             return torch.zeros_like(like) if grad is None else grad
 
         last = saved[-1]
         memory0 = last[7]
         steps = len(saved)
-        grad_outputs = zeros_like_or(grad_outputs, torch.empty(steps, *last[1].shape,
-                                                                dtype=memory0.dtype,
-                                                                device=memory0.device))
+        grad_outputs = zeros_like_or(
+            grad_outputs,
+            torch.empty(steps, *last[1].shape, dtype=memory0.dtype, device=memory0.device),
+        )
         grad_all_reads = zeros_like_or(
             grad_all_reads,
             torch.empty(steps, memory0.size(0), spec.read_heads * spec.width,
@@ -319,9 +321,7 @@ class _FusedSequence(torch.autograd.Function):
         grad_focus = zeros_like_or(grad_focus, last[19])
         grad_reads_carry = zeros_like_or(grad_reads, grad_all_reads[0])
         state_like = [saved[-1][0][layer][3] for layer in range(spec.layers)] if spec.lstm else []
-        grad_state = tuple(
-            zeros_like_or(g, state_like[i // 2]) for i, g in enumerate(grad_state)
-        )
+        grad_state = tuple(zeros_like_or(g, state_like[i // 2]) for i, g in enumerate(grad_state))
         grad_projected, grad_raws = [None] * steps, [None] * steps
         layer_grads = [[None] * steps for _ in range(spec.layers)]
         for t in reversed(range(steps)):
@@ -349,7 +349,6 @@ class _FusedSequence(torch.autograd.Function):
         outputs = torch.cat([s[1] for s in saved])  # (T*B, C)
         grad_head_weight = torch.mm(raws.t(), outputs)
         grad_head_bias = raws.sum(0)
-        ctx.saved = None
         return (None, None, torch.stack(grad_projected), grad_memory, grad_focus,
                 grad_reads_carry, *grad_state, *grad_layer_weights, grad_bias, grad_head_weight,
                 grad_head_bias)  # fmt: skip
