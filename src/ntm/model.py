@@ -67,7 +67,7 @@ def _shape(tensor: Tensor) -> tuple[int, ...]:
 class NTMCell(nn.Module):
     """One step of a Neural Turing Machine, like ``torch.nn.LSTMCell`` for ``torch.nn.LSTM``.
 
-    Takes the same arguments as :class:`NTM` except ``batch_first``.
+    Takes the same arguments as :class:`NTM` except ``batch_first`` and ``fused``.
     ``forward(input [B, I] or [I], state=None) -> (logits [B, O] or [O], state)``.
     """
 
@@ -383,7 +383,10 @@ class NTM(nn.Module):
             carry, outputs, reads, weights = self._loop(projected, carry, record)
             outputs = _stack(outputs, input, cell.controller_size)
             reads = _stack(reads, input, cell.read_heads * cell.memory_width)
-            weights = _stack(weights, input, 0).unflatten(-1, (-1, cell.memory_slots))
+            heads = cell.read_heads + cell.write_heads
+            weights = _stack(weights, input, heads * cell.memory_slots).unflatten(
+                -1, (heads, cell.memory_slots)
+            )
         # The output layer is not recurrent: one matrix product for the whole sequence.
         logits = cell.output(torch.cat([outputs, reads], dim=-1))  # (T, B, C + R*M) -> (T, B, O)
         new_state = cell._pack(carry)
@@ -447,10 +450,14 @@ def _check_arguments(arguments: dict) -> None:
         "write_heads",
     ):
         value = arguments[name]
-        if not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     shift_range = arguments["shift_range"]
-    if not isinstance(shift_range, int) or not 0 <= 2 * shift_range < arguments["memory_slots"]:
+    if (
+        isinstance(shift_range, bool)
+        or not isinstance(shift_range, int)
+        or not 0 <= 2 * shift_range < arguments["memory_slots"]
+    ):
         raise ValueError(
             "shift_range must be an integer with 0 <= 2 * shift_range < memory_slots, "
             f"got {shift_range!r} with memory_slots={arguments['memory_slots']}"
