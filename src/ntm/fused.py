@@ -37,9 +37,24 @@ class Spec(NamedTuple):
     layout: object  # heads.HeadLayout
 
 
+# The derivatives of the activations are ATen's own backward kernels, the ones autograd calls:
+# one operation each instead of three or four, and bit for bit what plain autograd computes.
+_aten = torch.ops.aten
+
+
 def _softmax_backward(probabilities: Tensor, grad: Tensor) -> Tensor:
     """``d(logits)`` of ``p = softmax(logits)`` along the last axis: ``p * (g - sum(g * p))``."""
-    return probabilities * (grad - (grad * probabilities).sum(-1, keepdim=True))
+    return _aten._softmax_backward_data(grad, probabilities, -1, probabilities.dtype)
+
+
+def _tanh_backward(output: Tensor, grad: Tensor) -> Tensor:
+    """``d(x)`` of ``y = tanh(x)``: ``g * (1 - y^2)``."""
+    return _aten.tanh_backward(grad, output)
+
+
+def _sigmoid_backward(output: Tensor, grad: Tensor) -> Tensor:
+    """``d(x)`` of ``y = sigmoid(x)``: ``g * y * (1 - y)``."""
+    return _aten.sigmoid_backward(grad, output)
 
 
 # -- forward -------------------------------------------------------------------------------------
@@ -183,10 +198,8 @@ def _step_backward(spec: Spec, saved, grads, weights, head_weight):
     # Sharpen: w = softmax(gamma * log(max(w_s, floor))).
     grad_logits = _softmax_backward(focus, grad_focus)
     grad_sharpening = (grad_logits * log_shifted).sum(-1)
-    grad_shifted = torch.where(
-        shifted >= LOG_FLOOR,
-        grad_logits * sharpening.unsqueeze(-1) / shifted.clamp_min(LOG_FLOOR),
-        0.0,
+    grad_shifted = (grad_logits * sharpening.unsqueeze(-1) / shifted.clamp_min(LOG_FLOOR)).mul_(
+        shifted >= LOG_FLOOR
     )
     # Shift: the adjoint of a circular convolution is the correlation, i.e. the shift with
     # the weights reversed; ds(k) = sum_i dw_s(i) w_g(i - (k - R)).
@@ -215,15 +228,16 @@ def _step_backward(spec: Spec, saved, grads, weights, head_weight):
     grad_memory = grad_memory - row_coef.unsqueeze(-1) * memory
 
     # Activations, then the clip (its gradient passes where -CLIP <= raw <= CLIP).
-    softplus_sig = torch.sigmoid(softplus_input)  # d softplus(x)/dx
     grad_shift_logits = _softmax_backward(shift_weights, grad_shift_weights)
-    grad_tanh = torch.cat([grad_keys.flatten(1), grad_add.flatten(1)], dim=1) * (1 - tanh * tanh)
-    grad_sig = torch.cat([grad_gates, grad_erase.flatten(1)], dim=1) * sig * (1 - sig)
-    grad_softplus = torch.cat([grad_strengths, grad_sharpening], dim=1) * softplus_sig
+    grad_tanh = _tanh_backward(tanh, torch.cat([grad_keys.flatten(1), grad_add.flatten(1)], 1))
+    grad_sig = _sigmoid_backward(sig, torch.cat([grad_gates, grad_erase.flatten(1)], dim=1))
+    grad_softplus = _aten.softplus_backward(
+        torch.cat([grad_strengths, grad_sharpening], dim=1), softplus_input, 1.0, 20.0
+    )
     grad_clipped = torch.cat(
         [grad_tanh, grad_sig, grad_softplus, grad_shift_logits.flatten(1)], dim=1
     )
-    grad_raw = grad_clipped * ((raw >= -CLIP) & (raw <= CLIP))
+    grad_raw = grad_clipped.mul_(raw.abs() <= CLIP)
     grad_output = torch.addmm(grad_output, grad_raw, head_weight)
 
     # Controller, top layer down.
@@ -235,16 +249,16 @@ def _step_backward(spec: Spec, saved, grads, weights, head_weight):
             joined, sig_gates, candidate, cell, tanh_cell = controller_saved[layer]
             input_gate, forget_gate, output_gate = sig_gates.chunk(3, 1)
             grad_hidden = grad_below + grad_state[2 * layer]
-            grad_cell = grad_state[2 * layer + 1] + grad_hidden * output_gate * (
-                1 - tanh_cell * tanh_cell
+            grad_cell = grad_state[2 * layer + 1] + _tanh_backward(
+                tanh_cell, grad_hidden * output_gate
             )
             grad_sig_gates = torch.cat(
                 [grad_cell * candidate, grad_cell * cell, grad_hidden * tanh_cell], dim=1
             )
             grad_gates_layer = torch.cat(
                 [
-                    grad_sig_gates * sig_gates * (1 - sig_gates),
-                    grad_cell * input_gate * (1 - candidate * candidate),
+                    _sigmoid_backward(sig_gates, grad_sig_gates),
+                    _tanh_backward(candidate, grad_cell * input_gate),
                 ],
                 dim=1,
             )
@@ -255,7 +269,7 @@ def _step_backward(spec: Spec, saved, grads, weights, head_weight):
             grad_below = grad_joined[:, :inputs]
         else:
             joined, hidden = controller_saved[layer]
-            grad_gates_layer = grad_below * (1 - hidden * hidden)
+            grad_gates_layer = _tanh_backward(hidden, grad_below)
             grad_below = torch.mm(grad_gates_layer, weights[layer])
         layer_grads[layer] = (grad_gates_layer, joined)
     carry_grads = (grad_memory, grad_previous, grad_below, tuple(new_grad_state))
