@@ -38,10 +38,21 @@ def cosine_similarity(memory: Tensor, keys: Tensor) -> Tensor:
     Returns:
         ``[batch, heads, memory_slots]``, in ``[-1, 1]``.
     """
+    return cosine_similarity_parts(memory, keys)[0]
+
+
+def cosine_similarity_parts(memory: Tensor, keys: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`cosine_similarity` with the inverse norms it used (the fused backward needs them).
+
+    Returns:
+        ``(similarity [B, H, N], key_inv_norm [B, H, 1], row_inv_norm [B, 1, N])``.
+    """
     dot = torch.bmm(keys, memory.transpose(1, 2))  # (B, H, N)
     key_inv_norm = torch.rsqrt(keys.pow(2).sum(-1, keepdim=True) + NORM_EPS)  # (B, H, 1)
-    row_inv_norm = torch.rsqrt(memory.pow(2).sum(-1) + NORM_EPS).unsqueeze(1)  # (B, 1, N)
-    return dot * key_inv_norm * row_inv_norm
+    # One pass over the memory (vector_norm) instead of two (square, then sum).
+    row_norm = torch.linalg.vector_norm(memory, dim=-1)  # (B, N)
+    row_inv_norm = torch.rsqrt(row_norm.square() + NORM_EPS).unsqueeze(1)  # (B, 1, N)
+    return dot * key_inv_norm * row_inv_norm, key_inv_norm, row_inv_norm
 
 
 def content_weights(memory: Tensor, keys: Tensor, strengths: Tensor) -> Tensor:

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .addressing import LOG_FLOOR, NORM_EPS, interpolate, shift
+from .addressing import LOG_FLOOR, cosine_similarity_parts, interpolate, shift
 from .heads import CLIP
 from .memory import read, write
 
@@ -55,6 +55,32 @@ def _tanh_backward(output: Tensor, grad: Tensor) -> Tensor:
 def _sigmoid_backward(output: Tensor, grad: Tensor) -> Tensor:
     """``d(x)`` of ``y = sigmoid(x)``: ``g * y * (1 - y)``."""
     return _aten.sigmoid_backward(grad, output)
+
+
+class _StepSaved(NamedTuple):
+    """What the backward pass of one step needs from its forward pass."""
+
+    controller: (
+        list  # per layer: LSTM (joined, gates, candidate, cell, tanh_cell); else (joined, hidden)
+    )
+    output: Tensor  # (B, C)
+    raw: Tensor  # (B, P) head parameters before the clip
+    tanh: Tensor  # activated [keys, add]
+    sig: Tensor  # activated [gates, erase]
+    softplus_input: Tensor  # clipped [strengths, sharpening] before softplus
+    shift_weights: Tensor  # (B, H, 2R+1)
+    memory: Tensor  # (B, N, M) before the step
+    previous: Tensor  # (B, H, N) weights of the step before
+    key_inv_norm: Tensor  # (B, H, 1)
+    row_inv_norm: Tensor  # (B, 1, N)
+    similarity: Tensor  # (B, H, N)
+    strengths: Tensor  # (B, H)
+    content: Tensor  # (B, H, N)
+    gated: Tensor  # (B, H, N)
+    shifted: Tensor  # (B, H, N)
+    log_shifted: Tensor  # (B, H, N)
+    sharpening: Tensor  # (B, H)
+    focus: Tensor  # (B, H, N)
 
 
 # -- forward -------------------------------------------------------------------------------------
@@ -111,10 +137,7 @@ def _step_forward(spec: Spec, projected, carry, weights, bias, head_weight, head
     )
     strengths, sharpening = softplus[:, :heads], softplus[:, heads:] + 1.0
     # Addressing, as addressing.address, keeping every stage.
-    dot = torch.bmm(keys, memory.transpose(1, 2))  # (B, H, N)
-    key_inv_norm = torch.rsqrt(keys.pow(2).sum(-1, keepdim=True) + NORM_EPS)  # (B, H, 1)
-    row_inv_norm = torch.rsqrt(memory.pow(2).sum(-1) + NORM_EPS).unsqueeze(1)  # (B, 1, N)
-    similarity = dot * key_inv_norm * row_inv_norm
+    similarity, key_inv_norm, row_inv_norm = cosine_similarity_parts(memory, keys)  # (B, H, N)
     content = torch.softmax(similarity * strengths.unsqueeze(-1), dim=-1)
     gated = interpolate(content, previous, gates)
     shifted = shift(gated, shift_weights)
@@ -123,10 +146,10 @@ def _step_forward(spec: Spec, projected, carry, weights, bias, head_weight, head
     read_weights, write_weights = focus.split([spec.read_heads, writes], dim=1)
     new_reads = read(memory, read_weights).flatten(1)  # (B, R * M)
     new_memory = write(memory, write_weights, erase, add)
-    saved = (
-        controller_saved, output, raw, tanh, sig, softplus_input, shift_weights,
-        memory, previous, dot, key_inv_norm, row_inv_norm, similarity, strengths, content,
-        gated, shifted, log_shifted, sharpening, focus,
+    saved = _StepSaved(
+        controller_saved, output, raw, tanh, sig, softplus_input, shift_weights, memory,
+        previous, key_inv_norm, row_inv_norm, similarity, strengths, content, gated, shifted,
+        log_shifted, sharpening, focus,
     )  # fmt: skip
     return (new_memory, focus, new_reads, state), output, saved
 
@@ -173,9 +196,9 @@ def _step_backward(spec: Spec, saved, grads, weights, head_weight):
         d_raw, per-layer (d_gates, joined))``.
     """
     (
-        controller_saved, output, raw, tanh, sig, softplus_input, shift_weights,
-        memory, previous, dot, key_inv_norm, row_inv_norm, similarity, strengths, content,
-        gated, shifted, log_shifted, sharpening, focus,
+        controller_saved, output, raw, tanh, sig, softplus_input, shift_weights, memory,
+        previous, key_inv_norm, row_inv_norm, similarity, strengths, content, gated, shifted,
+        log_shifted, sharpening, focus,
     ) = saved  # fmt: skip
     grad_memory_new, grad_focus, grad_reads, grad_state, grad_output = grads
     layout = spec.layout
@@ -320,11 +343,11 @@ class _FusedSequence(torch.autograd.Function):
             return torch.zeros_like(like) if grad is None else grad
 
         last = saved[-1]
-        memory0 = last[7]
+        memory0 = last.memory
         steps = len(saved)
         grad_outputs = zeros_like_or(
             grad_outputs,
-            torch.empty(steps, *last[1].shape, dtype=memory0.dtype, device=memory0.device),
+            torch.empty(steps, *last.output.shape, dtype=memory0.dtype, device=memory0.device),
         )
         grad_all_reads = zeros_like_or(
             grad_all_reads,
@@ -332,9 +355,11 @@ class _FusedSequence(torch.autograd.Function):
                         dtype=memory0.dtype, device=memory0.device),
         )  # fmt: skip
         grad_memory = zeros_like_or(grad_memory, memory0)
-        grad_focus = zeros_like_or(grad_focus, last[19])
+        grad_focus = zeros_like_or(grad_focus, last.focus)
         grad_reads_carry = zeros_like_or(grad_reads, grad_all_reads[0])
-        state_like = [saved[-1][0][layer][3] for layer in range(spec.layers)] if spec.lstm else []
+        state_like = (
+            [last.controller[layer][3] for layer in range(spec.layers)] if spec.lstm else []
+        )
         grad_state = tuple(zeros_like_or(g, state_like[i // 2]) for i, g in enumerate(grad_state))
         grad_projected, grad_raws = [None] * steps, [None] * steps
         layer_grads = [[None] * steps for _ in range(spec.layers)]
@@ -360,7 +385,7 @@ class _FusedSequence(torch.autograd.Function):
             if layer > 0:
                 grad_bias[layer] = gates.sum(0)
         raws = torch.cat(grad_raws)  # (T*B, P)
-        outputs = torch.cat([s[1] for s in saved])  # (T*B, C)
+        outputs = torch.cat([s.output for s in saved])  # (T*B, C)
         grad_head_weight = torch.mm(raws.t(), outputs)
         grad_head_bias = raws.sum(0)
         return (None, None, torch.stack(grad_projected), grad_memory, grad_focus,

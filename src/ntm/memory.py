@@ -39,10 +39,9 @@ def write(memory: Tensor, weights: Tensor, erase: Tensor, add: Tensor) -> Tensor
         The new memory, ``[batch, memory_slots, memory_width]``.
     """
     columns = weights.transpose(1, 2)  # (B, N, H)
-    added = torch.bmm(columns, add)  # (B, N, M): sum over heads of w_h a_h^T
     if weights.size(1) == 1:
-        # One head: M + a-part - M * (w e^T), without a [B, 1, N, M] temporary and a product.
+        # One head: (M + w a^T) - M * (w e^T), without a [B, 1, N, M] temporary and a product.
         erased = torch.bmm(columns, erase)  # (B, N, M): w e^T
-        return torch.addcmul(memory + added, memory, erased, value=-1.0)
+        return torch.addcmul(torch.baddbmm(memory, columns, add), memory, erased, value=-1.0)
     kept = (1.0 - weights.unsqueeze(-1) * erase.unsqueeze(-2)).prod(dim=1)  # (B, N, M)
-    return memory * kept + added
+    return torch.baddbmm(memory * kept, columns, add)  # + sum over heads of w_h a_h^T
