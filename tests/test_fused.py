@@ -1,5 +1,8 @@
 """The fused path (hand-written backpropagation through time) against plain autograd."""
 
+import gc
+import weakref
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -150,3 +153,15 @@ def test_fused_stays_finite_with_zero_keys_and_memory():
     logits, final = model(torch.randn(20, 2, 5) * 10, state)
     (logits.sum() + final.memory.sum()).backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_fused_node_frees_what_it_saved():
+    """The final state must not alias a saved tensor: that cycle leaked every step's graph."""
+    model = _tiny(dtype=torch.float32)
+    logits, state = model(torch.randn(4, 2, 5))
+    saved = state.memory.grad_fn.saved  # the node's per-step tensors
+    watched = [weakref.ref(t) for step in saved for t in (step.output, step.focus, step.memory)]
+    (logits.sum() + sum(t.sum() for t in (*state[:4], *state.controller))).backward()
+    del logits, state, saved
+    gc.collect()
+    assert all(ref() is None for ref in watched)

@@ -329,7 +329,12 @@ class _FusedSequence(torch.autograd.Function):
         ctx.save_for_backward(*layer_weights, head_weight)
         focus_stack = torch.stack(all_focus)
         ctx.mark_non_differentiable(focus_stack)
+        # The final state's tensors may also sit in ctx.saved (the last weights, the top
+        # layer's hidden state is the last output): returning those very tensors would make
+        # them point to this node and the node to them, a cycle that is never freed.
         memory, focus, reads, state = carry
+        memory, focus, reads = memory.clone(), focus.clone(), reads.clone()
+        state = tuple(t.clone() for t in state)
         return (torch.stack(outputs), torch.stack(all_reads), focus_stack, memory, focus, reads,
                 *state)  # fmt: skip
 
