@@ -1,7 +1,7 @@
 """The paper's stacked-LSTM baseline (Graves et al. 2014, section 4).
 
-The baseline is a stack of LSTM layers followed by one linear layer to logits (the sigmoid is left to
-the loss, as for :class:`ntm.NTM`). It is built on :class:`torch.nn.LSTM`, so it runs the fused
+The baseline is a stack of LSTM layers followed by one linear layer to logits (the sigmoid is left
+to the loss, as for :class:`ntm.NTM`). It is built on :class:`torch.nn.LSTM`, so it runs the fused
 kernels where they exist. The paper's parameter counts (Tables 1-3) are a little higher than ours;
 the paper does not say how its layers were wired (Graves 2013 feeds the input to every layer and
 every layer to the output), so we keep the plain stack and report our counts beside theirs.

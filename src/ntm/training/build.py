@@ -55,6 +55,7 @@ def build_model(
             write_heads=config.write_heads,
             shift_range=config.shift_range,
             memory_init=config.memory_init,
+            fused=config.fused,
             device=device,
         )
     except ValueError as error:

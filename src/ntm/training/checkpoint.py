@@ -5,6 +5,8 @@ A run directory holds
 - ``config.json``: the resolved :class:`~ntm.training.config.RunConfig`;
 - ``metrics.jsonl``: one JSON object per logging interval;
 - ``model.safetensors``: the model's weights (what :func:`~ntm.training.load_run` reads);
+- ``best.safetensors``: the weights at the validation with the lowest cost so far (training
+  cost can spike back up late in a run, so the last weights are not always the best);
 - ``training_state.safetensors``: everything a resumed run needs in one file: weights,
   optimiser state, the RNG states and the loop's counters (as JSON in the metadata).
 
@@ -19,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ from torch import nn
 from .errors import RunDirError
 
 __all__ = [
+    "BEST_FILE",
     "CONFIG_FILE",
     "METRICS_FILE",
     "MODEL_FILE",
@@ -47,6 +50,7 @@ __all__ = [
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 MODEL_FILE = "model.safetensors"
+BEST_FILE = "best.safetensors"
 STATE_FILE = "training_state.safetensors"
 
 _META_KEY = "ntm"  # safetensors metadata is str -> str; ours is one JSON document under this key
@@ -58,8 +62,9 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
     If ``write`` or the move fails, the temporary file is removed and ``path`` is untouched.
     """
     path = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
+    # Beside the target (os.replace is atomic only within a file system); created by `write`
+    # itself, so it gets the usual permissions rather than mkstemp's 0600.
+    temporary = str(path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"))
     try:
         write(temporary)
         with open(temporary, "rb+") as file:

@@ -1,4 +1,4 @@
-"""Typed configuration of a training run: one dataclass per component, composed as :class:`RunConfig`.
+"""Typed configuration of a training run: one dataclass per component, composed as ``RunConfig``.
 
 Every field has a type annotation that is enforced when the config is read from JSON or overridden
 from the command line (``--set model.memory_slots=256``). Task parameters live in
@@ -47,6 +47,7 @@ class ModelConfig:
     ``kind`` picks the model: ``"ntm-lstm"`` and ``"ntm-ff"`` are :class:`ntm.NTM` with an LSTM or
     feedforward controller (they use the ``controller_*``, ``memory_*``, head and shift fields);
     ``"lstm"`` is :class:`ntm.baselines.LSTMBaseline` (it uses ``hidden_size`` and ``num_layers``).
+    ``fused`` picks the NTM's training path only; the weights are the same either way.
     """
 
     kind: ModelKind = "ntm-lstm"
@@ -58,6 +59,7 @@ class ModelConfig:
     write_heads: int = _bounded(1, min=1)
     shift_range: int = _bounded(1, min=0)  # R: shifts -R..R
     memory_init: Literal["constant", "learned", "random"] = "constant"
+    fused: bool = True  # NTM's hand-written backward pass: same math, several times faster
     hidden_size: int = _bounded(256, min=1)  # LSTM baseline only
     num_layers: int = _bounded(3, min=1)  # LSTM baseline only
 
@@ -104,13 +106,14 @@ class TrainConfig:
 
     ``val_seed`` seeds a generator of its own, so the held-out validation set (``val_batches``
     batches of ``val_batch_size``) is the same for every seed and every resumed run.
-    ``max_seconds`` and ``target_val_cost`` stop a run early (a time budget; a validation cost
-    reached); leave them ``None`` for runs that must be reproducible step for step.
+    ``max_seconds`` (a time budget for each call of ``train``, so also for each resume) and
+    ``target_val_cost`` (checked at each validation) stop a run early; leave them ``None`` for
+    runs that must be reproducible step for step.
     """
 
     steps: int = _bounded(2000, min=0)
     batch_size: int = _bounded(16, min=1)
-    seed: int = 1
+    seed: int = _bounded(1, min=0)
     log_every: int = _bounded(50, min=1)
     val_every: int = _bounded(250, min=1)
     val_batches: int = _bounded(4, min=1)

@@ -14,7 +14,7 @@ from torch import nn
 from .. import tasks
 from ..metrics import bit_errors_per_sequence, bits_per_sequence
 from .build import build_model, build_task
-from .checkpoint import CONFIG_FILE, METRICS_FILE, MODEL_FILE, load_weights
+from .checkpoint import BEST_FILE, CONFIG_FILE, METRICS_FILE, MODEL_FILE, load_weights
 from .config import RunConfig
 from .errors import ConfigError, RunDirError
 
@@ -24,6 +24,7 @@ __all__ = [
     "evaluate_batches",
     "generalisation",
     "load_run",
+    "read_config",
     "read_metrics",
     "resolve_run_dir",
     "setting_label",
@@ -156,7 +157,8 @@ def resolve_run_dir(run_dir: str | os.PathLike[str]) -> Path:
         try:
             return Path(pretrained.run_dir(name))
         except (KeyError, ValueError) as error:
-            raise RunDirError(f"no pretrained run {name!r}: {error}") from None
+            reason = error.args[0] if error.args else ""  # str(KeyError) adds quotes
+            raise RunDirError(f"no pretrained run {name!r}; {reason}") from None
     path = Path(text)
     if not path.is_dir():
         raise RunDirError(f"run directory {text} does not exist")
@@ -175,12 +177,15 @@ def read_config(run_dir: str | os.PathLike[str]) -> RunConfig:
 
 
 def load_run(
-    run_dir: str | os.PathLike[str], *, device: torch.device | str | None = None
+    run_dir: str | os.PathLike[str], *, best: bool = False,
+    device: torch.device | str | None = None,
 ) -> tuple[nn.Module, RunConfig]:
     """Load a trained model and its config from a run directory, in eval mode.
 
     Args:
         run_dir: a directory written by :func:`ntm.training.train`, or ``"pretrained:TASK"``.
+        best: load the weights of the best validation (``best.safetensors``) instead of the
+            last ones (``model.safetensors``).
         device: where to put the model; ``None`` means CUDA if the run asked for it (or for
             ``auto``) and it is available, else the CPU.
 
@@ -194,7 +199,7 @@ def load_run(
         device = "cuda" if wants_cuda and torch.cuda.is_available() else "cpu"
     task = build_task(config.task)
     model = build_model(config.model, task.input_size, task.output_size, device=device)
-    load_weights(model, path / MODEL_FILE)
+    load_weights(model, path / (BEST_FILE if best else MODEL_FILE))
     return model.eval(), config
 
 

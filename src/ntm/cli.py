@@ -1,0 +1,354 @@
+"""The ``ntm`` command line: train, evaluate, plot and demo. The only module that parses arguments.
+
+Every user mistake (unknown task, model or config key, a value of the wrong type, a missing or
+corrupt run directory, weights from another model) ends with one line ``ntm: error: ...`` on
+stderr and exit status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import plots, tasks, training
+from .training import (
+    MODEL_KINDS,
+    PRESETS,
+    ConfigError,
+    NTMError,
+    apply_overrides,
+    preset_config,
+)
+from .training.presets import demo_config
+
+PROG = "ntm"
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+RUN_FILES = (training.CONFIG_FILE, training.METRICS_FILE, training.MODEL_FILE,
+             training.BEST_FILE, training.STATE_FILE)
+
+
+class _UsageError(Exception):
+    """argparse's complaint, re-raised so that ``main`` prints it like every other error."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line instead of usage + message
+        raise _UsageError(message)
+
+
+def _positive(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Neural Turing Machines: train, evaluate, plot.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    overrides = {"dest": "overrides", "action": "append", "default": [], "metavar": "KEY=VALUE"}
+
+    train = commands.add_parser("train", help="train a model on a task", epilog="example: "
+                                "ntm train copy --steps 3000 --set model.memory_slots=64")
+    add = train.add_argument
+    add("task", nargs="?", metavar="TASK", help=f"task ({', '.join(tasks.TASKS)})")
+    add("--model", choices=MODEL_KINDS, help="model (default: ntm-lstm)")
+    add("--steps", type=int, metavar="N", help="updates in total (default: the preset's)")
+    add("--batch-size", type=_positive, metavar="B", help="sequences per update")
+    add("--seed", type=int, metavar="S", help="seed of the weights and data (default: 1)")
+    add("--out", metavar="DIR", help="run directory (default: runs/TASK-MODEL-seedS)")
+    add("--preset", choices=PRESETS, help="recipe (default: fast)")
+    add("--set", help="override a config value, e.g. model.memory_slots=64 or "
+        "task.max_length=10 (repeatable)", **overrides)
+    add("--tensorboard", action="store_true", help="also write TensorBoard logs")
+    add("--resume", metavar="DIR", help="continue the run in DIR")
+    add("--no-progress", action="store_true", help="no progress bar")
+
+    evaluate = commands.add_parser("eval", help="score a trained run")
+    add = evaluate.add_argument
+    add("run", metavar="RUN_DIR", help="run directory, or pretrained:TASK")
+    add("--set", help="a task setting to test, e.g. task.min_length=120 "
+        "(default: the training distribution and the generalisation tests)", **overrides)
+    add("--batches", type=_positive, default=4, metavar="K", help="batches per setting")
+    add("--batch-size", type=_positive, default=32, metavar="B", help="sequences per batch")
+    add("--seed", type=int, default=0, metavar="S", help="seed of the test sequences")
+    add("--best", action="store_true", help="use the weights of the best validation")
+    add("--json", action="store_true", help="print JSON instead of a table")
+
+    plot = commands.add_parser("plot", help="draw figures of one or more runs")
+    add = plot.add_argument
+    add("runs", metavar="RUN_DIR", nargs="+", help="run directories")
+    add("--out", metavar="DIR",
+        help="figure directory (default: RUN_DIR/figures for one run, ./figures for several)")
+    add("--batches", type=_positive, default=2, metavar="K", help="batches per test setting")
+    add("--batch-size", type=_positive, default=16, metavar="B", help="sequences per batch")
+    add("--best", action="store_true", help="use the weights of the best validation")
+
+    demo = commands.add_parser("demo", help="train an NTM to copy on the CPU, test, draw")
+    add, limits = demo.add_argument, training.presets.DEMO
+    add("--steps", type=int, metavar="N", help=f"update limit (default: {limits.steps})")
+    add("--seconds", type=float, metavar="S",
+        help=f"time limit in seconds (default: {limits.max_seconds:g})")
+    add("--out", default="runs/demo", metavar="DIR", help="run directory (default: runs/demo)")
+    add("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status (0 success, 2 error, 130 interrupted)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            args = _parser().parse_args(argv)
+            return _COMMANDS[args.command](args)
+    except SystemExit as exit:  # --help
+        return exit.code if isinstance(exit.code, int) else 0
+    except (NTMError, _UsageError, OSError) as error:
+        message = " ".join(str(error).split())  # one line, whatever the message held
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+
+# -- train ------------------------------------------------------------------------------------
+
+
+def _train(args: argparse.Namespace) -> int:
+    if args.resume:
+        config, out = _resume_config(args), Path(args.resume)
+    else:
+        if not args.task:
+            raise _UsageError("the following arguments are required: task (or --resume DIR)")
+        config = preset_config(args.task, args.model or "ntm-lstm", args.preset or "fast")
+        flags = [("train.steps", args.steps), ("train.batch_size", args.batch_size),
+                 ("train.seed", args.seed), ("train.tensorboard", args.tensorboard or None)]
+        config = apply_overrides(config, args.overrides + [f"{k}={v}" for k, v in flags
+                                                           if v is not None])
+        out = Path(args.out or f"runs/{config.task.name}-{config.model.kind}-seed"
+                               f"{config.train.seed}")
+    return _report_training(config, out, resume=bool(args.resume), progress=not args.no_progress)
+
+
+def _resume_config(args: argparse.Namespace) -> training.RunConfig:
+    """The saved config of the run to resume, with only ``--steps``/``--tensorboard`` changed."""
+    config = training.read_config(args.resume)
+    fixed = {"--model": args.model, "--batch-size": args.batch_size, "--seed": args.seed,
+             "--preset": args.preset, "--out": args.out, "--set": args.overrides or None}
+    given = [flag for flag, value in fixed.items() if value is not None]
+    if given:
+        raise _UsageError(f"--resume continues the run as configured in {args.resume}; "
+                          f"only --steps and --tensorboard may change, not {', '.join(given)}")
+    if args.task and args.task != config.task.name:
+        raise _UsageError(f"the run in {args.resume} trains {config.task.name!r}, "
+                          f"not {args.task!r}")
+    flags = [("train.steps", args.steps), ("train.tensorboard", args.tensorboard or None)]
+    return apply_overrides(config, [f"{k}={v}" for k, v in flags if v is not None])
+
+
+def _report_training(config: training.RunConfig, out: Path, *, resume: bool,
+                     progress: bool) -> int:
+    what = f"{config.task.name} with {config.model.kind}"
+    print(f"{'Resuming' if resume else 'Training'} {what} for {config.train.steps} steps of "
+          f"{config.train.batch_size} sequences -> {out}", file=sys.stderr)
+    result = training.train(config, out, resume=resume, progress=progress)
+    scores = f"cost {_number(result.cost)}"
+    if result.val_cost is not None:
+        scores += (f", validation cost {_number(result.val_cost)} and "
+                   f"{_number(result.val_bit_errors)} bit errors")
+    reason = {"time": " (time limit reached)",
+              "target": " (validation cost under train.target_val_cost)"}.get(result.stopped, "")
+    print(f"Step {result.step}{reason} ({result.sequences} sequences, {result.seconds:.0f} s): "
+          f"{scores} per sequence.")
+    if result.stopped == "interrupted":
+        print(f"Interrupted; checkpoint saved. Continue with: {PROG} train --resume {out}",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if result.best_step is not None and result.best_step != result.step:
+        print(f"Best validation: {_number(result.best_val_cost)} bits per sequence at step "
+              f"{result.best_step} ({training.BEST_FILE}; use --best with eval and plot).")
+    print(f"Run directory: {out}   (then: {PROG} eval {out}; {PROG} plot {out})")
+    return 0
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+# -- eval -------------------------------------------------------------------------------------
+
+
+def _eval(args: argparse.Namespace) -> int:
+    model, config = training.load_run(args.run, best=args.best)
+    rows = training.generalisation(model, config, settings=_eval_settings(config, args.overrides),
+                                   batches=args.batches, batch_size=args.batch_size,
+                                   seed=args.seed)
+    if args.json:
+        print(json.dumps({"run": str(args.run), "task": config.task.name,
+                          "model": config.model.kind, "results": rows}, indent=2))
+    else:
+        print(f"{config.task.name}, {config.model.kind}, {args.run}: "
+              f"{args.batches} x {args.batch_size} sequences per setting")
+        print(_table(rows))
+    return 0
+
+
+def _eval_settings(config: training.RunConfig, overrides: list[str]) -> list[dict] | None:
+    """The task-parameter overrides given with ``--set task.KEY=VALUE``, or None (the default
+    tests)."""
+    if not overrides:
+        return None
+    for item in overrides:
+        if not item.startswith("task.") or item.startswith("task.name="):
+            raise ConfigError(f"eval takes task parameters only (task.KEY=VALUE), got {item!r}")
+    changed = apply_overrides(config, overrides).task.params
+    return [{key: value for key, value in changed.items()
+             if config.task.params.get(key, not value) != value}]
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    columns = [("setting", "setting"), ("cost", "cost (bits/seq)"),
+               ("bit_errors", "bit errors/seq")]
+    if any("optimal_cost" in row for row in rows):
+        columns.append(("optimal_cost", "optimal cost (bits/seq)"))
+    cells = [[title for _, title in columns]]
+    cells += [[row[key] if key == "setting" else f"{row[key]:.3f}" for key, _ in columns]
+              for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    lines = [
+        "  ".join(cell.ljust(width) if i == 0 else cell.rjust(width)  # settings left, numbers right
+                  for i, (cell, width) in enumerate(zip(line, widths, strict=True)))
+        for line in cells
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+# -- plot -------------------------------------------------------------------------------------
+
+
+def _plot(args: argparse.Namespace) -> int:
+    out = Path(args.out or (Path(args.runs[0]) / "figures" if len(args.runs) == 1 else "figures"))
+    for path in _draw(args.runs, out, batches=args.batches, batch_size=args.batch_size,
+                      best=args.best):
+        print(path)
+    return 0
+
+
+def _draw(runs: Sequence[str], out: Path, *, batches: int, batch_size: int, best: bool = False,
+          tests: dict[str, list[dict]] | None = None) -> list[str]:
+    """Draw every figure of ``runs`` into ``out``; return the files written.
+
+    ``best`` draws the weights of each run's best validation; ``tests`` holds generalisation
+    results already computed, by run label (see ``_labels``).
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    labels = _labels(runs)
+    prefix = (lambda label: "") if len(runs) == 1 else (lambda label: f"{label}-")
+    written, curves, tests = [], {}, dict(tests or {})
+    for run, label in zip(runs, labels, strict=True):
+        model, config = training.load_run(run, best=best)
+        curves[label] = training.read_metrics(run)
+        if label not in tests:
+            tests[label] = training.generalisation(model, config, batches=batches,
+                                                   batch_size=batch_size)
+        example = _example(model, config)
+        name = f"{config.task.name}, {config.model.kind}"
+        figure = plots.sequence_figure(example["inputs"], example["targets"],
+                                       example["outputs"], title=f"{name} ({example['setting']})")
+        written.append(plots.save_figure(figure, out / f"{prefix(label)}sequence.png"))
+        if "read_weights" in example:
+            figure = plots.weightings_figure(example["read_weights"], example["write_weights"],
+                                             title=name)
+            written.append(plots.save_figure(figure, out / f"{prefix(label)}weightings.png"))
+    written.append(plots.save_figure(plots.learning_curve_figure(curves),
+                                     out / "learning_curve.png"))
+    metric = "cost" if any("optimal_cost" in row for rows in tests.values() for row in rows) \
+        else "bit_errors"
+    written.append(plots.save_figure(plots.generalisation_figure(tests, metric=metric),
+                                     out / "generalisation.png"))
+    return written
+
+
+def _labels(runs: Sequence[str]) -> list[str]:
+    """Short, distinct names for runs: the directory names, made unique by their parents."""
+    names = [Path(run).resolve().name if not run.startswith("pretrained:") else
+             run.replace(":", "-") for run in runs]
+    if len(set(names)) < len(names):
+        names = [str(run).replace("/", "-").replace(":", "-").strip("-.") for run in runs]
+    return names
+
+
+@torch.no_grad()
+def _example(model: torch.nn.Module, config: training.RunConfig) -> dict[str, Any]:
+    """One test sequence of the run's task with the model's outputs (and NTM weightings)."""
+    settings = [s for s in tasks.GENERALISATION.get(config.task.name, []) if s]
+    setting = settings[0] if settings else {}
+    task = training.build_task(config.task, **setting)
+    batch = task.sample(1, generator=torch.Generator().manual_seed(0))
+    inputs = batch.inputs.to(next(model.parameters()).device)
+    example: dict[str, Any] = {"setting": training.setting_label(setting)}
+    if hasattr(model, "trace"):
+        logits, _, trace = model.trace(inputs)
+        example["read_weights"] = trace.read_weights[:, 0].cpu()
+        example["write_weights"] = trace.write_weights[:, 0].cpu()
+    else:
+        logits, _ = model(inputs)
+    # Unscored steps show zero output, as the paper's figures do.
+    mask = batch.mask[:, 0, None].float()
+    example.update(inputs=batch.inputs[:, 0], targets=batch.targets[:, 0] * mask,
+                   outputs=torch.sigmoid(logits[:, 0]).cpu() * mask)
+    return example
+
+
+# -- demo -------------------------------------------------------------------------------------
+
+
+def _demo(args: argparse.Namespace) -> int:
+    config = demo_config()
+    flags = [("train.steps", args.steps), ("train.max_seconds", args.seconds)]
+    config = apply_overrides(config, [f"{k}={v}" for k, v in flags if v is not None])
+    out = Path(args.out)
+    if (out / training.CONFIG_FILE).exists():
+        print(f"Replacing the previous demo in {out}", file=sys.stderr)
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / "figures", ignore_errors=True)
+    print(f"Training an NTM (LSTM controller) to copy sequences of 1 to 20 8-bit vectors, on "
+          f"the CPU, for at most {config.train.steps} steps or {config.train.max_seconds:g} s.",
+          file=sys.stderr)
+    status = _report_training(config, out, resume=False, progress=not args.no_progress)
+    if status != 0:
+        return status
+    # Validation cost can spike late in a run (SPEC.md), so the demo shows its best weights.
+    model, config = training.load_run(out, best=True)
+    print("\nThe best validated weights, on lengths past training (trained on 1 to 20):")
+    rows = training.generalisation(model, config, batches=2, batch_size=16)
+    print(_table(rows))
+    figures = _draw([str(out)], out / "figures", batches=2, batch_size=16, best=True,
+                    tests={_labels([str(out)])[0]: rows})
+    print("\nFigures:\n  " + "\n  ".join(figures))
+    print(f"Metrics: {out / training.METRICS_FILE}\nWeights: {out / training.BEST_FILE} "
+          f"(best), {out / training.MODEL_FILE} (last)")
+    return 0
+
+
+_COMMANDS = {"train": _train, "eval": _eval, "plot": _plot, "demo": _demo}

@@ -1,0 +1,56 @@
+"""Models trained on the paper's tasks, shipped inside the package.
+
+Each model is a small run directory under this package, ``TASK-MODEL/``, holding the
+``config.json`` it was trained with, its weights in ``model.safetensors`` (no pickle) and its
+``metrics.jsonl`` learning curve. Everything loads offline.
+
+>>> import ntm
+>>> "copy-ntm-lstm" in ntm.pretrained.list()
+True
+"""
+
+from __future__ import annotations
+
+import builtins
+from pathlib import Path
+
+from torch import nn
+
+_HERE = Path(__file__).parent
+_WEIGHTS = "model.safetensors"
+DEFAULT_MODEL = "ntm-lstm"
+
+
+def list() -> builtins.list[str]:  # noqa: A001 - the name the API promises
+    """Names of the shipped models, ``"TASK-MODEL"``, sorted."""
+    return sorted(path.parent.name for path in _HERE.glob(f"*/{_WEIGHTS}"))
+
+
+def run_dir(name: str) -> Path:
+    """The directory of a shipped model: ``"copy"`` (the LSTM-controller NTM) or ``"copy-ntm-ff"``.
+
+    Raises:
+        KeyError: no such model; the message lists the shipped ones.
+    """
+    available = list()
+    for candidate in (name, f"{name}-{DEFAULT_MODEL}"):
+        if candidate in available:
+            return _HERE / candidate
+    raise KeyError(f"shipped models: {', '.join(available) or 'none'}")
+
+
+def load(task: str, model: str = DEFAULT_MODEL, *, device=None) -> nn.Module:
+    """The shipped model trained on ``task`` (an :class:`ntm.NTM`), in eval mode.
+
+    Args:
+        task: a task name, e.g. ``"copy"``.
+        model: ``"ntm-lstm"`` or ``"ntm-ff"``.
+        device: where to put it (default: the CPU, or CUDA if available).
+
+    Raises:
+        KeyError: no model was shipped for ``task`` and ``model``.
+    """
+    from ..training import load_run  # the run-directory reader; imported late, it imports us
+
+    loaded, _ = load_run(run_dir(f"{task}-{model}"), device=device)
+    return loaded

@@ -1,0 +1,72 @@
+"""Training, evaluation and run directories: the library behind the ``ntm`` command line.
+
+>>> from ntm.training import apply_overrides, preset_config
+>>> config = apply_overrides(preset_config("copy", "ntm-lstm"), ["model.memory_slots=64"])
+>>> config.model.memory_slots, config.optim.name, config.train.batch_size
+(64, 'rmsprop', 16)
+"""
+
+from .build import build_model, build_task, resolve_device
+from .checkpoint import BEST_FILE, CONFIG_FILE, METRICS_FILE, MODEL_FILE, STATE_FILE
+from .config import (
+    MODEL_KINDS,
+    ModelConfig,
+    OptimConfig,
+    RunConfig,
+    TaskConfig,
+    TrainConfig,
+    apply_overrides,
+)
+from .errors import ConfigError, NTMError, RunDirError, TrainingDiverged
+from .evaluate import (
+    evaluate,
+    evaluate_batches,
+    generalisation,
+    load_run,
+    read_config,
+    read_metrics,
+    resolve_run_dir,
+    setting_label,
+)
+from .loop import TIMING_FIELDS, TrainResult, train
+from .optim import build_optimizer, clip_gradients
+from .presets import FAST, PAPER_MODELS, PRESETS, preset_config
+
+__all__ = [
+    "BEST_FILE",
+    "CONFIG_FILE",
+    "FAST",
+    "METRICS_FILE",
+    "MODEL_FILE",
+    "MODEL_KINDS",
+    "PAPER_MODELS",
+    "PRESETS",
+    "STATE_FILE",
+    "TIMING_FIELDS",
+    "ConfigError",
+    "ModelConfig",
+    "NTMError",
+    "OptimConfig",
+    "RunConfig",
+    "RunDirError",
+    "TaskConfig",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingDiverged",
+    "apply_overrides",
+    "build_model",
+    "build_optimizer",
+    "build_task",
+    "clip_gradients",
+    "evaluate",
+    "evaluate_batches",
+    "generalisation",
+    "load_run",
+    "preset_config",
+    "read_config",
+    "read_metrics",
+    "resolve_device",
+    "resolve_run_dir",
+    "setting_label",
+    "train",
+]

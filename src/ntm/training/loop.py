@@ -1,0 +1,308 @@
+"""The training loop: seeded, logged, checkpointed and resumable step for step."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..metrics import LN_2, sequence_loss
+from .build import build_model, build_task, resolve_device
+from .checkpoint import (
+    BEST_FILE,
+    CONFIG_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    STATE_FILE,
+    atomic_write_text,
+    load_state,
+    save_state,
+    save_weights,
+)
+from .config import RunConfig
+from .errors import ConfigError, RunDirError, TrainingDiverged
+from .evaluate import evaluate_batches, read_config
+from .optim import build_optimizer, clip_gradients
+
+__all__ = ["RESUMABLE_FIELDS", "TIMING_FIELDS", "TrainResult", "train"]
+
+# Fields of metrics.jsonl that measure time and so differ between otherwise identical runs.
+TIMING_FIELDS = ("seconds", "sequences_per_second")
+# Fields of TrainConfig a resumed run may change without changing what it computes.
+RESUMABLE_FIELDS = ("steps", "device", "threads", "tensorboard", "max_seconds", "target_val_cost")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` did.
+
+    Attributes:
+        out_dir: the run directory.
+        step: updates done in total (including those before a resume).
+        sequences: training sequences seen in total.
+        cost: training bits per sequence over the last logging interval (None before one).
+        val_cost, val_bit_errors: the final model's scores on the held-out set.
+        seconds: training wall-clock time in total (including before a resume).
+        stopped: ``"steps"`` (reached ``train.steps``), ``"target"`` (validation cost under
+            ``train.target_val_cost``), ``"time"`` (``train.max_seconds`` spent) or
+            ``"interrupted"`` (Ctrl-C; a checkpoint was saved).
+        best_step, best_val_cost: the validation with the lowest cost, whose weights are in
+            ``best.safetensors``.
+    """
+
+    out_dir: Path
+    step: int
+    sequences: int
+    cost: float | None
+    val_cost: float | None
+    val_bit_errors: float | None
+    seconds: float
+    stopped: str
+    best_step: int | None = None
+    best_val_cost: float | None = None
+
+
+def train(
+    config: RunConfig, out_dir: str | os.PathLike[str], *, resume: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Train the model of ``config`` on its task, writing a run directory.
+
+    Writes ``config.json``, ``metrics.jsonl`` (one line per ``train.log_every`` steps: ``step``,
+    ``sequences``, ``cost`` in bits per sequence averaged over the interval, ``seconds``,
+    ``sequences_per_second``, and every ``train.val_every`` steps ``val_cost`` and
+    ``val_bit_errors`` on a fixed held-out set, plus ``val_optimal_cost`` for ngrams), the
+    weights and a resumable training state every ``train.checkpoint_every`` steps and at the end
+    (see :mod:`ntm.training.checkpoint`), the weights of the best validation so far
+    (``best.safetensors``), and TensorBoard logs if ``train.tensorboard``.
+
+    Args:
+        config: the run; ``train.seed`` seeds the initialisation and the training data.
+            ``train.threads`` sets torch's CPU threads for the run (restored afterwards).
+        out_dir: the run directory; created if missing. It must not hold a run unless resuming.
+        resume: continue the run in ``out_dir`` up to ``config.train.steps`` steps in total.
+            The metrics then match those of one uninterrupted run, except the timing fields.
+        progress: show a progress bar with the cost and sequences per second.
+
+    Raises:
+        ConfigError: an invalid config, or one that differs from the saved run's when resuming.
+        RunDirError: ``out_dir`` holds a run (not resuming), or no resumable state (resuming).
+        TrainingDiverged: the loss became NaN or infinite; the last checkpoint is kept.
+    """
+    out = Path(out_dir)
+    config = RunConfig.from_dict(config.to_dict())  # checks every type and bound, and the task
+    if resume:
+        _check_resumable(config, out)
+    elif (out / STATE_FILE).exists() or (out / METRICS_FILE).exists():
+        raise RunDirError(f"{out} already holds a run; continue it with --resume {out} "
+                          "or choose another output directory")
+    device = resolve_device(config.train.device)
+    task = build_task(config.task)
+    # Two streams from one seed: even for the initial weights (and random memory), odd for the
+    # data; the same seed for both would make the first batch a copy of the first weights' draws.
+    torch.manual_seed(2 * config.train.seed)
+    model = build_model(config.model, task.input_size, task.output_size, device=device)
+    optimizer = build_optimizer(model.parameters(), config.optim)
+    generators = {"data": torch.Generator().manual_seed(2 * config.train.seed + 1)}
+    if device.type == "cuda":  # random memory initialisation draws on the device
+        generators["cuda"] = torch.cuda.default_generators[device.index or 0]
+    # The held-out set: its own fixed seed, so it is the same for every run of the task.
+    validation_generator = torch.Generator().manual_seed(config.train.val_seed)
+    validation = [
+        task.sample(config.train.val_batch_size, generator=validation_generator).to(device)
+        for _ in range(config.train.val_batches)
+    ]
+
+    counters: dict[str, Any] = {"step": 0, "sequences": 0, "seconds": 0.0, "interval_cost": 0.0,
+                                "interval_steps": 0, "interval_start": 0.0, "cost": None,
+                                "val_cost": None, "val_bit_errors": None, "val_step": None,
+                                "best_val_cost": None, "best_step": None}
+    out.mkdir(parents=True, exist_ok=True)
+    if resume:
+        counters.update(load_state(out / STATE_FILE, model, optimizer, generators))
+        _truncate_metrics(out / METRICS_FILE, counters["step"])
+    atomic_write_text(out / CONFIG_FILE, config.to_json())
+
+    def validate() -> dict[str, float]:
+        scores = evaluate_batches(model, validation, task)
+        counters.update(val_cost=scores["cost"], val_bit_errors=scores["bit_errors"],
+                        val_step=counters["step"])
+        best = counters["best_val_cost"]
+        if best is None or scores["cost"] < best:  # validation spikes happen (SPEC.md)
+            counters.update(best_val_cost=scores["cost"], best_step=counters["step"])
+            save_weights(model, out / BEST_FILE, {"step": counters["step"],
+                                                  "val_cost": scores["cost"]})
+        return scores
+
+    def checkpoint() -> None:
+        # The state file first: resuming reads it alone, load_run reads the weights.
+        save_state(out / STATE_FILE, model, optimizer, generators, counters)
+        save_weights(model, out / MODEL_FILE, {"step": counters["step"]})
+
+    steps, batch_size = config.train.steps, config.train.batch_size
+    parameters = list(model.parameters())
+    writer = _tensorboard(out, config.train.tensorboard, counters["step"])
+    bar = tqdm(total=steps * batch_size, initial=counters["sequences"], unit="seq",
+               disable=not progress, dynamic_ncols=True, leave=True)
+    started, seconds_before = time.perf_counter(), counters["seconds"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.train.threads)
+    stopped = "steps"
+    last_checkpoint = counters["step"] if resume else None
+    model.train()
+    try:
+        with open(out / METRICS_FILE, "a", encoding="utf-8") as metrics, _interruptible() as stop:
+            while counters["step"] < steps:
+                batch = task.sample(batch_size, generator=generators["data"]).to(device)
+                value = _update(model, optimizer, parameters, batch, config)
+                if not math.isfinite(value):
+                    kept = ("no checkpoint was saved yet" if last_checkpoint is None else
+                            f"the checkpoint of step {last_checkpoint} is kept in {out}")
+                    raise TrainingDiverged(f"the loss became {value} at step "
+                                           f"{counters['step'] + 1}; {kept} (try a lower optim.lr)")
+                step = counters["step"] = counters["step"] + 1
+                counters["sequences"] += batch_size
+                counters["interval_cost"] += value / LN_2  # nats -> bits per sequence
+                counters["interval_steps"] += 1
+                counters["seconds"] = seconds_before + time.perf_counter() - started
+                bar.update(batch_size)
+                if step % config.train.log_every == 0 or step % config.train.val_every == 0:
+                    record = _log(counters, config, validate)
+                    metrics.write(json.dumps(record) + "\n")
+                    metrics.flush()
+                    bar.set_postfix({k: f"{record[k]:.3g}" for k in ("cost", "val_cost")
+                                     if k in record}, refresh=False)
+                    if writer is not None:
+                        for key, number in record.items():
+                            if number is not None and key != "step":
+                                writer.add_scalar(key, number, step)
+                target, budget = config.train.target_val_cost, config.train.max_seconds
+                if target is not None and counters["val_step"] == step \
+                        and counters["val_cost"] < target:
+                    stopped = "target"
+                elif budget is not None and time.perf_counter() - started >= budget:
+                    stopped = "time"
+                elif stop.is_set():
+                    stopped = "interrupted"
+                if stopped != "steps" or step % config.train.checkpoint_every == 0 \
+                        or step == steps:
+                    checkpoint()
+                    last_checkpoint = step
+                if stopped != "steps":
+                    break
+            if last_checkpoint is None:  # train.steps = 0: save the initial model
+                checkpoint()
+        if counters["step"] != counters["val_step"]:  # score the final model
+            validate()
+    finally:
+        torch.set_num_threads(threads)
+        bar.close()
+        if writer is not None:
+            writer.close()
+    return TrainResult(out, counters["step"], counters["sequences"], counters["cost"],
+                       counters["val_cost"], counters["val_bit_errors"], counters["seconds"],
+                       stopped, counters["best_step"], counters["best_val_cost"])
+
+
+def _update(model, optimizer, parameters, batch, config: RunConfig) -> float:
+    """One update on ``batch``; returns its loss in nats per sequence, measured before it.
+
+    A NaN or infinite loss is returned without touching the weights or the optimiser state.
+    """
+    logits, _ = model(batch.inputs)
+    loss = sequence_loss(logits, batch.targets, batch.mask)
+    value = loss.item()
+    if math.isfinite(value):
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clip_gradients(parameters, config.optim)
+        optimizer.step()
+    return value
+
+
+def _log(counters: dict[str, Any], config: RunConfig, validate) -> dict[str, Any]:
+    """One metrics record; resets the interval sums. Validation runs every ``val_every``."""
+    step = counters["step"]
+    elapsed = counters["seconds"] - counters["interval_start"]
+    sequences = counters["interval_steps"] * config.train.batch_size
+    counters["cost"] = counters["interval_cost"] / counters["interval_steps"]
+    record = {"step": step, "sequences": counters["sequences"], "cost": counters["cost"],
+              "seconds": round(counters["seconds"], 3),
+              "sequences_per_second": round(sequences / elapsed, 2) if elapsed > 0 else None}
+    if step % config.train.val_every == 0:
+        scores = validate()
+        record.update({f"val_{key}": value for key, value in scores.items()})
+    counters.update(interval_cost=0.0, interval_steps=0, interval_start=counters["seconds"])
+    return record
+
+
+def _check_resumable(config: RunConfig, out: Path) -> None:
+    if not (out / STATE_FILE).is_file():
+        raise RunDirError(f"{out} has no training state to resume ({STATE_FILE} is missing)")
+    saved = read_config(out).to_dict()
+    given = config.to_dict()
+    for section, values in saved.items():
+        for key, value in values.items():
+            if section == "train" and key in RESUMABLE_FIELDS:
+                continue
+            if given[section][key] != value:
+                raise ConfigError(
+                    f"cannot resume with {section}.{key}={given[section][key]!r}: the run in "
+                    f"{out} has {value!r} (a resumed run may change only train."
+                    f"{', train.'.join(RESUMABLE_FIELDS)})")
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop the records logged after the checkpoint: the resumed run logs them again."""
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+    atomic_write_text(path, "".join(kept))
+
+
+def _tensorboard(out: Path, enabled: bool, step: int):
+    """A TensorBoard writer in ``out/tensorboard``, or None (with a warning if not installed)."""
+    if not enabled:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        warnings.warn("tensorboard is not installed, so no TensorBoard logs are written "
+                      "(pip install tensorboard)", RuntimeWarning, stacklevel=3)
+        return None
+    # purge_step drops events a crashed run logged after its last checkpoint.
+    return SummaryWriter(log_dir=str(out / "tensorboard"), purge_step=step or None)
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[threading.Event]:
+    """While active, a first Ctrl-C sets the yielded event (the loop saves and stops after the
+    current step, so no update is cut in half); a second one interrupts at once."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)

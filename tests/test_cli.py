@@ -1,0 +1,175 @@
+"""End-to-end tests of the ``ntm`` command line, run in-process through ``ntm.cli.main``."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from ntm.cli import main
+from ntm.training import TIMING_FIELDS, read_metrics
+
+SMALL = ["--set", "model.memory_slots=12", "--set", "model.memory_width=6",
+         "--set", "model.controller_size=12", "--set", "model.hidden_size=12",
+         "--set", "model.num_layers=1", "--set", "train.log_every=1",
+         "--set", "train.val_every=2", "--set", "train.val_batches=1",
+         "--set", "train.val_batch_size=2", "--batch-size", "2", "--no-progress"]
+# Short sequences of every task.
+TASK_SETTINGS = {
+    "copy": ["task.max_length=3"],
+    "repeat_copy": ["task.max_length=2", "task.max_repeats=2"],
+    "associative_recall": ["task.max_items=3", "task.item_length=1"],
+    "ngrams": ["task.length=12"],
+    "priority_sort": ["task.num_inputs=4", "task.num_outputs=3"],
+}
+
+
+def _train(out, task="copy", model="ntm-lstm", *extra):
+    """Train a tiny run into ``out`` for 2 steps (``extra`` may override) and return ``out``."""
+    sets = [arg for setting in TASK_SETTINGS[task] for arg in ("--set", setting)]
+    assert main(["train", task, "--model", model, "--steps", "2", "--out", str(out),
+                 *SMALL, *sets, *extra]) == 0
+    return out
+
+
+def _error(capsys, argv):
+    """Run ``argv``; check exit 2 and a single ``ntm: error:`` line; return that line."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) >= 1 and err[-1].startswith("ntm: error: "), err
+    assert not any("Traceback" in line for line in err)
+    return err[-1]
+
+
+@pytest.mark.parametrize("task", sorted(TASK_SETTINGS))
+@pytest.mark.parametrize("model", ["ntm-lstm", "ntm-ff", "lstm"])
+def test_train_every_task_and_model(tmp_path, capsys, task, model):
+    out = _train(tmp_path / "run", task, model)
+    assert [r["step"] for r in read_metrics(out)] == [1, 2]
+    assert "Run directory" in capsys.readouterr().out
+    assert json.loads((out / "config.json").read_text())["model"]["kind"] == model
+
+
+@pytest.mark.parametrize("task", sorted(TASK_SETTINGS))
+def test_eval_runs_the_generalisation_tests(tmp_path, capsys, task):
+    out = _train(tmp_path / "run", task, "ntm-ff")
+    capsys.readouterr()
+    assert main(["eval", str(out), "--batches", "1", "--batch-size", "1", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    settings = [row["setting"] for row in report["results"]]
+    assert settings[0] == "training"
+    if task == "copy":
+        assert settings[1:] == ["length=10", "length=20", "length=30", "length=50", "length=120"]
+    if task == "ngrams":
+        assert "optimal_cost" in report["results"][0]
+    assert main(["eval", str(out), "--batches", "1", "--batch-size", "1"]) == 0
+    table = capsys.readouterr().out
+    assert "bit errors/seq" in table and ("optimal cost" in table) == (task == "ngrams")
+
+
+def test_eval_with_a_setting(tmp_path, capsys):
+    out = _train(tmp_path / "run")
+    capsys.readouterr()
+    assert main(["eval", str(out), "--set", "task.min_length=7", "--set", "task.max_length=7",
+                 "--batches", "1", "--batch-size", "2", "--json", "--best"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["results"]
+    assert row["setting"] == "length=7" and row["params"] == {"min_length": 7, "max_length": 7}
+
+
+def test_resume_continues_to_the_same_metrics(tmp_path):
+    whole = _train(tmp_path / "whole", "copy", "ntm-lstm", "--steps", "4")
+    pieces = _train(tmp_path / "pieces", "copy", "ntm-lstm", "--steps", "3")
+    assert main(["train", "--resume", str(pieces), "--steps", "4", "--no-progress"]) == 0
+
+    def strip(records):
+        return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in records]
+
+    assert strip(read_metrics(pieces)) == strip(read_metrics(whole))
+
+
+def test_plot_writes_png_figures(tmp_path, capsys):
+    first, second = _train(tmp_path / "ntm"), _train(tmp_path / "lstm", "copy", "lstm")
+    capsys.readouterr()
+    assert main(["plot", str(first), "--batches", "1", "--batch-size", "1"]) == 0
+    names = sorted(p.name for p in (first / "figures").iterdir())
+    assert names == ["generalisation.png", "learning_curve.png", "sequence.png",
+                     "weightings.png"]
+    capsys.readouterr()
+    out = tmp_path / "both"
+    assert main(["plot", str(first), str(second), "--out", str(out), "--batches", "1",
+                 "--batch-size", "1"]) == 0
+    written = capsys.readouterr().out.split()
+    assert len(written) == 5  # 2 sequences + 1 weightings (NTM only) + curves + generalisation
+    for path in out.iterdir():
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 1000
+
+
+def test_demo_trains_evaluates_and_draws(tmp_path, capsys):
+    out = tmp_path / "demo"
+    out.mkdir()
+    for name in ("config.json", "metrics.jsonl"):  # a previous demo, which is replaced
+        (out / name).write_text("old")
+    assert main(["demo", "--steps", "2", "--out", str(out), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "length=120" in text and str(out / "figures" / "sequence.png") in text
+    assert (out / "figures" / "weightings.png").stat().st_size > 0
+    assert len(read_metrics(out)) <= 2
+
+
+def test_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
+    run = _train(tmp_path / "run")
+    line = _error(capsys, ["train", "nosuchtask"])
+    assert "unknown task 'nosuchtask'; valid tasks: associative_recall, copy" in line
+    assert "choose from" in _error(capsys, ["train", "copy", "--model", "gru"])
+    assert "valid keys of model" in _error(capsys, ["train", "copy", "--set", "model.slots=3"])
+    assert "expects int, got 'x'" in _error(capsys, ["train", "copy", "--set",
+                                                     "model.memory_slots=x"])
+    assert "invalid int value" in _error(capsys, ["train", "copy", "--steps", "many"])
+    assert "does not exist" in _error(capsys, ["eval", str(tmp_path / "missing")])
+    assert "already holds a run" in _error(capsys, ["train", "copy", "--out", str(run)])
+    assert "only --steps" in _error(capsys, ["train", "--resume", str(run), "--seed", "3"])
+    assert "task parameters only" in _error(capsys, ["eval", str(run), "--set", "optim.lr=1"])
+    assert "required" in _error(capsys, ["train"])
+
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(run, corrupt)
+    (corrupt / "config.json").write_text("{not json")
+    assert "config.json is corrupt" in _error(capsys, ["eval", str(corrupt)])
+    (corrupt / "config.json").write_text((run / "config.json").read_text())
+    (corrupt / "model.safetensors").write_bytes(b"\0" * 10)
+    assert "model.safetensors is corrupt" in _error(capsys, ["plot", str(corrupt)])
+
+    other = _train(tmp_path / "other", "copy", "ntm-lstm", "--set", "model.controller_size=10")
+    shutil.copy(other / "model.safetensors", corrupt / "model.safetensors")
+    assert "does not fit the model" in _error(capsys, ["eval", str(corrupt)])
+
+
+def test_diverged_training_exits_2_and_keeps_the_checkpoint(tmp_path, capsys, monkeypatch):
+    import math
+
+    import ntm.training.loop as loop
+
+    calls = {"n": 0}
+    original = loop.sequence_loss
+
+    def poisoned(*args):
+        calls["n"] += 1
+        return original(*args) * (math.inf if calls["n"] == 3 else 1.0)
+
+    monkeypatch.setattr(loop, "sequence_loss", poisoned)
+    out = tmp_path / "run"
+    line = _error(capsys, ["train", "copy", "--steps", "5", "--out", str(out), *SMALL,
+                           "--set", "train.checkpoint_every=2"])
+    assert "the loss became inf at step 3; the checkpoint of step 2 is kept" in line
+    monkeypatch.undo()
+    assert main(["eval", str(out), "--batches", "1", "--batch-size", "1"]) == 0
+
+
+def test_python_m_ntm_exits_2_without_traceback():
+    result = subprocess.run([sys.executable, "-m", "ntm", "train", "copy", "--set",
+                             "model.memory_slots=lots"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "ntm: error: model.memory_slots expects int, got 'lots'")

@@ -1,0 +1,203 @@
+"""Tests of the training loop, resuming, evaluation and run directories (ntm.training)."""
+
+import json
+import math
+import warnings
+
+import pytest
+import torch
+
+import ntm.training.loop as loop
+from ntm import tasks
+from ntm.training import (
+    TIMING_FIELDS,
+    ConfigError,
+    RunDirError,
+    TrainingDiverged,
+    apply_overrides,
+    evaluate,
+    evaluate_batches,
+    load_run,
+    preset_config,
+    read_metrics,
+    train,
+)
+from ntm.training.checkpoint import STATE_FILE
+
+TINY = ["model.memory_slots=12", "model.memory_width=6", "model.controller_size=12",
+        "train.batch_size=2", "train.log_every=1", "train.val_every=2", "train.val_batches=1",
+        "train.val_batch_size=3", "train.checkpoint_every=2", "task.max_length=3"]
+
+
+def _config(*extra, kind="ntm-lstm", steps=6):
+    return apply_overrides(preset_config("copy", kind), [*TINY, f"train.steps={steps}", *extra])
+
+
+def _without_timing(records):
+    return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in records]
+
+
+def _poison_loss_at(monkeypatch, call):
+    """Make the training loss NaN on the ``call``-th step of the next run."""
+    calls = {"n": 0}
+    original = loop.sequence_loss
+
+    def poisoned(*args):
+        calls["n"] += 1
+        loss = original(*args)
+        return loss * math.nan if calls["n"] == call else loss
+
+    monkeypatch.setattr(loop, "sequence_loss", poisoned)
+
+
+def test_metrics_and_run_directory(tmp_path):
+    result = train(_config("train.log_every=2", "train.val_every=4", steps=8), tmp_path,
+                   progress=False)
+    assert (result.step, result.sequences, result.stopped) == (8, 16, "steps")
+    records = read_metrics(tmp_path)
+    assert [r["step"] for r in records] == [2, 4, 6, 8]
+    assert {"step", "sequences", "cost", "seconds"} <= set(records[0])
+    assert "val_cost" in records[1] and "val_bit_errors" in records[1]
+    assert "val_cost" not in records[0]
+    assert result.val_cost == records[-1]["val_cost"]
+    model, config = load_run(tmp_path)
+    assert config == _config("train.log_every=2", "train.val_every=4", steps=8)
+    assert not model.training
+    # best.safetensors holds the weights of the lowest validation cost.
+    costs = {r["step"]: r["val_cost"] for r in records if "val_cost" in r}
+    assert result.best_val_cost == min(costs.values())
+    assert costs[result.best_step] == result.best_val_cost
+    best, _ = load_run(tmp_path, best=True)
+    assert evaluate_batches(best, [tasks.make("copy", max_length=3).sample(
+        3, generator=torch.Generator().manual_seed(config.train.val_seed))])["cost"] \
+        == pytest.approx(result.best_val_cost)
+
+
+def test_resume_after_a_crash_matches_one_uninterrupted_run(tmp_path, monkeypatch):
+    config = _config("model.memory_init=random", steps=8)  # random memory: uses the global RNG
+    train(config, tmp_path / "whole", progress=False)
+
+    # Crash at step 6 (NaN): checkpoint of step 4 kept, metrics of step 5 already logged.
+    _poison_loss_at(monkeypatch, 6)
+    with pytest.raises(TrainingDiverged, match="nan at step 6; the checkpoint of step 4"):
+        train(config, tmp_path / "pieces", progress=False)
+    monkeypatch.undo()
+    assert read_metrics(tmp_path / "pieces")[-1]["step"] == 5
+    train(apply_overrides(config, ["train.steps=5"]), tmp_path / "pieces", resume=True,
+          progress=False)
+    train(config, tmp_path / "pieces", resume=True, progress=False)
+
+    whole, pieces = read_metrics(tmp_path / "whole"), read_metrics(tmp_path / "pieces")
+    assert [r["step"] for r in pieces] == list(range(1, 9))
+    assert _without_timing(pieces) == _without_timing(whole)
+
+
+def test_divergence_before_any_checkpoint_says_so(tmp_path, monkeypatch):
+    _poison_loss_at(monkeypatch, 1)
+    with pytest.raises(TrainingDiverged, match="no checkpoint was saved yet"):
+        train(_config(), tmp_path, progress=False)
+
+
+def test_run_directory_guards(tmp_path):
+    train(_config(steps=2), tmp_path, progress=False)
+    with pytest.raises(RunDirError, match="already holds a run"):
+        train(_config(steps=2), tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="cannot resume with model.memory_slots=16"):
+        train(_config("model.memory_slots=16"), tmp_path, resume=True, progress=False)
+    with pytest.raises(RunDirError, match="no training state"):
+        train(_config(), tmp_path / "empty", resume=True, progress=False)
+    (tmp_path / STATE_FILE).write_bytes(b"garbage")
+    with pytest.raises(RunDirError, match="corrupt"):
+        train(_config(steps=4), tmp_path, resume=True, progress=False)
+
+
+def test_early_stops(tmp_path):
+    result = train(_config("train.target_val_cost=1e9"), tmp_path / "target", progress=False)
+    assert (result.stopped, result.step) == ("target", 2)
+    result = train(_config("train.max_seconds=1e-9"), tmp_path / "time", progress=False)
+    assert (result.stopped, result.step) == ("time", 1)
+    assert load_run(tmp_path / "time")[0] is not None  # a checkpoint was written
+
+
+def test_tensorboard_missing_is_a_warning_not_an_error(tmp_path):
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        with pytest.warns(RuntimeWarning, match="tensorboard is not installed"):
+            train(_config("train.tensorboard=true", steps=1), tmp_path, progress=False)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            train(_config("train.tensorboard=true", steps=2), tmp_path, progress=False)
+        assert (tmp_path / "tensorboard").is_dir()
+
+
+def test_evaluate_scores_and_optimal_cost(tmp_path):
+    model, _ = load_run(_trained(tmp_path))
+    task = tasks.make("copy", max_length=3)
+    first = evaluate(model, task, 2, 3, torch.Generator().manual_seed(0))
+    again = evaluate(model, task, 2, 3, torch.Generator().manual_seed(0))
+    assert first == again and set(first) == {"cost", "bit_errors"}
+    assert 0 <= first["bit_errors"] <= 3 * 8 and first["cost"] > 0
+
+    config = apply_overrides(preset_config("ngrams", "lstm"), [
+        "model.hidden_size=8", "model.num_layers=1", "task.length=12", "train.steps=0"])
+    train(config, tmp_path / "ngrams", progress=False)
+    model, _ = load_run(tmp_path / "ngrams")
+    scores = evaluate(model, tasks.make("ngrams", length=12), 1, 4)
+    assert set(scores) == {"cost", "bit_errors", "optimal_cost"}
+
+
+def _trained(path):
+    train(_config(steps=2), path, progress=False)
+    return path
+
+
+def test_load_run_errors(tmp_path):
+    with pytest.raises(RunDirError, match="does not exist"):
+        load_run(tmp_path / "missing")
+    with pytest.raises(RunDirError, match="config.json is missing"):
+        load_run(tmp_path)
+    run = _trained(tmp_path / "run")
+    config = json.loads((run / "config.json").read_text())
+    config["model"]["controller_size"] = 13
+    (run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(RunDirError, match="does not fit the model in config.json"):
+        load_run(run)
+    with pytest.raises(RunDirError, match="pretrained"):
+        load_run("pretrained:nosuchtask")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_trains_and_resumes_on_cuda(tmp_path):
+    config = _config("train.device=cuda", "model.memory_init=random", steps=4)
+    train(config, tmp_path / "whole", progress=False)
+    train(apply_overrides(config, ["train.steps=2"]), tmp_path / "pieces", progress=False)
+    train(config, tmp_path / "pieces", resume=True, progress=False)
+    assert len(read_metrics(tmp_path / "pieces")) == 4
+    assert next(load_run(tmp_path / "whole")[0].parameters()).is_cuda
+
+
+def test_ctrl_c_saves_and_stops_after_the_current_step(tmp_path, monkeypatch):
+    import signal
+
+    calls = {"n": 0}
+    original = loop.sequence_loss
+
+    def interrupted_at_step_3(*args):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            signal.raise_signal(signal.SIGINT)  # as if the user pressed Ctrl-C mid-step
+        return original(*args)
+
+    monkeypatch.setattr(loop, "sequence_loss", interrupted_at_step_3)
+    config = _config(steps=6)
+    result = train(config, tmp_path / "run", progress=False)
+    assert (result.stopped, result.step) == ("interrupted", 3)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    monkeypatch.undo()
+    result = train(config, tmp_path / "run", resume=True, progress=False)
+    train(config, tmp_path / "whole", progress=False)
+    assert result.step == 6
+    assert _without_timing(read_metrics(tmp_path / "run")) == _without_timing(
+        read_metrics(tmp_path / "whole"))

@@ -1,0 +1,49 @@
+"""Tests of the optimiser and gradient clipping (ntm.training.optim)."""
+
+import pytest
+import torch
+
+from ntm.training import OptimConfig, build_optimizer, clip_gradients
+
+
+def _parameter_with_gradient(values):
+    parameter = torch.nn.Parameter(torch.zeros(len(values)))
+    parameter.grad = torch.tensor(values)
+    return parameter
+
+
+def test_value_clipping_clamps_each_component():
+    parameter = _parameter_with_gradient([-30.0, -10.0, -2.5, 0.0, 4.0, 12.0])
+    clip_gradients([parameter], OptimConfig(clip="value", clip_value=10.0))
+    assert parameter.grad.tolist() == [-10.0, -10.0, -2.5, 0.0, 4.0, 10.0]
+
+
+def test_norm_clipping_rescales_the_whole_gradient():
+    first, second = _parameter_with_gradient([3.0, 0.0]), _parameter_with_gradient([4.0])
+    clip_gradients([first, second], OptimConfig(clip="norm", max_norm=1.0))
+    torch.testing.assert_close(first.grad, torch.tensor([0.6, 0.0]))
+    torch.testing.assert_close(second.grad, torch.tensor([0.8]))
+
+
+def test_no_clipping_leaves_gradients():
+    parameter = _parameter_with_gradient([100.0])
+    clip_gradients([parameter], OptimConfig(clip="none"))
+    assert parameter.grad.item() == 100.0
+
+
+def test_rmsprop_is_graves_centered_variant_with_momentum():
+    optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(2))], OptimConfig(lr=1e-4))
+    assert isinstance(optimizer, torch.optim.RMSprop)
+    group = optimizer.param_groups[0]
+    assert (group["alpha"], group["momentum"], group["eps"], group["centered"]) == (
+        0.95, 0.9, 1e-4, True)
+
+
+@pytest.mark.parametrize("name", ["rmsprop", "adam"])
+def test_one_step_moves_against_the_gradient(name):
+    parameter = _parameter_with_gradient([1.0, -1.0])
+    optimizer = build_optimizer([parameter], OptimConfig(name=name, lr=0.01))
+    optimizer.step()
+    assert parameter[0] < 0 < parameter[1]
+    if name == "adam":
+        assert optimizer.param_groups[0]["betas"] == (0.9, 0.999)
