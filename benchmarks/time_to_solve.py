@@ -34,6 +34,8 @@ def main(argv=None) -> None:
     parser.add_argument("--target", type=float, default=0.1, help="validation bits/sequence")
     parser.add_argument("--max-seconds", type=float, default=600.0, help="give up after")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--val-every", type=int, default=50,
+                        help="steps between validations: the resolution of the measurement")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--json", default="time_to_solve.json")
     args = parser.parse_args(argv)
@@ -50,6 +52,7 @@ def main(argv=None) -> None:
                 f"train.threads={args.threads}",
                 f"train.target_val_cost={args.target}",
                 f"train.max_seconds={args.max_seconds}",
+                f"train.val_every={args.val_every}",
                 "train.steps=10000000",
                 "train.checkpoint_every=10000000",
             ],

@@ -26,3 +26,26 @@ def test_benchmark_times_each_path_and_writes_json(tmp_path):
 def test_benchmark_rejects_unknown_path():
     with pytest.raises(ValueError, match="valid paths: fused, plain"):
         benchmark([1], [1], ["compiled"])
+
+
+def test_ntm_bench_command_prints_the_table_and_writes_json(tmp_path, capsys):
+    from ntm.cli import main
+
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--batch-sizes", "1", "--threads", "1", "--steps", "1",
+                 "--paths", "fused,plain", "--json", str(out)]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "sequences/s" in printed and printed.count("cpu") >= 2
+    assert len(json.loads(out.read_text())["results"]) == 2
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [["--paths", "compiled"], ["--batch-sizes", "0"], ["--batch-sizes", "x"], ["--threads", ""]],
+)
+def test_ntm_bench_rejects_bad_input_in_one_line(arguments, capsys):
+    from ntm.cli import main
+
+    assert main(["bench", "--steps", "1", *arguments]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("ntm: error:") and error.count("\n") == 1

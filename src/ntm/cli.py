@@ -2,13 +2,15 @@
 
 Every user mistake (unknown task, model or config key, a value of the wrong type, a missing or
 corrupt run directory, weights from another model) ends with one line ``ntm: error: ...`` on
-stderr and exit status 2, without a traceback.
+stderr and exit status 2, without a traceback. ``ntm sweep`` exits with 1 when some seed failed.
+Under ``torchrun``, every process runs ``ntm train`` and rank 0 alone prints.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import warnings
@@ -30,6 +32,7 @@ from .training import (
 from .training.presets import demo_config
 
 PROG = "ntm"
+EXIT_SOME_FAILED = 1  # ntm sweep: some seed's ntm train did not finish
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
 RUN_FILES = (training.CONFIG_FILE, training.METRICS_FILE, training.MODEL_FILE,
@@ -56,6 +59,27 @@ def _positive(text: str) -> int:
     return value
 
 
+_TASK_MODULE_HELP = ("import MODULE first, for the tasks it registers (ntm.tasks.register); "
+                     "searched on PYTHONPATH and in the working directory")
+
+
+def _import_task_module(module: str | None) -> None:
+    """Import a module that registers custom tasks (``--task-module``).
+
+    The working directory is searched too (as ``python -m`` does, but appended, so that its
+    files cannot shadow installed packages): the ``ntm`` script's own directory is on
+    ``sys.path`` instead. Runs that recorded ``task.module`` are loaded with the same search.
+    """
+    here = str(Path.cwd())
+    if "" not in sys.path and here not in sys.path:
+        sys.path.append(here)
+    if module:
+        try:
+            tasks.import_module(module)
+        except ImportError as error:
+            raise training.TaskModuleError(str(error)) from error
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Neural Turing Machines: train, evaluate, plot.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -64,7 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model on a task", epilog="example: "
                                 "ntm train copy --steps 3000 --set model.memory_slots=64")
     add = train.add_argument
-    add("task", nargs="?", metavar="TASK", help=f"task ({', '.join(tasks.TASKS)})")
+    add("task", nargs="?", metavar="TASK",
+        help=f"task ({', '.join(tasks.TASKS)}, or one registered by --task-module)")
+    add("--task-module", metavar="MODULE", help=_TASK_MODULE_HELP)
     add("--model", choices=MODEL_KINDS, help="model (default: ntm-lstm)")
     add("--steps", type=int, metavar="N", help="updates in total (default: the preset's)")
     add("--batch-size", type=_positive, metavar="B", help="sequences per update")
@@ -77,6 +103,32 @@ def _parser() -> argparse.ArgumentParser:
     add("--resume", metavar="DIR", help="continue the run in DIR")
     add("--no-progress", action="store_true", help="no progress bar")
 
+    sweep = commands.add_parser(
+        "sweep", help="train several seeds at once, one process each, and summarise them",
+        epilog="example: ntm sweep copy --seeds 1-10 --jobs 4 --out runs/copy-sweep. Exit "
+        "status: 0 if every seed finished, 1 if some failed (see the table), 2 on bad input.")
+    add = sweep.add_argument
+    add("task", metavar="TASK", help="task, as for ntm train")
+    add("--seeds", required=True, metavar="LIST", help="seeds, e.g. 1-10, 1,3,5 or 1-3,7")
+    add("--jobs", type=_positive, metavar="J",
+        help=f"seeds trained at a time (default: the CPU cores, {os.cpu_count()})")
+    add("--target", type=float, default=0.1, metavar="BITS",
+        help="validation cost, in bits per sequence, that counts as converged (default: 0.1)")
+    add("--out", metavar="DIR", help="parent of the run directories DIR/seedS "
+        "(default: runs/TASK-MODEL-sweep)")
+    passed_on = [  # given to every seed's ntm train as they came
+        add("--task-module", metavar="MODULE", help=_TASK_MODULE_HELP),
+        add("--model", choices=MODEL_KINDS, help="model (default: ntm-lstm)"),
+        add("--steps", type=int, metavar="N", help="updates per seed (default: the preset's)"),
+        add("--batch-size", type=_positive, metavar="B", help="sequences per update"),
+        add("--preset", choices=PRESETS, help="recipe (default: fast)"),
+        add("--set", help="override a config value of every seed (repeatable); each seed "
+            "runs with train.threads=1 unless set here", **overrides),
+        add("--tensorboard", action="store_true", help="also write TensorBoard logs"),
+    ]
+    sweep.set_defaults(passed_on=[(action.option_strings[0], action.dest)
+                                  for action in passed_on])
+
     evaluate = commands.add_parser("eval", help="score a trained run")
     add = evaluate.add_argument
     add("run", metavar="RUN_DIR", help="run directory, or pretrained:TASK")
@@ -87,6 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--seed", type=int, default=0, metavar="S", help="seed of the test sequences")
     add("--best", action="store_true", help="use the weights of the best validation")
     add("--json", action="store_true", help="print JSON instead of a table")
+    add("--task-module", metavar="MODULE", help=_TASK_MODULE_HELP)
 
     plot = commands.add_parser("plot", help="draw figures of one or more runs")
     add = plot.add_argument
@@ -96,6 +149,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--batches", type=_positive, default=2, metavar="K", help="batches per test setting")
     add("--batch-size", type=_positive, default=16, metavar="B", help="sequences per batch")
     add("--best", action="store_true", help="use the weights of the best validation")
+    add("--task-module", metavar="MODULE", help=_TASK_MODULE_HELP)
 
     demo = commands.add_parser("demo", help="train an NTM to copy on the CPU, test, draw")
     add, limits = demo.add_argument, training.presets.DEMO
@@ -104,7 +158,44 @@ def _parser() -> argparse.ArgumentParser:
         help=f"time limit in seconds (default: {limits.max_seconds:g})")
     add("--out", default="runs/demo", metavar="DIR", help="run directory (default: runs/demo)")
     add("--no-progress", action="store_true", help="no progress bar")
+
+    bench = commands.add_parser("bench", help="time training steps of ntm.NTM (speed table)")
+    add = bench.add_argument
+    add("--batch-sizes", type=_int_list, default=[1, 8, 32, 128], metavar="B,B,...")
+    add("--threads", type=_int_list, default=[1, 2], metavar="T,T,...")
+    add("--paths", default="fused", help="comma-separated: fused (the default path), plain")
+    add("--device", default="cpu", help="cpu or cuda")
+    add("--steps", type=_positive, default=20, metavar="N", help="timed steps per row")
+    add("--json", metavar="FILE", help="also write the results as JSON")
     return parser
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like 1,8,32, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from . import bench  # timing code, loaded only for this command
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise _UsageError("--device cuda: no CUDA device is available")
+    print(bench.environment())
+    print(bench.HEADER)
+    try:
+        results = bench.benchmark(args.batch_sizes, args.threads, args.paths.split(","),
+                                  device=args.device, timed_steps=args.steps)
+    except ValueError as error:
+        raise _UsageError(str(error)) from None
+    if args.json:
+        bench.write_json(results, args.json)
+        print(f"wrote {args.json}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -133,19 +224,27 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def _train(args: argparse.Namespace) -> int:
+    _import_task_module(args.task_module)
     if args.resume:
         config, out = _resume_config(args), Path(args.resume)
     else:
         if not args.task:
             raise _UsageError("the following arguments are required: task (or --resume DIR)")
-        config = preset_config(args.task, args.model or "ntm-lstm", args.preset or "fast")
-        flags = [("train.steps", args.steps), ("train.batch_size", args.batch_size),
-                 ("train.seed", args.seed), ("train.tensorboard", args.tensorboard or None)]
-        config = apply_overrides(config, args.overrides + [f"{k}={v}" for k, v in flags
-                                                           if v is not None])
+        config = _new_config(args)
         out = Path(args.out or f"runs/{config.task.name}-{config.model.kind}-seed"
                                f"{config.train.seed}")
     return _report_training(config, out, resume=bool(args.resume), progress=not args.no_progress)
+
+
+def _new_config(args: argparse.Namespace) -> training.RunConfig:
+    """The config of a new run from the options of ``ntm train`` (or ``ntm sweep``)."""
+    config = preset_config(args.task, args.model or "ntm-lstm", args.preset or "fast")
+    flags = [("train.steps", args.steps), ("train.batch_size", args.batch_size),
+             ("train.seed", getattr(args, "seed", None)),
+             ("train.tensorboard", args.tensorboard or None)]
+    flags.append(("task.module", args.task_module))  # recorded: eval and plot import it
+    return apply_overrides(config, args.overrides + [f"{k}={v}" for k, v in flags
+                                                     if v is not None])
 
 
 def _resume_config(args: argparse.Namespace) -> training.RunConfig:
@@ -166,10 +265,15 @@ def _resume_config(args: argparse.Namespace) -> training.RunConfig:
 
 def _report_training(config: training.RunConfig, out: Path, *, resume: bool,
                      progress: bool) -> int:
+    processes, rank = training.distributed.launched()
     what = f"{config.task.name} with {config.model.kind}"
-    print(f"{'Resuming' if resume else 'Training'} {what} for {config.train.steps} steps of "
-          f"{config.train.batch_size} sequences -> {out}", file=sys.stderr)
+    each = f" on each of {processes} processes" if processes > 1 else ""
+    if rank == 0:  # under torchrun, rank 0 speaks for every rank
+        print(f"{'Resuming' if resume else 'Training'} {what} for {config.train.steps} steps of "
+              f"{config.train.batch_size} sequences{each} -> {out}", file=sys.stderr)
     result = training.train(config, out, resume=resume, progress=progress)
+    if rank != 0:
+        return EXIT_INTERRUPTED if result.stopped == "interrupted" else 0
     scores = f"cost {_number(result.cost)}"
     if result.val_cost is not None:
         scores += (f", validation cost {_number(result.val_cost)} and "
@@ -197,6 +301,7 @@ def _number(value: float | None) -> str:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    _import_task_module(args.task_module)
     model, config = training.load_run(args.run, best=args.best)
     rows = training.generalisation(model, config, settings=_eval_settings(config, args.overrides),
                                    batches=args.batches, batch_size=args.batch_size,
@@ -246,6 +351,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 
 def _plot(args: argparse.Namespace) -> int:
+    _import_task_module(args.task_module)
     out = Path(args.out or (Path(args.runs[0]) / "figures" if len(args.runs) == 1 else "figures"))
     for path in _draw(args.runs, out, batches=args.batches, batch_size=args.batch_size,
                       best=args.best):
@@ -351,4 +457,41 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"train": _train, "eval": _eval, "plot": _plot, "demo": _demo}
+# -- sweep ------------------------------------------------------------------------------------
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    _import_task_module(args.task_module)
+    seeds = training.parse_seeds(args.seeds)
+    if not args.target > 0:
+        raise _UsageError(f"argument --target: expected a cost above 0, got {args.target}")
+    config = _new_config(args)  # checked once here rather than failing once per seed
+    out = Path(args.out or f"runs/{config.task.name}-{config.model.kind}-sweep")
+    train_args = [args.task]
+    for flag, dest in args.passed_on:
+        value = getattr(args, dest)
+        if isinstance(value, list):  # --set, repeatable
+            train_args += [item for setting in value for item in (flag, setting)]
+        elif value is True:  # a switch
+            train_args.append(flag)
+        elif value not in (None, False):
+            train_args += [flag, str(value)]
+    jobs = args.jobs or os.cpu_count() or 1
+    print(f"Training {len(seeds)} seeds of {config.task.name} with {config.model.kind}, at most "
+          f"{jobs} at a time -> {out}", file=sys.stderr)
+    ended: list[training.SeedRun] = []
+
+    def report(run: training.SeedRun) -> None:
+        ended.append(run)
+        how = "finished" if run.finished else f"failed: {run.error or 'no output'}"
+        print(f"[{len(ended)}/{len(seeds)}] seed {run.seed} {how}", file=sys.stderr)
+
+    runs = training.run_sweep(train_args, seeds, out, jobs=jobs, target=args.target,
+                              report=report)
+    print(training.sweep_table(runs, args.target))
+    print(f"Summary: {out / training.SUMMARY_FILE}")
+    return 0 if all(run.finished for run in runs) else EXIT_SOME_FAILED
+
+
+_COMMANDS = {"train": _train, "sweep": _sweep, "eval": _eval, "plot": _plot, "demo": _demo,
+             "bench": _bench}
