@@ -38,6 +38,7 @@ def main(argv=None) -> None:
                         help="steps between validations: the resolution of the measurement")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--json", default="time_to_solve.json")
+    parser.add_argument("--keep", metavar="DIR", help="keep the run directories under DIR")
     args = parser.parse_args(argv)
 
     rows = []
@@ -57,8 +58,11 @@ def main(argv=None) -> None:
                 "train.checkpoint_every=10000000",
             ],
         )
-        with tempfile.TemporaryDirectory() as out:
-            result = train(config, out, progress=False)
+        if args.keep:
+            result = train(config, f"{args.keep}/seed{seed}", progress=False)
+        else:
+            with tempfile.TemporaryDirectory() as out:
+                result = train(config, out, progress=False)
         solved = result.stopped == "target"
         rows.append(
             {"seed": seed, "solved": solved, "seconds": result.seconds,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import warnings
@@ -86,7 +85,9 @@ def _parser() -> argparse.ArgumentParser:
     overrides = {"dest": "overrides", "action": "append", "default": [], "metavar": "KEY=VALUE"}
 
     train = commands.add_parser("train", help="train a model on a task", epilog="example: "
-                                "ntm train copy --steps 3000 --set model.memory_slots=64")
+                                "ntm train copy --steps 3000 --set model.memory_slots=64. "
+                                "Data-parallel on K processes (--batch-size is per process): "
+                                "torchrun --nproc_per_node K -m ntm train copy")
     add = train.add_argument
     add("task", nargs="?", metavar="TASK",
         help=f"task ({', '.join(tasks.TASKS)}, or one registered by --task-module)")
@@ -111,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     add("task", metavar="TASK", help="task, as for ntm train")
     add("--seeds", required=True, metavar="LIST", help="seeds, e.g. 1-10, 1,3,5 or 1-3,7")
     add("--jobs", type=_positive, metavar="J",
-        help=f"seeds trained at a time (default: the CPU cores, {os.cpu_count()})")
+        help=f"seeds trained at a time (default: the CPU cores, {training.cpu_cores()})")
     add("--target", type=float, default=0.1, metavar="BITS",
         help="validation cost, in bits per sequence, that counts as converged (default: 0.1)")
     add("--out", metavar="DIR", help="parent of the run directories DIR/seedS "
@@ -476,7 +477,7 @@ def _sweep(args: argparse.Namespace) -> int:
             train_args.append(flag)
         elif value not in (None, False):
             train_args += [flag, str(value)]
-    jobs = args.jobs or os.cpu_count() or 1
+    jobs = args.jobs or training.cpu_cores()
     print(f"Training {len(seeds)} seeds of {config.task.name} with {config.model.kind}, at most "
           f"{jobs} at a time -> {out}", file=sys.stderr)
     ended: list[training.SeedRun] = []

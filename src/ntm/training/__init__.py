@@ -17,7 +17,8 @@ from .config import (
     TrainConfig,
     apply_overrides,
 )
-from .errors import ConfigError, NTMError, RunDirError, TrainingDiverged
+from .distributed import World
+from .errors import ConfigError, NTMError, RunDirError, TaskModuleError, TrainingDiverged
 from .evaluate import (
     evaluate,
     evaluate_batches,
@@ -31,6 +32,7 @@ from .evaluate import (
 from .loop import TIMING_FIELDS, TrainResult, train
 from .optim import build_optimizer, clip_gradients
 from .presets import FAST, PAPER_MODELS, PRESETS, preset_config
+from .sweep import SUMMARY_FILE, SeedRun, cpu_cores, parse_seeds, run_sweep, sweep_table
 
 __all__ = [
     "BEST_FILE",
@@ -42,6 +44,7 @@ __all__ = [
     "PAPER_MODELS",
     "PRESETS",
     "STATE_FILE",
+    "SUMMARY_FILE",
     "TIMING_FIELDS",
     "ConfigError",
     "ModelConfig",
@@ -49,24 +52,31 @@ __all__ = [
     "OptimConfig",
     "RunConfig",
     "RunDirError",
+    "SeedRun",
     "TaskConfig",
+    "TaskModuleError",
     "TrainConfig",
     "TrainResult",
     "TrainingDiverged",
+    "World",
     "apply_overrides",
     "build_model",
     "build_optimizer",
     "build_task",
     "clip_gradients",
+    "cpu_cores",
     "evaluate",
     "evaluate_batches",
     "generalisation",
     "load_run",
+    "parse_seeds",
     "preset_config",
     "read_config",
     "read_metrics",
     "resolve_device",
     "resolve_run_dir",
+    "run_sweep",
     "setting_label",
+    "sweep_table",
     "train",
 ]

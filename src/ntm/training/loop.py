@@ -1,4 +1,7 @@
-"""The training loop: seeded, logged, checkpointed and resumable step for step."""
+"""The training loop: seeded, logged, checkpointed and resumable step for step.
+
+Under ``torchrun`` the same loop trains data-parallel (see :mod:`ntm.training.distributed`).
+"""
 
 from __future__ import annotations
 
@@ -19,7 +22,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..metrics import LN_2, sequence_loss
-from .build import build_model, build_task, resolve_device
+from . import distributed
+from .build import build_model, build_task
 from .checkpoint import (
     BEST_FILE,
     CONFIG_FILE,
@@ -32,16 +36,19 @@ from .checkpoint import (
     save_weights,
 )
 from .config import RunConfig
+from .distributed import World, data_seed
 from .errors import ConfigError, RunDirError, TrainingDiverged
 from .evaluate import evaluate_batches, read_config
 from .optim import build_optimizer, clip_gradients
 
-__all__ = ["RESUMABLE_FIELDS", "TIMING_FIELDS", "TrainResult", "train"]
+__all__ = ["RESUMABLE_FIELDS", "TIMING_FIELDS", "TrainResult", "train", "validation_set"]
 
 # Fields of metrics.jsonl that measure time and so differ between otherwise identical runs.
 TIMING_FIELDS = ("seconds", "sequences_per_second")
 # Fields of TrainConfig a resumed run may change without changing what it computes.
 RESUMABLE_FIELDS = ("steps", "device", "threads", "tensorboard", "max_seconds", "target_val_cost")
+# Why a run stops, by priority: the ranks agree on the highest reason any of them has.
+_STOP_REASONS = ("steps", "interrupted", "time", "target")
 
 
 @dataclass
@@ -60,6 +67,8 @@ class TrainResult:
             ``"interrupted"`` (Ctrl-C; a checkpoint was saved).
         best_step, best_val_cost: the validation with the lowest cost, whose weights are in
             ``best.safetensors``.
+        world_size: processes that trained together (torchrun's ``WORLD_SIZE``). Only rank 0
+            validates, so on other ranks the validation fields are None.
     """
 
     out_dir: Path
@@ -72,6 +81,7 @@ class TrainResult:
     stopped: str
     best_step: int | None = None
     best_val_cost: float | None = None
+    world_size: int = 1
 
 
 def train(
@@ -96,46 +106,67 @@ def train(
             The metrics then match those of one uninterrupted run, except the timing fields.
         progress: show a progress bar with the cost and sequences per second.
 
+    Under ``torchrun`` (``WORLD_SIZE`` above 1) every process calls ``train`` with the same
+    arguments; they train one model with DistributedDataParallel, each rank drawing its own
+    ``train.batch_size`` sequences per step from a seed derived from ``train.seed`` and its rank
+    (:func:`~ntm.training.distributed.data_seed`), so ``sequences`` counts ``world_size *
+    batch_size`` per step and the logged cost is the mean over all ranks' sequences. Rank 0
+    alone validates and writes the run directory; a resumed run must have as many processes,
+    and every rank reads the saved state, so ``out_dir`` must be on a file system all see.
+
     Raises:
         ConfigError: an invalid config, or one that differs from the saved run's when resuming.
         RunDirError: ``out_dir`` holds a run (not resuming), or no resumable state (resuming).
         TrainingDiverged: the loss became NaN or infinite; the last checkpoint is kept.
     """
-    out = Path(out_dir)
     config = RunConfig.from_dict(config.to_dict())  # checks every type and bound, and the task
+    with distributed.process_group(config.train.device) as world:
+        return _train(config, Path(out_dir), world, resume=resume, progress=progress)
+
+
+def _train(config: RunConfig, out: Path, world: World, *, resume: bool,
+           progress: bool) -> TrainResult:
+    """:func:`train` in the process group of ``world``."""
     if resume:
         _check_resumable(config, out)
-    elif (out / STATE_FILE).exists() or (out / METRICS_FILE).exists():
+    elif world.main and ((out / STATE_FILE).exists() or (out / METRICS_FILE).exists()):
+        # Rank 0 alone looks: another rank could see the files rank 0 has just begun to write.
         raise RunDirError(f"{out} already holds a run; continue it with --resume {out} "
                           "or choose another output directory")
-    device = resolve_device(config.train.device)
+    device = world.device
     task = build_task(config.task)
     # Two streams from one seed: even for the initial weights (and random memory), odd for the
     # data; the same seed for both would make the first batch a copy of the first weights' draws.
     torch.manual_seed(2 * config.train.seed)
     model = build_model(config.model, task.input_size, task.output_size, device=device)
     optimizer = build_optimizer(model.parameters(), config.optim)
-    generators = {"data": torch.Generator().manual_seed(2 * config.train.seed + 1)}
+    generators = {"data": torch.Generator().manual_seed(data_seed(config.train.seed, world.rank))}
     if device.type == "cuda":  # random memory initialisation draws on the device
         generators["cuda"] = torch.cuda.default_generators[device.index or 0]
-    # The held-out set: its own fixed seed, so it is the same for every run of the task.
-    validation_generator = torch.Generator().manual_seed(config.train.val_seed)
-    validation = [
-        task.sample(config.train.val_batch_size, generator=validation_generator).to(device)
-        for _ in range(config.train.val_batches)
-    ]
+    validation = validation_set(config, task, device) if world.main else []
 
     counters: dict[str, Any] = {"step": 0, "sequences": 0, "seconds": 0.0, "interval_cost": 0.0,
                                 "interval_steps": 0, "interval_start": 0.0, "cost": None,
                                 "val_cost": None, "val_bit_errors": None, "val_step": None,
-                                "best_val_cost": None, "best_step": None}
-    out.mkdir(parents=True, exist_ok=True)
+                                "best_val_cost": None, "best_step": None,
+                                "world_size": world.size}
     if resume:
-        counters.update(load_state(out / STATE_FILE, model, optimizer, generators))
-        _truncate_metrics(out / METRICS_FILE, counters["step"])
-    atomic_write_text(out / CONFIG_FILE, config.to_json())
+        saved = load_state(out / STATE_FILE, model, optimizer, generators)
+        if saved.get("world_size", 1) != world.size:
+            raise ConfigError(f"the run in {out} was trained by {saved.get('world_size', 1)} "
+                              f"process(es), not {world.size}; resume it with as many, so that "
+                              "every rank draws the data it would have drawn")
+        counters.update(saved)
+        distributed.restore_generators(out / STATE_FILE, generators, world)
+    if world.main:
+        out.mkdir(parents=True, exist_ok=True)
+        if resume:
+            _truncate_metrics(out / METRICS_FILE, counters["step"])
+        atomic_write_text(out / CONFIG_FILE, config.to_json())
+    replica = distributed.wrap(model, world)  # after loading: DDP broadcasts rank 0's weights
 
     def validate() -> dict[str, float]:
+        # The bare model, on rank 0 only: the DDP wrapper's forward pass is collective.
         scores = evaluate_batches(model, validation, task)
         counters.update(val_cost=scores["cost"], val_bit_errors=scores["bit_errors"],
                         val_step=counters["step"])
@@ -147,38 +178,45 @@ def train(
         return scores
 
     def checkpoint() -> None:
+        others = distributed.gather_generators(generators, world)  # collective: every rank
+        if not world.main:
+            return
         # The state file first: resuming reads it alone, load_run reads the weights.
-        save_state(out / STATE_FILE, model, optimizer, generators, counters)
+        save_state(out / STATE_FILE, model, optimizer, {**generators, **others}, counters)
         save_weights(model, out / MODEL_FILE, {"step": counters["step"]})
 
     steps, batch_size = config.train.steps, config.train.batch_size
+    per_step = batch_size * world.size  # sequences of one update, over all ranks
     parameters = list(model.parameters())
-    writer = _tensorboard(out, config.train.tensorboard, counters["step"])
-    bar = tqdm(total=steps * batch_size, initial=counters["sequences"], unit="seq",
-               disable=not progress, dynamic_ncols=True, leave=True)
+    writer = _tensorboard(out, config.train.tensorboard and world.main, counters["step"])
+    bar = tqdm(total=steps * per_step, initial=counters["sequences"], unit="seq",
+               disable=not (progress and world.main), dynamic_ncols=True, leave=True)
     started, seconds_before = time.perf_counter(), counters["seconds"]
     threads = torch.get_num_threads()
     torch.set_num_threads(config.train.threads)
     stopped = "steps"
     last_checkpoint = counters["step"] if resume else None
-    model.train()
+    replica.train()
+    metrics_file = (open(out / METRICS_FILE, "a", encoding="utf-8") if world.main  # noqa: SIM115
+                    else contextlib.nullcontext())
     try:
-        with open(out / METRICS_FILE, "a", encoding="utf-8") as metrics, _interruptible() as stop:
+        with metrics_file as metrics, _interruptible() as stop:
             while counters["step"] < steps:
                 batch = task.sample(batch_size, generator=generators["data"]).to(device)
-                value = _update(model, optimizer, parameters, batch, config)
+                value = _update(replica, optimizer, parameters, batch, config, world)
                 if not math.isfinite(value):
                     kept = ("no checkpoint was saved yet" if last_checkpoint is None else
                             f"the checkpoint of step {last_checkpoint} is kept in {out}")
                     raise TrainingDiverged(f"the loss became {value} at step "
                                            f"{counters['step'] + 1}; {kept} (try a lower optim.lr)")
                 step = counters["step"] = counters["step"] + 1
-                counters["sequences"] += batch_size
+                counters["sequences"] += per_step
                 counters["interval_cost"] += value / LN_2  # nats -> bits per sequence
                 counters["interval_steps"] += 1
                 counters["seconds"] = seconds_before + time.perf_counter() - started
-                bar.update(batch_size)
-                if step % config.train.log_every == 0 or step % config.train.val_every == 0:
+                bar.update(per_step)
+                if world.main and (step % config.train.log_every == 0
+                                   or step % config.train.val_every == 0):
                     record = _log(counters, config, validate)
                     metrics.write(json.dumps(record) + "\n")
                     metrics.flush()
@@ -196,6 +234,9 @@ def train(
                     stopped = "time"
                 elif stop.is_set():
                     stopped = "interrupted"
+                # Every rank must stop at the same step, but rank 0 alone validates and each
+                # rank has its own clock and its own Ctrl-C.
+                stopped = _STOP_REASONS[distributed.agree(_STOP_REASONS.index(stopped), world)]
                 if stopped != "steps" or step % config.train.checkpoint_every == 0 \
                         or step == steps:
                     checkpoint()
@@ -204,7 +245,7 @@ def train(
                     break
             if last_checkpoint is None:  # train.steps = 0: save the initial model
                 checkpoint()
-        if counters["step"] != counters["val_step"]:  # score the final model
+        if world.main and counters["step"] != counters["val_step"]:  # score the final model
             validate()
     finally:
         torch.set_num_threads(threads)
@@ -213,20 +254,32 @@ def train(
             writer.close()
     return TrainResult(out, counters["step"], counters["sequences"], counters["cost"],
                        counters["val_cost"], counters["val_bit_errors"], counters["seconds"],
-                       stopped, counters["best_step"], counters["best_val_cost"])
+                       stopped, counters["best_step"], counters["best_val_cost"], world.size)
 
 
-def _update(model, optimizer, parameters, batch, config: RunConfig) -> float:
+def validation_set(config: RunConfig, task, device: torch.device | str = "cpu") -> list:
+    """The held-out batches of a run of ``task``: ``train.val_batches`` batches of
+    ``train.val_batch_size`` sequences, from a generator of their own seeded with
+    ``train.val_seed``, so the same for every seed and every resumed run."""
+    generator = torch.Generator().manual_seed(config.train.val_seed)
+    return [task.sample(config.train.val_batch_size, generator=generator).to(device)
+            for _ in range(config.train.val_batches)]
+
+
+def _update(model, optimizer, parameters, batch, config: RunConfig, world: World) -> float:
     """One update on ``batch``; returns its loss in nats per sequence, measured before it.
 
-    A NaN or infinite loss is returned without touching the weights or the optimiser state.
+    With several ranks the loss returned is the mean over all ranks' sequences, and the gradient
+    is averaged over the ranks (by DDP, in ``backward``) before it is clipped, so each component
+    is clipped as in one process with the ranks' batches together. A NaN or infinite loss on any
+    rank is returned without touching the weights or the optimiser state on any rank.
     """
     logits, _ = model(batch.inputs)
     loss = sequence_loss(logits, batch.targets, batch.mask)
-    value = loss.item()
+    value = distributed.mean(loss, world)  # every rank sees the same value, so all skip or none
     if math.isfinite(value):
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # DDP all-reduces the gradients here, as their mean over the ranks
         clip_gradients(parameters, config.optim)
         optimizer.step()
     return value
@@ -236,7 +289,7 @@ def _log(counters: dict[str, Any], config: RunConfig, validate) -> dict[str, Any
     """One metrics record; resets the interval sums. Validation runs every ``val_every``."""
     step = counters["step"]
     elapsed = counters["seconds"] - counters["interval_start"]
-    sequences = counters["interval_steps"] * config.train.batch_size
+    sequences = counters["interval_steps"] * config.train.batch_size * counters["world_size"]
     counters["cost"] = counters["interval_cost"] / counters["interval_steps"]
     record = {"step": step, "sequences": counters["sequences"], "cost": counters["cost"],
               "seconds": round(counters["seconds"], 3),

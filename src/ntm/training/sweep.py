@@ -1,0 +1,263 @@
+"""Several seeds of one run at once: one ``ntm train`` process per seed, then a summary.
+
+A sweep writes ``OUT/seed<S>/`` for every seed ``S`` (a run directory, plus ``train.log``, the
+output of its ``ntm train``) and ``OUT/summary.json``. A run converges when a validation's
+cost falls under the target (bits per sequence); the summary gives, per seed, the training
+sequences it needed to get there, and for the sweep the fraction of seeds that converged and
+the median of those sequences. Seeds run in separate processes, each with one thread, so that
+they neither share an interpreter nor compete for the cores (``--set train.threads=N`` in
+``train_args`` overrides that).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from safetensors import safe_open
+
+from .build import build_task
+from .checkpoint import _META_KEY, METRICS_FILE, STATE_FILE, atomic_write_text
+from .errors import ConfigError, RunDirError
+from .evaluate import evaluate_batches, load_run, read_metrics
+from .loop import validation_set
+
+__all__ = ["LOG_FILE", "MAX_SEEDS", "SUMMARY_FILE", "SeedRun", "cpu_cores", "parse_seeds",
+           "run_sweep", "summarize", "sweep_table"]
+
+SUMMARY_FILE = "summary.json"
+LOG_FILE = "train.log"
+MAX_SEEDS = 10_000  # a typo such as 1-1000000 should be an error, not a million processes
+# torchrun's variables: a sweep started inside a distributed job still trains each seed alone.
+_LAUNCHER_VARIABLES = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
+                       "MASTER_PORT", "GROUP_RANK", "ROLE_RANK", "TORCHELASTIC_RUN_ID")
+
+
+def cpu_cores() -> int:
+    """The CPU cores this process may run on (its affinity, where the system reports one)."""
+    if hasattr(os, "sched_getaffinity"):  # Linux: what taskset, cgroups or a scheduler allow
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+def parse_seeds(text: str) -> list[int]:
+    """The seeds in ``text``: comma-separated seeds and inclusive ranges, e.g. ``1-3,7``.
+
+    Returns them in the order given, each once.
+
+    Raises:
+        ConfigError: malformed text, a negative seed, a decreasing range, or more than
+            :data:`MAX_SEEDS` seeds.
+
+    >>> parse_seeds("1-3,7"), parse_seeds("5,1,5")
+    ([1, 2, 3, 7], [5, 1])
+    """
+    seeds: dict[int, None] = {}  # ordered and without repeats
+    for part in text.split(","):
+        first, dash, last = part.strip().partition("-")
+        try:
+            low, high = int(first), int(last if dash else first)
+        except ValueError:
+            raise ConfigError(f"seeds must look like 1-10, 1,3,5 or 1-3,7; got {text!r}") from None
+        if low < 0 or high < low:
+            raise ConfigError(f"seed range {part.strip()!r} must go up from a seed of at least 0")
+        if len(seeds) + high - low + 1 > MAX_SEEDS:
+            raise ConfigError(f"a sweep takes at most {MAX_SEEDS} seeds; got {text!r}")
+        seeds.update(dict.fromkeys(range(low, high + 1)))
+    return list(seeds)
+
+
+@dataclass
+class SeedRun:
+    """How one seed of a sweep ended.
+
+    Attributes:
+        seed: the run's ``train.seed``.
+        out_dir: its run directory (with ``train.log``, the output of ``ntm train``).
+        returncode: the exit status of ``ntm train``: 0 finished, 2 an error, 130 interrupted;
+            None if it could not be started (``error`` says why).
+        steps, sequences: training done, as checkpointed (None without a checkpoint).
+        val_cost: the final model's validation cost in bits per sequence (None if unknown).
+        sequences_to_target: the training sequences seen at the first validation under the
+            target, or None if none was.
+        error: the last line of ``train.log`` when ``ntm train`` failed.
+    """
+
+    seed: int
+    out_dir: str
+    returncode: int | None
+    steps: int | None = None
+    sequences: int | None = None
+    val_cost: float | None = None
+    sequences_to_target: int | None = None
+    error: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Whether ``ntm train`` ran to its end (steps, target or time limit)."""
+        return self.returncode == 0
+
+    @property
+    def converged(self) -> bool:
+        """Whether a validation cost fell under the sweep's target."""
+        return self.sequences_to_target is not None
+
+
+def run_sweep(
+    train_args: Sequence[str],
+    seeds: Sequence[int],
+    out_dir: str | os.PathLike[str],
+    *,
+    jobs: int | None = None,
+    target: float = 0.1,
+    report: Callable[[SeedRun], None] | None = None,
+) -> list[SeedRun]:
+    """Train every seed in its own ``python -m ntm train`` process, then write the summary.
+
+    Each seed runs ``python -m ntm train --set train.threads=1 *train_args --seed S --out
+    OUT/seedS --no-progress`` in the current directory, its output going to
+    ``OUT/seedS/train.log``. A failed seed is recorded, not raised.
+
+    Args:
+        train_args: the task and the options of ``ntm train`` that every seed shares.
+        seeds: the seeds to train.
+        out_dir: the parent of the run directories; ``summary.json`` goes here.
+        jobs: processes at a time; None means one per CPU core.
+        target: the validation cost, in bits per sequence, that counts as converged.
+        report: called with each seed's result as it ends, in the calling thread.
+
+    Returns:
+        The runs in the order of ``seeds``.
+
+    Raises:
+        RunDirError: a seed's run directory already holds a run (nothing is started then).
+    """
+    out = Path(out_dir)
+    folders = {seed: out / f"seed{seed}" for seed in seeds}
+    for folder in folders.values():
+        if (folder / STATE_FILE).exists() or (folder / METRICS_FILE).exists():
+            raise RunDirError(f"{folder} already holds a run; choose another output directory")
+    environment = {key: value for key, value in os.environ.items()
+                   if key not in _LAUNCHER_VARIABLES}
+    environment["OMP_NUM_THREADS"] = "1"  # also the threads torch starts before train() runs
+    workers = min(jobs or cpu_cores(), len(seeds)) or 1
+    runs: dict[int, SeedRun] = {}
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        pending = {pool.submit(_run_seed, seed, folder, train_args, environment, target): seed
+                   for seed, folder in folders.items()}
+        for future in as_completed(pending):
+            run = runs[pending[future]] = future.result()
+            if report is not None:
+                report(run)
+    finally:
+        # On Ctrl-C the running seeds get the signal too and checkpoint; start no more.
+        pool.shutdown(wait=True, cancel_futures=True)
+    ordered = [runs[seed] for seed in seeds]
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {"train_args": list(train_args), "target": target, **summarize(ordered),
+               "runs": [{**asdict(run), "finished": run.finished, "converged": run.converged}
+                        for run in ordered]}
+    atomic_write_text(out / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+    return ordered
+
+
+def summarize(runs: Sequence[SeedRun]) -> dict[str, Any]:
+    """Counts over a sweep: ``seeds``, ``finished``, ``converged``, ``converged_fraction``
+    (of all seeds, failed ones included) and ``median_sequences_to_target`` (over the seeds
+    that converged; None if none did)."""
+    needed = [run.sequences_to_target for run in runs if run.converged]
+    return {"seeds": len(runs), "finished": sum(run.finished for run in runs),
+            "converged": len(needed),
+            "converged_fraction": len(needed) / len(runs) if runs else 0.0,
+            "median_sequences_to_target": statistics.median(needed) if needed else None}
+
+
+def sweep_table(runs: Sequence[SeedRun], target: float) -> str:
+    """The summary of a sweep as text: one row per seed, then the totals and any failures."""
+    header = ("seed", "status", "steps", "sequences", "val_cost", "converged",
+              f"sequences to {target:g}")
+    cells = [header] + [
+        (str(run.seed), _status(run),
+         _cell(run.steps), _cell(run.sequences),
+         "-" if run.val_cost is None else f"{run.val_cost:.3f}",
+         "yes" if run.converged else "no", _cell(run.sequences_to_target))
+        for run in runs
+    ]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) if i in (1, 5) else cell.rjust(width)
+                       for i, (cell, width) in enumerate(zip(row, widths, strict=True)))
+             for row in cells]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    totals = summarize(runs)
+    median = totals["median_sequences_to_target"]
+    lines.append(f"Converged: {totals['converged']} of {totals['seeds']} seeds "
+                 f"({totals['converged_fraction']:.0%}) under {target:g} bits per sequence; "
+                 f"median sequences to converge: {'-' if median is None else f'{median:.12g}'}.")
+    lines += [f"Seed {run.seed} failed: {run.error or 'no output'}"
+              + ("" if run.returncode is None else f" (log: {Path(run.out_dir) / LOG_FILE})")
+              for run in runs if not run.finished]
+    return "\n".join(lines)
+
+
+def _cell(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _status(run: SeedRun) -> str:
+    if run.finished:
+        return "finished"
+    return "not started" if run.returncode is None else f"failed ({run.returncode})"
+
+
+def _run_seed(seed: int, folder: Path, train_args: Sequence[str], environment: dict[str, str],
+              target: float) -> SeedRun:
+    """Train one seed in a child process and read back how it went."""
+    command = [sys.executable, "-m", "ntm", "train", "--set", "train.threads=1", *train_args,
+               "--seed", str(seed), "--out", str(folder), "--no-progress"]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / LOG_FILE, "w", encoding="utf-8") as log:
+            returncode = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, env=environment).returncode
+    except OSError as error:  # no log or no process: this seed fails, the others go on
+        return SeedRun(seed, str(folder), None, error=f"could not start ntm train: {error}")
+    run = SeedRun(seed, str(folder), returncode)
+    if returncode != 0:
+        lines = (folder / LOG_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
+        run.error = next((line.strip() for line in reversed(lines) if line.strip()), None)
+    try:
+        _read_results(run, folder, target)
+    except (RunDirError, ConfigError, OSError, KeyError, ValueError) as error:
+        if run.finished:  # a finished run whose files cannot be read is a failure too
+            run.returncode, run.error = 1, f"cannot read the run: {error}"
+    return run
+
+
+def _read_results(run: SeedRun, folder: Path, target: float) -> None:
+    """Fill ``run`` from the state file's counters and the validations in metrics.jsonl."""
+    if not (folder / STATE_FILE).is_file():
+        return
+    with safe_open(folder / STATE_FILE, framework="pt") as file:
+        counters = json.loads((file.metadata() or {})[_META_KEY])["counters"]
+    run.steps, run.sequences = counters["step"], counters["sequences"]
+    records = read_metrics(folder) if (folder / METRICS_FILE).is_file() else []
+    run.sequences_to_target = next((record["sequences"] for record in records
+                                    if record.get("val_cost", target) < target), None)
+    if counters.get("val_step") == counters["step"]:
+        run.val_cost = counters["val_cost"]
+    elif run.finished:
+        # ntm train scored the final model after its last checkpoint; score it again here.
+        model, config = load_run(folder, device="cpu")
+        task = build_task(config.task)
+        run.val_cost = evaluate_batches(model, validation_set(config, task), task)["cost"]
+        if run.sequences_to_target is None and run.val_cost < target:
+            run.sequences_to_target = run.sequences
