@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 # torch is pinned here (a local CPU build on the development machine); pyproject keeps a range for users.
 TORCH ?= torch==2.13.0
 
-.PHONY: install test demo lint bench clean
+.PHONY: install test demo lint bench docs clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -24,8 +24,16 @@ demo: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 
+# The docs extra is installed on first use only: `make test` never needs mkdocs.
+$(VENV)/.docs-installed: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[dev,docs]'
+	touch $@
+
+docs: $(VENV)/.docs-installed
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+
 bench: $(VENV)/.installed
 	$(PY) benchmarks/train_step.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info
+	rm -rf $(VENV) build site *.egg-info src/*.egg-info

@@ -13,11 +13,11 @@ torch.Size([241, 1, 9])
 from __future__ import annotations
 
 from ntm.tasks.associative_recall import AssociativeRecallTask
-from ntm.tasks.base import Batch, Task
+from ntm.tasks.base import Batch, Task, check_batch, check_task
 from ntm.tasks.copy import CopyTask
 from ntm.tasks.ngrams import NGramsTask, optimal_predictions
 from ntm.tasks.priority_sort import PrioritySortTask
-from ntm.tasks.registry import TASKS, make, names, register
+from ntm.tasks.registry import TASKS, import_module, make, names, register
 from ntm.tasks.repeat_copy import REPEAT_MEAN, REPEAT_STD, RepeatCopyTask
 
 # The paper's generalisation tests (SPEC.md), as parameter overrides of `make(name, **overrides)`.
@@ -46,6 +46,9 @@ __all__ = [
     "PrioritySortTask",
     "RepeatCopyTask",
     "Task",
+    "check_batch",
+    "check_task",
+    "import_module",
     "make",
     "names",
     "optimal_predictions",

@@ -14,7 +14,9 @@ never scored.
 from __future__ import annotations
 
 import abc
+import inspect
 import operator
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import torch
@@ -39,7 +41,33 @@ class Batch(NamedTuple):
 
 
 class Task(abc.ABC):
-    """A source of batches. Custom tasks implement the same members.
+    """A source of batches. Custom tasks subclass it (or implement the same members).
+
+    A subclass sets ``input_size`` and ``output_size`` and implements :meth:`sample`; its
+    parameters are the keyword arguments of ``__init__``, each stored as an attribute of the
+    same name so that the default :attr:`params` can read them back. Registered with
+    :func:`ntm.tasks.register`, it trains like the paper's tasks (see ``docs/custom-tasks.md``).
+
+    Example: a task whose target is its input, one step later.
+
+        >>> import torch
+        >>> from ntm.tasks import Batch, Task
+        >>> class Delay(Task):
+        ...     name = "delay"
+        ...     def __init__(self, *, length: int = 5, width: int = 4) -> None:
+        ...         self.length, self.width = length, width
+        ...         self.input_size = self.output_size = width
+        ...     def sample(self, batch_size, generator=None):
+        ...         bits = torch.randint(0, 2, (self.length + 1, batch_size, self.width),
+        ...                              generator=generator).float()
+        ...         bits[-1] = 0  # the input ends one step before the target
+        ...         mask = torch.ones(self.length + 1, batch_size, dtype=torch.bool)
+        ...         mask[0] = False  # nothing to echo yet
+        ...         return Batch(bits, bits.roll(1, dims=0), mask)
+        >>> Delay(length=3).params
+        {'length': 3, 'width': 4}
+        >>> Delay(length=3).sample(2).inputs.shape
+        torch.Size([4, 2, 4])
 
     Attributes:
         name: the name the task is registered under.
@@ -52,9 +80,23 @@ class Task(abc.ABC):
     output_size: int
 
     @property
-    @abc.abstractmethod
     def params(self) -> dict[str, Any]:
-        """The resolved parameters (JSON-serialisable); ``make(name, **params)`` rebuilds it."""
+        """The resolved parameters (JSON-serialisable); ``make(name, **params)`` rebuilds it.
+
+        By default the keyword parameters of ``__init__``, each read from the attribute of the
+        same name; their types are the ones ``--set task.<param>=value`` converts to.
+
+        Raises:
+            TypeError: an ``__init__`` parameter has no attribute of the same name.
+        """
+        signature = inspect.signature(type(self).__init__)
+        kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        names = [p.name for p in list(signature.parameters.values())[1:] if p.kind in kinds]
+        missing = [name for name in names if not hasattr(self, name)]
+        if missing:
+            raise TypeError(f"{type(self).__name__}.params: store the parameter "
+                            f"{missing[0]!r} as self.{missing[0]} in __init__, or override params")
+        return {name: getattr(self, name) for name in names}
 
     @abc.abstractmethod
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
@@ -72,6 +114,74 @@ class Task(abc.ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{key}={value!r}" for key, value in self.params.items())
         return f"{type(self).__name__}({args})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Interface checks: a custom task's mistakes surface before training, not as a shape error
+# deep inside the model or the loss.
+
+# Sequences drawn by `check_task`: more than one, so that a task ignoring batch_size shows.
+CHECK_BATCH_SIZE = 2
+
+
+def _shape(tensor: torch.Tensor) -> str:
+    return "[" + ", ".join(str(size) for size in tensor.shape) + "]"
+
+
+def check_batch(task: Any, batch: Any, batch_size: int) -> None:
+    """Checks that ``batch`` is what ``task.sample(batch_size)`` promises.
+
+    Expected: a :class:`Batch` with ``inputs [steps, batch_size, task.input_size]`` float32,
+    ``targets [steps, batch_size, task.output_size]`` float32 and ``mask [steps, batch_size]``
+    bool, one ``steps`` for all three.
+
+    Raises:
+        ValueError: one line naming the field, what was expected and what came.
+    """
+    if not isinstance(batch, Batch):
+        raise ValueError(f"sample() must return an ntm.tasks.Batch, got {type(batch).__name__}")
+    fields = (("inputs", batch.inputs, task.input_size, "input_size"),
+              ("targets", batch.targets, task.output_size, "output_size"))
+    for field, tensor, size, size_name in fields:
+        if not isinstance(tensor, torch.Tensor) or tensor.dtype != torch.float32:
+            got = tensor.dtype if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+            raise ValueError(f"Batch.{field} must be a float32 tensor, got {got}")
+        if tensor.dim() != 3 or tensor.shape[1:] != (batch_size, size):
+            raise ValueError(f"Batch.{field} must have shape [steps, batch, {size_name}] = "
+                             f"[steps, {batch_size}, {size}], got {_shape(tensor)}")
+    steps = batch.inputs.shape[0]
+    if batch.targets.shape[0] != steps:
+        raise ValueError(f"Batch.targets must have as many steps as Batch.inputs ({steps}), "
+                         f"got {_shape(batch.targets)}")
+    mask = batch.mask
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+        got = mask.dtype if isinstance(mask, torch.Tensor) else type(mask).__name__
+        raise ValueError(f"Batch.mask must be a bool tensor, got {got}")
+    if mask.shape != (steps, batch_size):
+        raise ValueError(f"Batch.mask must have shape [steps, batch] = [{steps}, {batch_size}], "
+                         f"got {_shape(mask)}")
+
+
+def check_task(task: Any) -> None:
+    """Checks the members of a task and the shapes of one batch it draws.
+
+    Draws ``CHECK_BATCH_SIZE`` sequences from a generator of its own, so the caller's random
+    streams are untouched (unless the task ignores ``generator``).
+
+    Raises:
+        ValueError: ``input_size``/``output_size`` not positive integers, or a wrong batch
+            (see :func:`check_batch`).
+        TypeError: no ``sample`` method or ``params`` mapping.
+    """
+    for size_name in ("input_size", "output_size"):
+        check_int(size_name, getattr(task, size_name, None))
+    if not callable(getattr(task, "sample", None)):
+        raise TypeError(f"{type(task).__name__} has no sample(batch_size, generator=None) method")
+    if not isinstance(task.params, Mapping):
+        raise TypeError(f"{type(task).__name__}.params must be a dict of parameter values, "
+                        f"got {type(task.params).__name__}")
+    generator = torch.Generator().manual_seed(0)
+    check_batch(task, task.sample(CHECK_BATCH_SIZE, generator=generator), CHECK_BATCH_SIZE)
 
 
 # ---------------------------------------------------------------------------------------------

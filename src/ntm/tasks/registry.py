@@ -1,8 +1,10 @@
-"""The task registry behind ``make``: task names to factories."""
+"""The task registry behind ``make``: task names to factories, and the import of task modules."""
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import types
 from collections.abc import Callable
 
 from ntm.tasks.associative_recall import AssociativeRecallTask
@@ -31,26 +33,62 @@ def names() -> list[str]:
     return sorted(_FACTORIES)
 
 
-def register(name: str, factory: TaskFactory) -> None:
+def register(name: str, factory: TaskFactory, *, replace: bool = False) -> None:
     """Registers a task factory under ``name`` so that ``make(name, **params)`` can build it.
+
+    Example (``ConstantTask`` is a :class:`~ntm.tasks.Task` subclass)::
+
+        ntm.tasks.register("constant", ConstantTask)
+        ntm.tasks.make("constant", value=0)
 
     Args:
         name: a new task name.
         factory: a callable taking the task's parameters as keywords and returning an object
-            with ``name``, ``input_size``, ``output_size``, ``params`` and ``sample`` (see
-            ``Task``); a ``Task`` subclass itself is the usual factory.
+            with ``input_size``, ``output_size``, ``params`` and ``sample`` (see ``Task``); a
+            ``Task`` subclass itself is the usual factory.
+        replace: allow replacing a task registered earlier under ``name`` (a notebook cell run
+            twice); the paper's five tasks cannot be replaced.
 
     Raises:
-        ValueError: the name is empty or already registered.
+        ValueError: the name is empty or already registered (and ``replace`` is false, or
+            the name is one of the paper's tasks).
         TypeError: ``factory`` is not callable.
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"task name must be a non-empty string, got {name!r}")
-    if name in _FACTORIES:
-        raise ValueError(f"task {name!r} is already registered")
+    if name in _FACTORIES and (not replace or name in TASKS):
+        previous = _FACTORIES[name]
+        where = f"{getattr(previous, '__module__', '?')}.{getattr(previous, '__qualname__', '?')}"
+        hint = "; choose another name" if name in TASKS else (
+            "; choose another name, or pass replace=True")
+        raise ValueError(f"task {name!r} is already registered (by {where}){hint}")
     if not callable(factory):
         raise TypeError(f"factory must be callable, got {type(factory).__name__}")
     _FACTORIES[name] = factory
+
+
+def import_module(module: str) -> types.ModuleType:
+    """Imports a module for the tasks it registers when imported (``--task-module``).
+
+    Args:
+        module: a dotted module name importable from ``sys.path``, e.g. ``"mypackage.tasks"``.
+
+    Returns:
+        The module (Python imports it once; later calls return the same module).
+
+    Raises:
+        ImportError: one line naming the module and the reason, whatever failed: a missing
+            module, or an error raised while it ran (the original error is chained).
+    """
+    try:
+        return importlib.import_module(module)
+    except Exception as error:  # the module's own code may raise anything; report it in one line
+        reason = f"{type(error).__name__}: {error}"
+        if isinstance(error, ModuleNotFoundError) and error.name and (
+            module == error.name or module.startswith(error.name + ".")
+        ):
+            reason = f"no module named {error.name!r} (is its directory on PYTHONPATH?)"
+        raise ImportError(f"cannot import task module {module!r}: {reason}") from error
 
 
 def parameters_of(factory: TaskFactory) -> list[str] | None:

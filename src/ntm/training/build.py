@@ -19,11 +19,22 @@ _CONTROLLERS = {"ntm-lstm": "lstm", "ntm-ff": "feedforward"}
 
 
 def build_task(config: TaskConfig, **overrides: Any) -> tasks.Task:
-    """``ntm.tasks.make(config.name, **config.params, **overrides)``, errors as ConfigError."""
+    """``ntm.tasks.make(config.name, **config.params, **overrides)``, errors as ConfigError.
+
+    The task is checked with :func:`ntm.tasks.check_task` (its sizes, and the shapes and dtypes
+    of one small batch), so that a custom task's mistake is one line naming what was expected,
+    before any model sees a batch.
+    """
     try:
-        return tasks.make(config.name, **{**config.params, **overrides})
+        task = tasks.make(config.name, **{**config.params, **overrides})
     except (TypeError, ValueError) as error:
         raise ConfigError(f"task {config.name!r}: {error}") from None
+    try:
+        tasks.check_task(task)
+    except (TypeError, ValueError) as error:
+        # Chained: the error may come from a bug inside the task's own sample().
+        raise ConfigError(f"task {config.name!r}: {error}") from error
+    return task
 
 
 def build_model(

@@ -17,7 +17,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .errors import ConfigError
+from .errors import ConfigError, TaskModuleError
 
 __all__ = [
     "MODEL_KINDS",
@@ -27,6 +27,7 @@ __all__ = [
     "TaskConfig",
     "TrainConfig",
     "apply_overrides",
+    "import_task_module",
     "task_defaults",
     "validate_task",
 ]
@@ -69,10 +70,14 @@ class TaskConfig:
     """The task: a name known to :func:`ntm.tasks.make` and overrides of its parameters.
 
     An empty ``params`` means the task's defaults (the paper's training distribution).
+    ``module`` names a module that registers the task when imported (``--task-module``); it is
+    imported whenever the config is read and ``name`` is not registered yet, so that a run of a
+    custom task loads like any other (the module must be importable then too).
     """
 
     name: str = "copy"
     params: dict[str, Any] = field(default_factory=dict)
+    module: str | None = None
 
 
 @dataclass
@@ -156,8 +161,9 @@ class RunConfig:
         for section, values in data.items():
             if not isinstance(values, dict):
                 raise ConfigError(f"config section {section!r} must be an object")
-            # The task's name decides the types of its parameters, so it goes first.
-            for key in sorted(values, key=lambda key: key != "name"):
+            # The task's name decides the types of its parameters, so it goes first, then the
+            # module that registers that name.
+            for key in sorted(values, key=lambda key: (key != "name", key != "module")):
                 _assign(config, section, key, values[key])
         validate_task(config.task)
         return config
@@ -208,13 +214,31 @@ def task_defaults(name: str) -> dict[str, Any]:
 
 
 def validate_task(task: TaskConfig) -> None:
-    """Raise :class:`ConfigError` unless :func:`ntm.tasks.make` accepts the task config."""
+    """Raise :class:`ConfigError` unless :func:`ntm.tasks.make` accepts the task config (after
+    importing ``task.module``, see :func:`import_task_module`)."""
     from .. import tasks
 
+    import_task_module(task)
     try:
         tasks.make(task.name, **task.params)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"task {task.name!r}: {error}") from None
+
+
+def import_task_module(task: TaskConfig) -> None:
+    """Import ``task.module`` unless ``task.name`` is registered already (by an earlier import,
+    or by a script that defined the task itself).
+
+    Raises:
+        TaskModuleError: the module cannot be imported (one line, the cause chained).
+    """
+    from .. import tasks
+
+    if task.module and task.name not in tasks.names():
+        try:
+            tasks.import_module(task.module)
+        except ImportError as error:
+            raise TaskModuleError(str(error)) from error
 
 
 def _check_keys(given: dict[str, Any], valid: Any, what: str) -> None:
@@ -229,11 +253,15 @@ def _assign(config: RunConfig, section: str, name: str, value: Any) -> None:
         raise ConfigError(f"unknown config section {section!r}; valid sections: "
                           f"{', '.join(_SECTIONS)}")
     target = getattr(config, section)
-    if section == "task" and name not in ("name", "params"):
+    if section == "task" and name == "module":
+        target.module = _convert(value, str | None, "task.module") or None
+        import_task_module(target)  # registers the task, whose parameters may follow
+        return
+    if section == "task" and name not in ("name", "params", "module"):
         defaults = task_defaults(target.name)
         if name not in defaults:
             raise ConfigError(f"unknown key 'task.{name}'; valid keys of task {target.name!r}: "
-                              f"name, {', '.join(defaults)}")
+                              f"name, module, {', '.join(defaults)}")
         target.params[name] = _convert(value, _type_of(defaults[name]), f"task.{name}")
         return
     if section == "task" and name == "params":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "NTMError", "RunDirError", "TrainingDiverged"]
+__all__ = ["ConfigError", "NTMError", "RunDirError", "TaskModuleError", "TrainingDiverged"]
 
 
 class NTMError(Exception):
@@ -11,6 +11,14 @@ class NTMError(Exception):
 
 class ConfigError(NTMError, ValueError):
     """An unknown configuration key, a value of the wrong type, or an invalid combination."""
+
+
+class TaskModuleError(NTMError, ImportError):
+    """A task module (``task.module``, ``--task-module``) that cannot be imported.
+
+    Not a :class:`ConfigError`: the config is sound, the module is missing from ``sys.path`` (or
+    failed while running), so loading a run reports this rather than a corrupt ``config.json``.
+    """
 
 
 class RunDirError(NTMError):
