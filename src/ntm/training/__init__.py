@@ -3,7 +3,7 @@
 >>> from ntm.training import apply_overrides, preset_config
 >>> config = apply_overrides(preset_config("copy", "ntm-lstm"), ["model.memory_slots=64"])
 >>> config.model.memory_slots, config.optim.name, config.train.batch_size
-(64, 'rmsprop', 16)
+(64, 'rmsprop', 32)
 """
 
 from .build import build_model, build_task, resolve_device

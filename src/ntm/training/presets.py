@@ -85,20 +85,28 @@ class FastRecipe(NamedTuple):
 
 
 # ---------------------------------------------------------------------------------------------
-# THE FAST RECIPE (--preset fast, the default). RMSProp, momentum 0.9, element-wise clipping to
-# +-10 for every task (OptimConfig's defaults). Batch 16 at lr 1e-4 solved copy in ~100 s on one
-# thread of the development machine (SPEC.md, "Time to solve copy"); the other rows are
-# placeholders until measured. Retune here, by measurement; nothing else needs to change.
+# THE FAST RECIPE (--preset fast, the default). RMSProp (centered, momentum 0.9), every gradient
+# component clipped to +-10 (OptimConfig's defaults), with the batch and learning rate below.
+# Measured on copy, one thread of the development machine, validation cost under 0.1 bits per
+# sequence (benchmarks/time_to_solve.py, seeds 1-5, interleaving nothing else):
+#   batch 16, lr 1e-4 (SPEC.md's recipe) ........ seed 1: 52,000 sequences, 216 s
+#   batch 32, lr 2e-4 ........................... seed 1: 64,000 sequences
+#   batch 32, lr 5e-4 ........................... seed 1: 38,400 sequences
+#   batch 32, lr 1e-3 ........................... seeds 1-3: 12,800 / 16,000 / 27,200 sequences
+#   batch 32, lr 2e-3 (chosen) .................. seeds 1-5: 12,800 / 48,000 / 41,600 / 12,800 /
+#                                                 16,000 sequences; 5/5 solved, median 56.8 s
+# The other tasks take copy's batch and the more cautious lr 1e-3 until they are measured the
+# same way. Retune here, by measurement; nothing else needs to change.
 # ---------------------------------------------------------------------------------------------
 FAST: dict[str, FastRecipe] = {
     #                     batch_size  lr   steps  log_every  val_every
-    "copy": FastRecipe(16, 1e-4, 5_000, 50, 250),
-    "repeat_copy": FastRecipe(16, 1e-4, 10_000, 50, 250),
-    "associative_recall": FastRecipe(16, 1e-4, 10_000, 50, 250),
-    "ngrams": FastRecipe(16, 1e-4, 10_000, 50, 250),
-    "priority_sort": FastRecipe(16, 1e-4, 20_000, 50, 250),
+    "copy": FastRecipe(32, 2e-3, 3_000, 50, 100),
+    "repeat_copy": FastRecipe(32, 1e-3, 10_000, 50, 250),
+    "associative_recall": FastRecipe(32, 1e-3, 10_000, 50, 250),
+    "ngrams": FastRecipe(32, 1e-3, 10_000, 50, 250),
+    "priority_sort": FastRecipe(32, 1e-3, 20_000, 50, 250),
 }
-FAST_DEFAULT = FastRecipe(16, 1e-4, 5_000, 50, 250)  # tasks registered outside the paper's five
+FAST_DEFAULT = FastRecipe(32, 1e-3, 5_000, 50, 250)  # tasks registered outside the paper's five
 
 
 def paper_model(task: str, kind: str) -> ModelConfig:
@@ -157,9 +165,10 @@ class DemoRecipe(NamedTuple):
 
 # ---------------------------------------------------------------------------------------------
 # THE DEMO (ntm demo): an LSTM-controller NTM learns copy on one CPU thread in a few minutes.
-# SPEC.md: the fast recipe reached 0.1 bits per sequence after 2,200-4,000 steps (100-165 s).
+# The fast recipe solves copy (0.1 bits) in a median 57 s; the demo trains on to a lower cost,
+# which is what carries it to lengths far past training, within a fixed time budget.
 # ---------------------------------------------------------------------------------------------
-DEMO = DemoRecipe(steps=6_000, max_seconds=180.0, target_val_cost=0.05)
+DEMO = DemoRecipe(steps=3_000, max_seconds=150.0, target_val_cost=0.01)
 
 
 def demo_config(task: str = "copy", kind: str = "ntm-lstm") -> RunConfig:
