@@ -25,16 +25,6 @@ REFERENCE_NORM_EPS = 1e-8
 FAST = settings(max_examples=25, deadline=None)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a busy 2-core machine a 2-thread pool makes every tiny
-    softmax wait for the other core (about 50x slower). Restored after each test."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # -- NumPy references (float64, explicit loops) -----------------------------------------------
 
 

@@ -19,16 +19,6 @@ from torch import nn
 from ntm.controllers import CONTROLLERS, FeedforwardController, LSTMController
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a busy 2-core machine a 2-thread pool makes every tiny
-    softmax wait for the other core (about 50x slower). Restored after each test."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def reorder_gates(tensor: torch.Tensor, hidden: int) -> torch.Tensor:
     """Rows (i, f, o, g) -> (i, f, g, o)."""
     i, f, o, g = tensor.split(hidden, dim=0)

@@ -20,16 +20,6 @@ from ntm.heads import HeadLayout, HeadParameters, HeadProjection
 CLIP = 20.0
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a busy 2-core machine a 2-thread pool makes every tiny
-    softmax wait for the other core (about 50x slower). Restored after each test."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def np_softplus(x: np.ndarray) -> np.ndarray:
     return np.log1p(np.exp(-np.abs(x))) + np.maximum(x, 0.0)
 

@@ -17,16 +17,6 @@ from ntm.memory import read, write
 FAST = settings(max_examples=25, deadline=None)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a busy 2-core machine a 2-thread pool makes every tiny
-    softmax wait for the other core (about 50x slower). Restored after each test."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # -- NumPy references (float64, explicit loops) -----------------------------------------------
 
 

@@ -26,16 +26,6 @@ TINY = {"memory_slots": 5, "memory_width": 3, "controller_size": 4, "dtype": tor
 FUSED = pytest.mark.parametrize("fused", [True, False], ids=["fused", "plain"])
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a busy 2-core machine a 2-thread pool makes every tiny
-    softmax wait for the other core (about 50x slower). Restored after each test."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def small_ntm(seed: int = 0, **overrides) -> NTM:
     torch.manual_seed(seed)
     return NTM(9, 8, **{**SMALL, **overrides})
