@@ -347,18 +347,14 @@ class _FusedSequence(torch.autograd.Function):
         def zeros_like_or(grad, like):
             return torch.zeros_like(like) if grad is None else grad
 
-        last = saved[-1]
+        last, steps = saved[-1], len(saved)
         memory0 = last.memory
-        steps = len(saved)
-        grad_outputs = zeros_like_or(
-            grad_outputs,
-            torch.empty(steps, *last.output.shape, dtype=memory0.dtype, device=memory0.device),
-        )
-        grad_all_reads = zeros_like_or(
-            grad_all_reads,
-            torch.empty(steps, memory0.size(0), spec.read_heads * spec.width,
-                        dtype=memory0.dtype, device=memory0.device),
-        )  # fmt: skip
+        factory = {"dtype": memory0.dtype, "device": memory0.device}
+        batch = memory0.size(0)
+        if grad_outputs is None:  # the loss did not use the controller outputs
+            grad_outputs = torch.zeros(steps, batch, spec.hidden, **factory)
+        if grad_all_reads is None:
+            grad_all_reads = torch.zeros(steps, batch, spec.read_heads * spec.width, **factory)
         grad_memory = zeros_like_or(grad_memory, memory0)
         grad_focus = zeros_like_or(grad_focus, last.focus)
         grad_reads_carry = zeros_like_or(grad_reads, grad_all_reads[0])
@@ -381,8 +377,7 @@ class _FusedSequence(torch.autograd.Function):
                 layer_grads[layer][t] = per_layer[layer]
         # Weight gradients: one matrix product over all steps and sequences each.
         grad_layer_weights = []
-        grad_bias = torch.zeros(spec.layers, layer_weights[0].size(0), dtype=memory0.dtype,
-                                device=memory0.device)  # fmt: skip
+        grad_bias = torch.zeros(spec.layers, layer_weights[0].size(0), **factory)
         for layer in range(spec.layers):
             gates = torch.cat([g for g, _ in layer_grads[layer]])  # (T*B, G)
             joined = torch.cat([j for _, j in layer_grads[layer]])  # (T*B, in)
