@@ -1,0 +1,59 @@
+"""The models shipped inside the package load offline, without pickle, and still work."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import ntm
+from ntm.cli import main
+
+
+def test_list_names_the_shipped_copy_model():
+    assert "copy-ntm-lstm" in ntm.pretrained.list()
+
+
+def test_shipped_files_are_safetensors_and_json_only():
+    for name in ntm.pretrained.list():
+        folder = ntm.pretrained.run_dir(name)
+        assert sorted(p.name for p in folder.iterdir() if p.is_file()) == [
+            "config.json",
+            "metrics.jsonl",
+            "model.safetensors",
+        ]
+        json.loads((folder / "config.json").read_text())
+
+
+def test_load_gives_an_ntm_that_copies():
+    model = ntm.pretrained.load("copy")
+    assert isinstance(model, ntm.NTM) and not model.training
+    task = ntm.tasks.make("copy", min_length=10, max_length=10)
+    batch = task.sample(16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        logits, _ = model(batch.inputs)
+    errors = ntm.metrics.bit_errors_per_sequence(logits, batch.targets, batch.mask)
+    assert errors.item() == 0.0
+
+
+def test_unknown_pretrained_model_is_a_clear_error(capsys):
+    with pytest.raises(KeyError, match="copy-ntm-lstm"):
+        ntm.pretrained.load("sorting")
+    assert main(["eval", "pretrained:sorting"]) == 2
+    assert "copy-ntm-lstm" in capsys.readouterr().err
+
+
+def test_ntm_eval_pretrained_copy(capsys):
+    assert main(["eval", "pretrained:copy", "--set", "task.min_length=20",
+                 "--set", "task.max_length=20", "--batches", "1", "--json"]) == 0  # fmt: skip
+    result = json.loads(capsys.readouterr().out)
+    assert result["results"][0]["bit_errors"] == 0.0
+
+
+def test_loading_uses_no_pickle(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("torch.load (pickle) must not be used")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    assert isinstance(ntm.pretrained.load("copy"), ntm.NTM)
+    assert Path(ntm.pretrained.run_dir("copy")).name == "copy-ntm-lstm"
