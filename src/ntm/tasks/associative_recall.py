@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from ntm.tasks.base import (
@@ -54,14 +52,6 @@ class AssociativeRecallTask(Task):
         self.input_size = self.width + 2
         self.output_size = self.width
 
-    @property
-    def params(self) -> dict[str, Any]:
-        return {
-            "min_items": self.min_items,
-            "max_items": self.max_items,
-            "item_length": self.item_length,
-            "width": self.width,
-        }
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
         batch_size = check_int("batch_size", batch_size)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from ntm.tasks.base import (
@@ -46,10 +44,6 @@ class CopyTask(Task):
         self.width = check_int("width", width)
         self.input_size = self.width + 1
         self.output_size = self.width
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return {"min_length": self.min_length, "max_length": self.max_length, "width": self.width}
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
         batch_size = check_int("batch_size", batch_size)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 
@@ -121,10 +120,6 @@ class NGramsTask(Task):
     def __init__(self, *, order: int = 6, length: int = 200) -> None:
         self.order = check_int("order", order)
         self.length = check_int("length", length)
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return {"order": self.order, "length": self.length}
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
         batch_size = check_int("batch_size", batch_size)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from ntm.tasks.base import Batch, Task, check_int, random_bits
@@ -43,13 +41,6 @@ class PrioritySortTask(Task):
         self.input_size = self.width + 2
         self.output_size = self.width
 
-    @property
-    def params(self) -> dict[str, Any]:
-        return {
-            "num_inputs": self.num_inputs,
-            "num_outputs": self.num_outputs,
-            "width": self.width,
-        }
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
         batch_size = check_int("batch_size", batch_size)

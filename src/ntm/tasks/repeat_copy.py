@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from ntm.tasks.base import (
@@ -69,15 +67,6 @@ class RepeatCopyTask(Task):
         self.input_size = self.width + 2
         self.output_size = self.width + 1
 
-    @property
-    def params(self) -> dict[str, Any]:
-        return {
-            "min_length": self.min_length,
-            "max_length": self.max_length,
-            "min_repeats": self.min_repeats,
-            "max_repeats": self.max_repeats,
-            "width": self.width,
-        }
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
         batch_size = check_int("batch_size", batch_size)
