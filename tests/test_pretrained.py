@@ -57,3 +57,12 @@ def test_loading_uses_no_pickle(monkeypatch):
     monkeypatch.setattr(torch, "load", refuse)
     assert isinstance(ntm.pretrained.load("copy"), ntm.NTM)
     assert Path(ntm.pretrained.run_dir("copy")).name == "copy-ntm-lstm"
+
+
+def test_shipped_associative_recall_model_recalls():
+    model = ntm.pretrained.load("associative_recall")
+    task = ntm.tasks.make("associative_recall", min_items=6, max_items=6)
+    batch = task.sample(16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        logits, _ = model(batch.inputs)
+    assert ntm.metrics.bit_errors_per_sequence(logits, batch.targets, batch.mask).item() == 0.0

@@ -95,18 +95,21 @@ class FastRecipe(NamedTuple):
 #   batch 32, lr 1e-3 ........................... seeds 1-3: 12,800 / 16,000 / 27,200 sequences
 #   batch 32, lr 2e-3 (chosen) .................. seeds 1-5: 12,800 / 48,000 / 41,600 / 12,800 /
 #                                                 16,000 sequences; 5/5 solved, median 56.8 s
-# The other tasks take copy's batch and the more cautious lr 1e-3 until they are measured the
-# same way. Retune here, by measurement; nothing else needs to change.
+# Associative recall, batch 32, seed 1 (validation cost on the held-out set): lr 1e-3 plateaued
+# near 6 bits and was at 2.8 bits after 576,000 sequences; lr 3e-4 reached 0.11 bits after
+# 80,000 sequences and 0.002 after 144,000 (chosen; one seed so far).
+# The other tasks take copy's batch and lr 3e-4 until they are measured the same way. Retune
+# here, by measurement; nothing else needs to change.
 # ---------------------------------------------------------------------------------------------
 FAST: dict[str, FastRecipe] = {
     #                     batch_size  lr   steps  log_every  val_every
     "copy": FastRecipe(32, 2e-3, 3_000, 50, 100),
-    "repeat_copy": FastRecipe(32, 1e-3, 10_000, 50, 250),
-    "associative_recall": FastRecipe(32, 1e-3, 10_000, 50, 250),
-    "ngrams": FastRecipe(32, 1e-3, 10_000, 50, 250),
-    "priority_sort": FastRecipe(32, 1e-3, 20_000, 50, 250),
+    "repeat_copy": FastRecipe(32, 3e-4, 10_000, 50, 250),
+    "associative_recall": FastRecipe(32, 3e-4, 10_000, 50, 250),
+    "ngrams": FastRecipe(32, 3e-4, 10_000, 50, 250),
+    "priority_sort": FastRecipe(32, 3e-4, 20_000, 50, 250),
 }
-FAST_DEFAULT = FastRecipe(32, 1e-3, 5_000, 50, 250)  # tasks registered outside the paper's five
+FAST_DEFAULT = FastRecipe(32, 3e-4, 5_000, 50, 250)  # tasks registered outside the paper's five
 
 
 def paper_model(task: str, kind: str) -> ModelConfig:
