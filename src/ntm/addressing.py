@@ -98,13 +98,26 @@ def shift(weights: Tensor, shift_weights: Tensor) -> Tensor:
     Returns:
         ``[batch, heads, memory_slots]``.
     """
-    slots = weights.size(-1)
-    reach = (shift_weights.size(-1) - 1) // 2  # R
-    # Pad circularly by R on each side; window j of the padded row at position i holds
-    # w(i + j - R), i.e. the row rolled by the shift R - j, whose weight is s[2R - j].
-    padded = torch.cat([weights[..., slots - reach :], weights, weights[..., :reach]], dim=-1)
-    windows = padded.unfold(-1, slots, 1)  # (B, H, 2R+1, N)
+    windows = shift_windows(weights, (shift_weights.size(-1) - 1) // 2)  # (B, H, 2R+1, N)
     return torch.matmul(shift_weights.flip(-1).unsqueeze(-2), windows).squeeze(-2)
+
+
+def shift_windows(weights: Tensor, reach: int) -> Tensor:
+    """Every circular roll of ``weights`` by ``R - j``, for ``j = 0..2R``, as views of one tensor.
+
+    Window ``j`` at position ``i`` holds ``w(i + j - R)``: the row rolled by the shift ``R - j``,
+    whose weight in :func:`shift` is ``s[2R - j]``.
+
+    Args:
+        weights: ``[batch, heads, memory_slots]``.
+        reach: ``R``.
+
+    Returns:
+        ``[batch, heads, 2R+1, memory_slots]``.
+    """
+    slots = weights.size(-1)
+    padded = torch.cat([weights[..., slots - reach :], weights, weights[..., :reach]], dim=-1)
+    return padded.unfold(-1, slots, 1)
 
 
 def sharpen(weights: Tensor, sharpening: Tensor) -> Tensor:

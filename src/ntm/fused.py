@@ -22,7 +22,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .addressing import LOG_FLOOR, cosine_similarity_parts, interpolate, shift
+from .addressing import LOG_FLOOR, cosine_similarity_parts, interpolate, shift, shift_windows
 from .heads import CLIP
 from .memory import read, write
 
@@ -229,10 +229,7 @@ def _step_backward(spec: Spec, saved, grads, weights, head_weight):
     # Shift: the adjoint of a circular convolution is the correlation, i.e. the shift with
     # the weights reversed; ds(k) = sum_i dw_s(i) w_g(i - (k - R)).
     grad_gated = shift(grad_shifted, shift_weights.flip(-1))
-    reach = (layout.shifts - 1) // 2
-    slots = gated.size(-1)
-    padded = torch.cat([gated[..., slots - reach :], gated, gated[..., :reach]], dim=-1)
-    windows = padded.unfold(-1, slots, 1)  # (B, H, 2R+1, N): window j = w_g rolled by R - j
+    windows = shift_windows(gated, (layout.shifts - 1) // 2)  # (B, H, 2R+1, N)
     grad_shift_weights = torch.matmul(windows, grad_shifted.unsqueeze(-1)).squeeze(-1).flip(-1)
     # Interpolation: w_g = w_prev + g (w_c - w_prev).
     gate = gates.unsqueeze(-1)
