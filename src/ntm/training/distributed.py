@@ -115,6 +115,11 @@ def process_group(device: str = "auto") -> Iterator[World]:
         dist.init_process_group("nccl" if resolved.type == "cuda" else "gloo")
     try:
         yield World(size, rank, resolved)
+        if created:
+            # Leave together: a rank that tears gloo down while rank 0 still validates and
+            # writes the last checkpoint was seen to abort ("terminate called without an
+            # active exception"). Not on errors, where a peer may never arrive.
+            dist.barrier()
     finally:
         if created:
             dist.destroy_process_group()
