@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
 # One short command for a GPU machine: the CUDA tests, then the training-step benchmark on CUDA.
-#   bash benchmarks/gpu.sh            (from the repository root, with the package installed)
+#   bash benchmarks/gpu.sh            (from the repository root; the package need not be installed)
+# Results go to $OUT (or the current directory): gpu_bench.json and gpu_tests.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 [ -x "$PY" ] || PY=python3
-"$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name())"
-"$PY" -m pytest -q tests/test_cuda.py tests/test_metrics.py tests/test_training_loop.py -k cuda
-"$PY" -m ntm bench --device cuda --batch-sizes 1,32,128,1024 --threads 1 --paths fused,plain \
-    --json "${OUT:-.}/gpu_bench.json"
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+OUT=${OUT:-.}
+"$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; \
+print('torch', torch.__version__, 'on', torch.cuda.get_device_name())"
+# The benchmark runs even if a test fails (a device is lent briefly); the exit code tells.
+tests=0
+"$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_cuda_graphs.py \
+    tests/test_metrics.py tests/test_training_loop.py -k "cuda or graph" 2>&1 \
+    | tee "$OUT/gpu_tests.log" || tests=$?
+"$PY" -m ntm bench --device cuda --batch-sizes 1,32,128,1024 --threads 1 --paths graph,fused,plain \
+    --json "$OUT/gpu_bench.json"
+exit "$tests"

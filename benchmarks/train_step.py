@@ -22,7 +22,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-sizes", type=_ints, default=[1, 8, 32, 128])
     parser.add_argument("--threads", type=_ints, default=[1, 2])
-    parser.add_argument("--paths", default="fused", help="comma-separated: fused, plain")
+    parser.add_argument("--paths", default="fused",
+                        help="comma-separated: fused, plain, graph (CUDA only)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per row")
     parser.add_argument("--json", default="train_step.json")

@@ -19,11 +19,12 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from .cuda_graphs import GraphedUpdate
 from .metrics import sequence_loss
 from .model import NTM
 from .tasks import make
 
-PATHS = ("fused", "plain")
+PATHS = ("fused", "plain", "graph")
 
 
 @dataclass
@@ -56,6 +57,14 @@ def _training_step(model, optimizer, batch) -> None:
     optimizer.step()
 
 
+def _graphed_step(model, optimizer):
+    """The same step as :func:`_training_step`, replayed from a CUDA graph."""
+    parameters = list(model.parameters())
+    update = GraphedUpdate(model, optimizer, sequence_loss,
+                           after_backward=lambda: torch.nn.utils.clip_grad_value_(parameters, 10.0))
+    return lambda model, optimizer, batch: update(*batch)
+
+
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -77,8 +86,10 @@ def benchmark(
     """Time training steps; returns one :class:`BenchResult` per path, thread count and batch.
 
     Args:
-        paths: ``"fused"`` (the default path of :class:`ntm.NTM`) and/or ``"plain"`` (every
-            operation recorded by autograd, ``NTM(..., fused=False)``).
+        paths: ``"fused"`` (the default path of :class:`ntm.NTM`), ``"plain"`` (every
+            operation recorded by autograd, ``NTM(..., fused=False)``) and, on CUDA,
+            ``"graph"`` (the fused path's update replayed from a CUDA graph,
+            :class:`ntm.cuda_graphs.GraphedUpdate`, as ``ntm train`` does on a GPU).
         timed_steps: timed steps per row, after ``warmup_steps`` untimed ones.
         steps_per_round: steps of one path before the next path's turn.
     """
@@ -86,6 +97,8 @@ def benchmark(
     if unknown:
         raise ValueError(f"unknown path {unknown[0]!r}; valid paths: {', '.join(PATHS)}")
     target = torch.device(device)
+    if "graph" in paths and target.type != "cuda":
+        raise ValueError("the graph path (CUDA graphs) needs a CUDA device: --device cuda")
     task = make("copy", min_length=length, max_length=length)
     results = []
     for thread_count in threads:
@@ -96,22 +109,25 @@ def benchmark(
             runs = {}
             for path in paths:
                 torch.manual_seed(seed)
-                model = NTM(task.input_size, task.output_size, fused=path == "fused", device=target)
-                optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-4, momentum=0.9)
+                model = NTM(task.input_size, task.output_size, fused=path != "plain",
+                            device=target)
+                optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-4, momentum=0.9,
+                                                capturable=path == "graph")
+                step = _graphed_step(model, optimizer) if path == "graph" else _training_step
                 for _ in range(warmup_steps):
-                    _training_step(model, optimizer, batch)
-                runs[path] = (model, optimizer, [])
+                    step(model, optimizer, batch)
+                runs[path] = (model, optimizer, step, [])
             if target.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(target)
-            while any(len(times) < timed_steps for _, _, times in runs.values()):
-                for model, optimizer, times in runs.values():
+            while any(len(times) < timed_steps for *_, times in runs.values()):
+                for model, optimizer, step, times in runs.values():
                     for _ in range(min(steps_per_round, timed_steps - len(times))):
                         _synchronize(target)
                         start = time.perf_counter()
-                        _training_step(model, optimizer, batch)
+                        step(model, optimizer, batch)
                         _synchronize(target)
                         times.append(time.perf_counter() - start)
-            for path, (_, _, times) in runs.items():
+            for path, (*_, times) in runs.items():
                 median = statistics.median(times)
                 row = BenchResult(
                     path=path,

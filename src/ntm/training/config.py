@@ -113,7 +113,9 @@ class TrainConfig:
     batches of ``val_batch_size``) is the same for every seed and every resumed run.
     ``max_seconds`` (a time budget for each call of ``train``, so also for each resume) and
     ``target_val_cost`` (checked at each validation) stop a run early; leave them ``None`` for
-    runs that must be reproducible step for step.
+    runs that must be reproducible step for step. ``cuda_graphs`` replays each update on a CUDA
+    device from a CUDA graph (:mod:`ntm.cuda_graphs`; single-process runs), many times faster
+    than launching its kernels one by one; it changes results by rounding only.
     """
 
     steps: int = _bounded(2000, min=0)
@@ -128,6 +130,7 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = _bounded(1, min=1)
     tensorboard: bool = False
+    cuda_graphs: bool = True
     max_seconds: float | None = _bounded(None, gt=0)
     target_val_cost: float | None = None
 

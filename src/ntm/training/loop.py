@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from ..cuda_graphs import GraphedUpdate
 from ..metrics import LN_2, sequence_loss
 from . import distributed
 from .build import build_model, build_task
@@ -39,14 +40,15 @@ from .config import RunConfig
 from .distributed import World, data_seed
 from .errors import ConfigError, RunDirError, TrainingDiverged
 from .evaluate import evaluate_batches, read_config
-from .optim import build_optimizer, clip_gradients
+from .optim import build_optimizer, clip_gradients, set_capturable
 
 __all__ = ["RESUMABLE_FIELDS", "TIMING_FIELDS", "TrainResult", "train", "validation_set"]
 
 # Fields of metrics.jsonl that measure time and so differ between otherwise identical runs.
 TIMING_FIELDS = ("seconds", "sequences_per_second")
 # Fields of TrainConfig a resumed run may change without changing what it computes.
-RESUMABLE_FIELDS = ("steps", "device", "threads", "tensorboard", "max_seconds", "target_val_cost")
+RESUMABLE_FIELDS = ("steps", "device", "threads", "tensorboard", "cuda_graphs", "max_seconds",
+                    "target_val_cost")
 # Why a run stops, by priority: the ranks agree on the highest reason any of them has.
 _STOP_REASONS = ("steps", "interrupted", "time", "target")
 
@@ -139,7 +141,8 @@ def _train(config: RunConfig, out: Path, world: World, *, resume: bool,
     # data; the same seed for both would make the first batch a copy of the first weights' draws.
     torch.manual_seed(2 * config.train.seed)
     model = build_model(config.model, task.input_size, task.output_size, device=device)
-    optimizer = build_optimizer(model.parameters(), config.optim)
+    optimizer = build_optimizer(model.parameters(), config.optim,
+                                capturable=device.type == "cuda")
     generators = {"data": torch.Generator().manual_seed(data_seed(config.train.seed, world.rank))}
     if device.type == "cuda":  # random memory initialisation draws on the device
         generators["cuda"] = torch.cuda.default_generators[device.index or 0]
@@ -158,6 +161,7 @@ def _train(config: RunConfig, out: Path, world: World, *, resume: bool,
                               "every rank draws the data it would have drawn")
         counters.update(saved)
         distributed.restore_generators(out / STATE_FILE, generators, world)
+        set_capturable(optimizer, device.type == "cuda")  # as saved by a run on another device
     if world.main:
         out.mkdir(parents=True, exist_ok=True)
         if resume:
@@ -188,6 +192,10 @@ def _train(config: RunConfig, out: Path, world: World, *, resume: bool,
     steps, batch_size = config.train.steps, config.train.batch_size
     per_step = batch_size * world.size  # sequences of one update, over all ranks
     parameters = list(model.parameters())
+    graphed = None
+    if device.type == "cuda" and config.train.cuda_graphs and world.size == 1:
+        graphed = GraphedUpdate(model, optimizer, sequence_loss,
+                                after_backward=lambda: clip_gradients(parameters, config.optim))
     writer = _tensorboard(out, config.train.tensorboard and world.main, counters["step"])
     bar = tqdm(total=steps * per_step, initial=counters["sequences"], unit="seq",
                disable=not (progress and world.main), dynamic_ncols=True, leave=True)
@@ -203,7 +211,10 @@ def _train(config: RunConfig, out: Path, world: World, *, resume: bool,
         with metrics_file as metrics, _interruptible() as stop:
             while counters["step"] < steps:
                 batch = task.sample(batch_size, generator=generators["data"]).to(device)
-                value = _update(replica, optimizer, parameters, batch, config, world)
+                if graphed is None:
+                    value = _update(replica, optimizer, parameters, batch, config, world)
+                else:  # the update is done even if the loss is not finite: the run stops
+                    value = graphed(*batch).item()
                 if not math.isfinite(value):
                     kept = ("no checkpoint was saved yet" if last_checkpoint is None else
                             f"the checkpoint of step {last_checkpoint} is kept in {out}")

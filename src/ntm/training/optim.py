@@ -9,14 +9,16 @@ from torch import nn
 
 from .config import OptimConfig
 
-__all__ = ["RMSPROP_EPS", "ADAM_EPS", "build_optimizer", "clip_gradients"]
+__all__ = ["RMSPROP_EPS", "ADAM_EPS", "build_optimizer", "clip_gradients", "set_capturable"]
 
 RMSPROP_EPS = 1e-4  # Graves (2013), eq. 41: the k added to the second-moment estimate
 ADAM_EPS = 1e-8  # PyTorch's and Kingma & Ba's default
 
 
-def build_optimizer(params: Iterable[nn.Parameter], config: OptimConfig) -> torch.optim.Optimizer:
-    """The optimiser described by ``config``.
+def build_optimizer(params: Iterable[nn.Parameter], config: OptimConfig, *,
+                    capturable: bool = False) -> torch.optim.Optimizer:
+    """The optimiser described by ``config``; ``capturable`` lets a CUDA graph capture its step
+    (PyTorch's option of that name, for parameters on a CUDA device).
 
     RMSProp is PyTorch's centered variant with momentum, which is Graves' (2013, eqs. 38-41)
     up to where ``eps`` sits: Graves divides by ``sqrt(n - g^2 + eps)``, PyTorch by
@@ -31,6 +33,7 @@ def build_optimizer(params: Iterable[nn.Parameter], config: OptimConfig) -> torc
             eps=RMSPROP_EPS if config.eps is None else config.eps,
             momentum=config.momentum,
             centered=config.centered,
+            capturable=capturable,
         )
     if config.name == "adam":
         return torch.optim.Adam(
@@ -38,8 +41,24 @@ def build_optimizer(params: Iterable[nn.Parameter], config: OptimConfig) -> torc
             lr=config.lr,
             betas=(config.momentum, config.beta2),
             eps=ADAM_EPS if config.eps is None else config.eps,
+            capturable=capturable,
         )
     raise ValueError(f"unknown optimiser {config.name!r}")  # OptimConfig rules this out
+
+
+def set_capturable(optimizer: torch.optim.Optimizer, capturable: bool) -> None:
+    """Switch ``optimizer``'s ``capturable`` option, e.g. after loading the state of a run
+    trained on another device (the loaded groups carry that run's setting); a capturable
+    optimiser keeps its step counts beside the parameters, a plain one on the CPU."""
+    for group in optimizer.param_groups:
+        if "capturable" not in group:
+            continue
+        group["capturable"] = capturable
+        for parameter in group["params"]:
+            state = optimizer.state.get(parameter, {})
+            if torch.is_tensor(state.get("step")):
+                device = parameter.device if capturable else torch.device("cpu")
+                state["step"] = state["step"].to(device)
 
 
 def clip_gradients(params: Iterable[nn.Parameter], config: OptimConfig) -> None:

@@ -1,0 +1,150 @@
+"""CUDA-graph updates (ntm.cuda_graphs): the same training as eager updates, to rounding.
+
+The CUDA tests skip where no GPU is available (CI); ``bash benchmarks/gpu.sh`` runs them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ntm import NTM, LSTMBaseline
+from ntm.bench import benchmark
+from ntm.cuda_graphs import GraphedUpdate
+from ntm.metrics import sequence_loss
+from ntm.tasks import make
+from ntm.training import TIMING_FIELDS, apply_overrides, preset_config, read_metrics, train
+from ntm.training.optim import build_optimizer, set_capturable
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
+SMALL = {"memory_slots": 16, "memory_width": 8, "controller_size": 16}
+
+
+def test_refuses_a_model_on_the_cpu() -> None:
+    model = NTM(9, 8, **SMALL)
+    optimizer = torch.optim.RMSprop(model.parameters())
+    with pytest.raises(ValueError, match="CUDA device"):
+        GraphedUpdate(model, optimizer, sequence_loss)
+
+
+def test_bench_refuses_the_graph_path_on_the_cpu() -> None:
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        benchmark([1], [1], ["graph"], device="cpu", log=lambda _: None)
+
+
+def test_set_capturable_moves_the_step_counts_and_sets_the_flag() -> None:
+    model = torch.nn.Linear(3, 2)
+    optimizer = build_optimizer(model.parameters(), preset_config("copy").optim)
+    model(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    set_capturable(optimizer, False)
+    assert optimizer.param_groups[0]["capturable"] is False
+    assert all(state["step"].device.type == "cpu" for state in optimizer.state.values())
+
+
+def _copy_batches(lengths: list[int], batch_size: int, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    task, batches = None, []
+    for length in lengths:  # a fixed length per batch: several shapes, one captured each
+        task = make("copy", min_length=length, max_length=length)
+        batches.append(task.sample(batch_size, generator=generator))
+    return task, batches
+
+
+def _eager_and_graphed(model_factory, batches, **optimizer_arguments):
+    losses, models = {}, {}
+    for name in ("eager", "graph"):
+        torch.manual_seed(0)
+        model = model_factory()
+        optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-3, momentum=0.9,
+                                        centered=True, capturable=True, **optimizer_arguments)
+        parameters = list(model.parameters())
+
+        def clip(parameters=parameters):
+            torch.nn.utils.clip_grad_value_(parameters, 10.0)
+
+        if name == "graph":
+            update = GraphedUpdate(model, optimizer, sequence_loss, after_backward=clip)
+        else:
+            def update(inputs, targets, mask, model=model, optimizer=optimizer, clip=clip):
+                outputs, _ = model(inputs.cuda())
+                loss = sequence_loss(outputs, targets.cuda(), mask.cuda())
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                clip()
+                optimizer.step()
+                return loss.detach()
+        losses[name] = [update(*batch).item() for batch in batches]
+        models[name] = model
+        if name == "graph":
+            # the first update runs eagerly; each later shape is captured once
+            assert len(update.captured_shapes) == len({b.inputs.shape for b in batches[1:]})
+    return losses, models
+
+
+@CUDA
+@pytest.mark.filterwarnings("error::UserWarning")  # e.g. gradients accumulated on a side stream
+@pytest.mark.parametrize("kind", ["ntm", "lstm"])
+def test_graphed_updates_match_eager_updates(kind) -> None:
+    task, batches = _copy_batches([5, 3, 5, 8, 3, 8, 5], batch_size=4)
+
+    def factory():
+        if kind == "lstm":
+            return LSTMBaseline(task.input_size, task.output_size, hidden_size=32,
+                                num_layers=2, device="cuda")
+        return NTM(task.input_size, task.output_size, **SMALL, device="cuda")
+
+    losses, models = _eager_and_graphed(factory, batches)
+    assert losses["graph"] == pytest.approx(losses["eager"], rel=1e-4)
+    for eager, graphed in zip(models["eager"].parameters(), models["graph"].parameters(),
+                              strict=True):
+        torch.testing.assert_close(graphed, eager, rtol=1e-4, atol=1e-5)
+
+
+@CUDA
+def test_graphed_updates_with_random_memory_stay_finite() -> None:
+    task, batches = _copy_batches([4, 6, 4, 6], batch_size=3)
+    losses, _ = _eager_and_graphed(
+        lambda: NTM(task.input_size, task.output_size, **SMALL, memory_init="random",
+                    device="cuda"), batches)
+    assert all(math.isfinite(value) for value in losses["graph"])
+
+
+@CUDA
+def test_training_with_and_without_graphs_logs_the_same_costs(tmp_path) -> None:
+    base = apply_overrides(preset_config("copy"), [
+        "model.memory_slots=16", "model.memory_width=8", "model.controller_size=16",
+        "train.steps=12", "train.log_every=2", "train.val_every=6", "train.device=cuda",
+    ])
+    for graphs in (True, False):
+        config = apply_overrides(base, [f"train.cuda_graphs={graphs}"])
+        train(config, tmp_path / str(graphs), progress=False)
+    records = {graphs: read_metrics(tmp_path / str(graphs)) for graphs in (True, False)}
+    assert len(records[True]) == len(records[False]) == 6
+    for graphed, eager in zip(records[True], records[False], strict=True):
+        for key, value in eager.items():
+            if key not in TIMING_FIELDS:
+                assert graphed[key] == pytest.approx(value, rel=1e-3), key
+
+
+@CUDA
+def test_a_run_trained_with_graphs_resumes_on_the_cpu(tmp_path) -> None:
+    config = apply_overrides(preset_config("copy"), [
+        "model.memory_slots=16", "model.memory_width=8", "model.controller_size=16",
+        "train.steps=4", "train.device=cuda",
+    ])
+    train(config, tmp_path / "run", progress=False)
+    resumed = apply_overrides(config, ["train.steps=6", "train.device=cpu"])
+    result = train(resumed, tmp_path / "run", resume=True, progress=False)
+    assert result.step == 6 and math.isfinite(result.val_cost)
+
+
+@CUDA
+@pytest.mark.filterwarnings("error::UserWarning")
+def test_bench_times_the_graph_path() -> None:
+    rows = benchmark([2], [1], ["fused", "graph"], device="cuda", timed_steps=3, length=4,
+                     log=lambda _: None)
+    assert [row.path for row in rows] == ["fused", "graph"]
+    assert all(row.sequences_per_second > 0 for row in rows)
