@@ -22,7 +22,7 @@ from ntm.training import (
     read_metrics,
     train,
 )
-from ntm.training.checkpoint import STATE_FILE
+from ntm.training.checkpoint import STATE_FILE, read_counters
 
 TINY = ["model.memory_slots=12", "model.memory_width=6", "model.controller_size=12",
         "train.batch_size=2", "train.log_every=1", "train.val_every=2", "train.val_batches=1",
@@ -201,3 +201,15 @@ def test_ctrl_c_saves_and_stops_after_the_current_step(tmp_path, monkeypatch):
     assert result.step == 6
     assert _without_timing(read_metrics(tmp_path / "run")) == _without_timing(
         read_metrics(tmp_path / "whole"))
+
+
+def test_the_final_validation_is_recorded_in_the_checkpoint(tmp_path):
+    # No validation on the schedule (val_every > steps): the final model is scored at the end,
+    # and the state file must know it as the best, or a resumed run could overwrite a better
+    # best.safetensors with a worse model.
+    train(_config("train.val_every=100", steps=3), tmp_path, progress=False)
+    counters = read_counters(tmp_path / "training_state.safetensors")
+    assert counters["val_step"] == counters["best_step"] == 3
+    assert counters["best_val_cost"] == counters["val_cost"]
+    with pytest.raises(RunDirError, match="missing"):
+        read_counters(tmp_path / "nothing.safetensors")

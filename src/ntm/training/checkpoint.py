@@ -43,6 +43,7 @@ __all__ = [
     "atomic_write_text",
     "load_state",
     "load_weights",
+    "read_counters",
     "save_state",
     "save_weights",
 ]
@@ -104,6 +105,23 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     except (SafetensorError, OSError, ValueError) as error:
         raise RunDirError(f"{path} is corrupt or not a safetensors file ({error})") from None
     return tensors, metadata
+
+
+def read_counters(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The loop's counters saved in a state file (``step``, ``sequences``, ``val_cost``,
+    ``best_step``, ...) without loading its tensors.
+
+    Raises:
+        RunDirError: the file is missing, corrupt or holds no counters.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RunDirError(f"{path} is missing")
+    try:
+        with safe_open(path, framework="pt") as file:
+            return json.loads((file.metadata() or {})[_META_KEY])["counters"]
+    except (SafetensorError, OSError, ValueError, KeyError) as error:
+        raise RunDirError(f"{path} is corrupt or holds no training state ({error})") from None
 
 
 def _fit(model: nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:

@@ -181,6 +181,13 @@ def _train(config: RunConfig, out: Path, world: World, *, resume: bool,
                                                   "val_cost": scores["cost"]})
         return scores
 
+    def validate_aside() -> None:
+        # The final model is scored off the schedule of val_every. Random memory draws on the
+        # global generators, so they are put back: a run stopped here and resumed must draw
+        # what one that never stopped draws.
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            validate()
+
     def checkpoint() -> None:
         others = distributed.gather_generators(generators, world)  # collective: every rank
         if not world.main:
@@ -248,16 +255,18 @@ def _train(config: RunConfig, out: Path, world: World, *, resume: bool,
                 # Every rank must stop at the same step, but rank 0 alone validates and each
                 # rank has its own clock and its own Ctrl-C.
                 stopped = _STOP_REASONS[distributed.agree(_STOP_REASONS.index(stopped), world)]
-                if stopped != "steps" or step % config.train.checkpoint_every == 0 \
-                        or step == steps:
+                final = stopped != "steps" or step == steps
+                if final and world.main and counters["val_step"] != step:
+                    validate_aside()  # before the checkpoint, which records the best so far
+                if final or step % config.train.checkpoint_every == 0:
                     checkpoint()
                     last_checkpoint = step
                 if stopped != "steps":
                     break
-            if last_checkpoint is None:  # train.steps = 0: save the initial model
+            if last_checkpoint is None:  # train.steps = 0: score and save the initial model
+                if world.main and counters["val_step"] != counters["step"]:
+                    validate_aside()
                 checkpoint()
-        if world.main and counters["step"] != counters["val_step"]:  # score the final model
-            validate()
     finally:
         torch.set_num_threads(threads)
         bar.close()

@@ -22,10 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from safetensors import safe_open
-
 from .build import build_task
-from .checkpoint import _META_KEY, METRICS_FILE, STATE_FILE, atomic_write_text
+from .checkpoint import METRICS_FILE, STATE_FILE, atomic_write_text, read_counters
 from .errors import ConfigError, RunDirError
 from .evaluate import evaluate_batches, load_run, read_metrics
 from .loop import validation_set
@@ -246,8 +244,7 @@ def _read_results(run: SeedRun, folder: Path, target: float) -> None:
     """Fill ``run`` from the state file's counters and the validations in metrics.jsonl."""
     if not (folder / STATE_FILE).is_file():
         return
-    with safe_open(folder / STATE_FILE, framework="pt") as file:
-        counters = json.loads((file.metadata() or {})[_META_KEY])["counters"]
+    counters = read_counters(folder / STATE_FILE)
     run.steps, run.sequences = counters["step"], counters["sequences"]
     records = read_metrics(folder) if (folder / METRICS_FILE).is_file() else []
     run.sequences_to_target = next((record["sequences"] for record in records
@@ -255,7 +252,7 @@ def _read_results(run: SeedRun, folder: Path, target: float) -> None:
     if counters.get("val_step") == counters["step"]:
         run.val_cost = counters["val_cost"]
     elif run.finished:
-        # ntm train scored the final model after its last checkpoint; score it again here.
+        # Written by a version that scored the final model after its last checkpoint.
         model, config = load_run(folder, device="cpu")
         task = build_task(config.task)
         run.val_cost = evaluate_batches(model, validation_set(config, task), task)["cost"]
