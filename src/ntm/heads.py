@@ -17,6 +17,8 @@ from torch import Tensor, nn
 
 # Bound on the raw head parameters (Collier & Beel 2018).
 CLIP = 20.0
+# The order of the activation groups in the projection's output (HeadLayout.blocks).
+ACTIVATION_ORDER = ("tanh", "sigmoid", "softplus", "softmax")
 
 
 class HeadParameters(NamedTuple):
@@ -58,10 +60,16 @@ class HeadLayout:
             ("shift_weights", heads * shifts, "softmax"),
         )
         self.size = sum(width for _, width, _ in self.blocks)
-        widths = {name: width for name, width, _ in self.blocks}
-        self.tanh_end = widths["keys"] + widths["add"]
-        self.sigmoid_end = self.tanh_end + widths["gates"] + widths["erase"]
-        self.softplus_end = self.sigmoid_end + 2 * heads
+        # Where each activation's slice ends, from the table. activate() and the fused path's
+        # backward (ntm/fused.py) rely on this order of activations and of blocks within each.
+        activations = [activation for _, _, activation in self.blocks]
+        if activations != sorted(activations, key=ACTIVATION_ORDER.index):
+            raise AssertionError(f"head blocks out of activation order: {activations}")
+        ends, offset = {}, 0
+        for _, width, activation in self.blocks:
+            offset = ends[activation] = offset + width
+        self.tanh_end, self.sigmoid_end, self.softplus_end = (
+            ends["tanh"], ends["sigmoid"], ends["softplus"])
 
     def activate(self, raw: Tensor) -> HeadParameters:
         """Clip, activate and split a projection output.
