@@ -213,3 +213,38 @@ def test_the_final_validation_is_recorded_in_the_checkpoint(tmp_path):
     assert counters["best_val_cost"] == counters["val_cost"]
     with pytest.raises(RunDirError, match="missing"):
         read_counters(tmp_path / "nothing.safetensors")
+
+
+def test_tensorboard_receives_every_logged_number(tmp_path, monkeypatch):
+    # A stand-in for torch.utils.tensorboard (not installed here): what the loop writes to it.
+    import sys
+    import types
+
+    writers = []
+
+    class FakeWriter:
+        def __init__(self, log_dir, purge_step=None):
+            self.log_dir, self.purge_step = log_dir, purge_step
+            self.scalars, self.closed = [], False
+            writers.append(self)
+
+        def add_scalar(self, tag, value, step):
+            self.scalars.append((tag, value, step))
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard",
+                        types.SimpleNamespace(SummaryWriter=FakeWriter))
+    config = _config("train.tensorboard=true", "train.log_every=2", "train.val_every=4", steps=4)
+    train(apply_overrides(config, ["train.steps=2"]), tmp_path, progress=False)
+    train(config, tmp_path, resume=True, progress=False)
+    first, resumed = writers
+    assert first.log_dir == str(tmp_path / "tensorboard") and first.purge_step is None
+    assert resumed.purge_step == 2  # events logged after the checkpoint are dropped
+    assert first.closed and resumed.closed
+    assert {tag for tag, _, step in first.scalars if step == 2} >= {"cost", "sequences"}
+    logged = {(tag, step): value for tag, value, step in resumed.scalars}
+    record = read_metrics(tmp_path)[-1]
+    assert logged[("val_cost", 4)] == record["val_cost"]
+    assert logged[("cost", 4)] == record["cost"]
