@@ -34,14 +34,30 @@ def test_bench_refuses_the_graph_path_on_the_cpu() -> None:
         benchmark([1], [1], ["graph"], device="cpu", log=lambda _: None)
 
 
-def test_set_capturable_moves_the_step_counts_and_sets_the_flag() -> None:
+@pytest.mark.parametrize("name", ["rmsprop", "adam"])
+def test_set_capturable_sets_the_flag_and_keeps_the_step_counts(name) -> None:
     model = torch.nn.Linear(3, 2)
-    optimizer = build_optimizer(model.parameters(), preset_config("copy").optim)
+    config = apply_overrides(preset_config("copy"), [f"optim.name={name}"]).optim
+    optimizer = build_optimizer(model.parameters(), config)
     model(torch.ones(1, 3)).sum().backward()
     optimizer.step()
+    for capturable in (True, False):
+        set_capturable(optimizer, capturable)
+        assert all(group["capturable"] is capturable for group in optimizer.param_groups)
+        assert all(state["step"].device.type == "cpu" and state["step"].item() == 1
+                   for state in optimizer.state.values())
+
+
+@CUDA
+def test_set_capturable_moves_the_step_counts_to_the_parameters() -> None:
+    model = torch.nn.Linear(3, 2, device="cuda")
+    optimizer = build_optimizer(model.parameters(), preset_config("copy").optim)
+    model(torch.ones(1, 3, device="cuda")).sum().backward()
+    optimizer.step()
+    set_capturable(optimizer, True)
+    assert all(state["step"].is_cuda for state in optimizer.state.values())
     set_capturable(optimizer, False)
-    assert optimizer.param_groups[0]["capturable"] is False
-    assert all(state["step"].device.type == "cpu" for state in optimizer.state.values())
+    assert all(not state["step"].is_cuda for state in optimizer.state.values())
 
 
 def _copy_batches(lengths: list[int], batch_size: int, seed: int = 0):
@@ -58,8 +74,10 @@ def _eager_and_graphed(model_factory, batches, **optimizer_arguments):
     for name in ("eager", "graph"):
         torch.manual_seed(0)
         model = model_factory()
+        # The same RMSProp either way: capturable changes where the step count lives only.
         optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-3, momentum=0.9,
-                                        centered=True, capturable=True, **optimizer_arguments)
+                                        centered=True, capturable=name == "graph",
+                                        **optimizer_arguments)
         parameters = list(model.parameters())
 
         def clip(parameters=parameters):
@@ -104,6 +122,28 @@ def test_graphed_updates_match_eager_updates(kind) -> None:
 
 
 @CUDA
+@pytest.mark.filterwarnings("error::UserWarning")
+def test_zero_grad_and_a_new_optimiser_state_between_updates_are_safe() -> None:
+    task, batches = _copy_batches([4, 4, 4, 4, 4], batch_size=2)
+    torch.manual_seed(0)
+    model = NTM(task.input_size, task.output_size, **SMALL, device="cuda")
+    optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-3, capturable=True)
+    update = GraphedUpdate(model, optimizer, sequence_loss)
+    update(*batches[0])
+    update(*batches[1])  # captured
+    gradients = [p.grad for p in model.parameters()]
+    optimizer.zero_grad()  # sets them to None: the graph's own are put back
+    update(*batches[2])
+    assert all(p.grad is g for p, g in zip(model.parameters(), gradients, strict=True))
+    optimizer.load_state_dict(optimizer.state_dict())  # new state tensors: captured again
+    update(*batches[3])
+    assert update.captured_shapes == []  # dropped; this update ran eagerly
+    update(*batches[4])
+    assert len(update.captured_shapes) == 1
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@CUDA
 def test_graphed_updates_with_random_memory_stay_finite() -> None:
     task, batches = _copy_batches([4, 6, 4, 6], batch_size=3)
     losses, _ = _eager_and_graphed(
@@ -137,6 +177,18 @@ def test_a_run_trained_with_graphs_resumes_on_the_cpu(tmp_path) -> None:
     ])
     train(config, tmp_path / "run", progress=False)
     resumed = apply_overrides(config, ["train.steps=6", "train.device=cpu"])
+    result = train(resumed, tmp_path / "run", resume=True, progress=False)
+    assert result.step == 6 and math.isfinite(result.val_cost)
+
+
+@CUDA
+def test_a_run_trained_on_the_cpu_resumes_on_cuda_with_graphs(tmp_path) -> None:
+    config = apply_overrides(preset_config("copy"), [
+        "model.memory_slots=16", "model.memory_width=8", "model.controller_size=16",
+        "train.steps=3", "train.device=cpu",
+    ])
+    train(config, tmp_path / "run", progress=False)
+    resumed = apply_overrides(config, ["train.steps=6", "train.device=cuda"])
     result = train(resumed, tmp_path / "run", resume=True, progress=False)
     assert result.step == 6 and math.isfinite(result.val_cost)
 

@@ -107,6 +107,8 @@ def benchmark(
             generator = torch.Generator().manual_seed(seed)
             batch = task.sample(batch_size, generator=generator).to(target)
             runs = {}
+            if target.type == "cuda":  # before the warm-up: a graph's memory is held from then
+                torch.cuda.reset_peak_memory_stats(target)
             for path in paths:
                 torch.manual_seed(seed)
                 model = NTM(task.input_size, task.output_size, fused=path != "plain",
@@ -117,8 +119,6 @@ def benchmark(
                 for _ in range(warmup_steps):
                     step(model, optimizer, batch)
                 runs[path] = (model, optimizer, step, [])
-            if target.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(target)
             while any(len(times) < timed_steps for *_, times in runs.values()):
                 for model, optimizer, step, times in runs.values():
                     for _ in range(min(steps_per_round, timed_steps - len(times))):

@@ -22,7 +22,7 @@ import contextlib
 import json
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -199,8 +199,13 @@ def load_state(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     generators: dict[str, torch.Generator],
+    *,
+    optional: Collection[str] = (),
 ) -> dict[str, Any]:
     """Restore what :func:`save_state` saved; return the counters.
+
+    ``optional`` names generators whose states may be missing from the file (they keep their
+    state then), e.g. a GPU's generator when a run trained on the CPU continues on a GPU.
 
     Raises:
         RunDirError: the file is missing, corrupt, or does not fit ``model``.
@@ -221,7 +226,8 @@ def load_state(
         optimizer.load_state_dict({"state": per_parameter, "param_groups": meta["param_groups"]})
         torch.set_rng_state(tensors["rng.torch"])
         for name, generator in generators.items():
-            generator.set_state(tensors[f"rng.{name}"])
+            if name not in optional or f"rng.{name}" in tensors:
+                generator.set_state(tensors[f"rng.{name}"])
         return meta["counters"]
     except (KeyError, ValueError, RuntimeError) as error:
         raise RunDirError(f"{path} does not fit this run ({error})") from None

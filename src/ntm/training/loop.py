@@ -106,6 +106,8 @@ def train(
         out_dir: the run directory; created if missing. It must not hold a run unless resuming.
         resume: continue the run in ``out_dir`` up to ``config.train.steps`` steps in total.
             The metrics then match those of one uninterrupted run, except the timing fields.
+            (The final model of every piece is scored too, so ``best.safetensors`` can be a
+            model that an uninterrupted run never scored.)
         progress: show a progress bar with the cost and sequences per second.
 
     Under ``torchrun`` (``WORLD_SIZE`` above 1) every process calls ``train`` with the same
@@ -141,8 +143,10 @@ def _train(config: RunConfig, out: Path, world: World, *, resume: bool,
     # data; the same seed for both would make the first batch a copy of the first weights' draws.
     torch.manual_seed(2 * config.train.seed)
     model = build_model(config.model, task.input_size, task.output_size, device=device)
-    optimizer = build_optimizer(model.parameters(), config.optim,
-                                capturable=device.type == "cuda")
+    # Updates replayed from CUDA graphs (ntm.cuda_graphs) need an optimiser whose step can be
+    # captured; PyTorch warns when such a one steps eagerly, so only then.
+    graphs = device.type == "cuda" and config.train.cuda_graphs and not world.distributed
+    optimizer = build_optimizer(model.parameters(), config.optim, capturable=graphs)
     generators = {"data": torch.Generator().manual_seed(data_seed(config.train.seed, world.rank))}
     if device.type == "cuda":  # random memory initialisation draws on the device
         generators["cuda"] = torch.cuda.default_generators[device.index or 0]
@@ -154,14 +158,15 @@ def _train(config: RunConfig, out: Path, world: World, *, resume: bool,
                                 "best_val_cost": None, "best_step": None,
                                 "world_size": world.size}
     if resume:
-        saved = load_state(out / STATE_FILE, model, optimizer, generators)
+        # A run moved from the CPU to a GPU has no state of the device's generator to restore.
+        saved = load_state(out / STATE_FILE, model, optimizer, generators, optional={"cuda"})
         if saved.get("world_size", 1) != world.size:
             raise ConfigError(f"the run in {out} was trained by {saved.get('world_size', 1)} "
                               f"process(es), not {world.size}; resume it with as many, so that "
                               "every rank draws the data it would have drawn")
         counters.update(saved)
         distributed.restore_generators(out / STATE_FILE, generators, world)
-        set_capturable(optimizer, device.type == "cuda")  # as saved by a run on another device
+        set_capturable(optimizer, graphs)  # the saved groups carry the saved run's setting
     if world.main:
         out.mkdir(parents=True, exist_ok=True)
         if resume:
@@ -200,7 +205,7 @@ def _train(config: RunConfig, out: Path, world: World, *, resume: bool,
     per_step = batch_size * world.size  # sequences of one update, over all ranks
     parameters = list(model.parameters())
     graphed = None
-    if device.type == "cuda" and config.train.cuda_graphs and world.size == 1:
+    if graphs:
         graphed = GraphedUpdate(model, optimizer, sequence_loss,
                                 after_backward=lambda: clip_gradients(parameters, config.optim))
     writer = _tensorboard(out, config.train.tensorboard and world.main, counters["step"])
@@ -256,11 +261,17 @@ def _train(config: RunConfig, out: Path, world: World, *, resume: bool,
                 # rank has its own clock and its own Ctrl-C.
                 stopped = _STOP_REASONS[distributed.agree(_STOP_REASONS.index(stopped), world)]
                 final = stopped != "steps" or step == steps
-                if final and world.main and counters["val_step"] != step:
-                    validate_aside()  # before the checkpoint, which records the best so far
                 if final or step % config.train.checkpoint_every == 0:
                     checkpoint()
                     last_checkpoint = step
+                # The final model is scored, then saved again so that the state file records
+                # any new best (the first save is there for a second Ctrl-C).
+                if final:  # the same on every rank, so the collectives below meet
+                    rescored = world.main and counters["val_step"] != step
+                    if rescored:
+                        validate_aside()
+                    if distributed.agree(int(rescored), world):
+                        checkpoint()
                 if stopped != "steps":
                     break
             if last_checkpoint is None:  # train.steps = 0: score and save the initial model
