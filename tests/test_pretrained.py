@@ -25,9 +25,11 @@ def test_shipped_files_are_safetensors_and_json_only():
         json.loads((folder / "config.json").read_text())
 
 
-def test_load_gives_an_ntm_that_copies():
-    model = ntm.pretrained.load("copy")
+@pytest.mark.parametrize("kind", ["ntm-lstm", "ntm-ff"])
+def test_load_gives_an_ntm_that_copies(kind):
+    model = ntm.pretrained.load("copy", kind)
     assert isinstance(model, ntm.NTM) and not model.training
+    assert (model.cell.controller.states_per_layer == 2) == (kind == "ntm-lstm")
     task = ntm.tasks.make("copy", min_length=10, max_length=10)
     batch = task.sample(16, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
