@@ -22,7 +22,14 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .addressing import LOG_FLOOR, cosine_similarity_parts, interpolate, shift, shift_windows
+from .addressing import (
+    LOG_FLOOR,
+    PREVIOUS_WEIGHTS_GRAD_BOUND,
+    cosine_similarity_parts,
+    interpolate,
+    shift,
+    shift_windows,
+)
 from .heads import CLIP
 from .memory import read, write
 
@@ -234,7 +241,9 @@ def _step_backward(spec: Spec, saved, grads, weights, head_weight):
     # Interpolation: w_g = w_prev + g (w_c - w_prev).
     gate = gates.unsqueeze(-1)
     grad_content = grad_gated * gate
-    grad_previous = grad_gated - grad_content
+    # Bounded as by addressing.bound_gradient in the plain path.
+    grad_previous = (grad_gated - grad_content).clamp_(-PREVIOUS_WEIGHTS_GRAD_BOUND,
+                                                       PREVIOUS_WEIGHTS_GRAD_BOUND)
     grad_gates = (grad_gated * (content - previous)).sum(-1)
     # Content: w_c = softmax(beta * K), K = dot * |k|^-1 * |M(i)|^-1 (with NORM_EPS).
     grad_scaled = _softmax_backward(content, grad_content)

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from .addressing import address
+from .addressing import address, bound_gradient
 from .controllers import CONTROLLERS
 from .fused import run_sequence
 from .heads import HeadProjection
@@ -224,8 +224,9 @@ class NTMCell(nn.Module):
         memory = carry.memory
         output, controller = self.controller.step(projected_input, carry.reads, carry.controller)
         p = self.heads(output)
+        previous = bound_gradient(carry.weights)  # see there: keeps BPTT finite in float32
         weights = address(
-            memory, carry.weights, p.keys, p.key_strengths, p.gates, p.shift_weights, p.sharpening
+            memory, previous, p.keys, p.key_strengths, p.gates, p.shift_weights, p.sharpening
         )  # (B, R + W, N)
         read_weights, write_weights = weights.split([self.read_heads, self.write_heads], dim=1)
         reads = read(memory, read_weights).flatten(1)  # (B, R * M)
