@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from ntm.cli import main
-from ntm.training import TIMING_FIELDS, read_metrics
+from ntm.training import TIMING_FIELDS, read_config, read_metrics
 
 SMALL = ["--set", "model.memory_slots=12", "--set", "model.memory_width=6",
          "--set", "model.controller_size=12", "--set", "model.hidden_size=12",
@@ -80,7 +80,9 @@ def test_eval_with_a_setting(tmp_path, capsys):
 def test_resume_continues_to_the_same_metrics(tmp_path):
     whole = _train(tmp_path / "whole", "copy", "ntm-lstm", "--steps", "4")
     pieces = _train(tmp_path / "pieces", "copy", "ntm-lstm", "--steps", "3")
-    assert main(["train", "--resume", str(pieces), "--steps", "4", "--no-progress"]) == 0
+    assert main(["train", "--resume", str(pieces), "--steps", "4", "--no-progress",
+                 "--set", "train.max_seconds=1000", "--set", "train.threads=2"]) == 0
+    assert read_config(pieces).train.max_seconds == 1000  # a resumable field, changed
 
     def strip(records):
         return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in records]
@@ -129,6 +131,8 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
     assert "does not exist" in _error(capsys, ["eval", str(tmp_path / "missing")])
     assert "already holds a run" in _error(capsys, ["train", "copy", "--out", str(run)])
     assert "only --steps" in _error(capsys, ["train", "--resume", str(run), "--seed", "3"])
+    line = _error(capsys, ["train", "--resume", str(run), "--set", "optim.lr=1"])
+    assert "not --set optim.lr=1" in line and "train.max_seconds" in line
     assert "task parameters only" in _error(capsys, ["eval", str(run), "--set", "optim.lr=1"])
     assert "required" in _error(capsys, ["train"])
 

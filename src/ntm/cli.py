@@ -250,19 +250,27 @@ def _new_config(args: argparse.Namespace) -> training.RunConfig:
 
 
 def _resume_config(args: argparse.Namespace) -> training.RunConfig:
-    """The saved config of the run to resume, with only ``--steps``/``--tensorboard`` changed."""
+    """The saved config of the run to resume, with ``--steps``, ``--tensorboard`` and the
+    ``--set train.KEY=...`` of :data:`ntm.training.RESUMABLE_FIELDS` (device, time budget, ...)
+    changed."""
     config = training.read_config(args.resume)
     fixed = {"--model": args.model, "--batch-size": args.batch_size, "--seed": args.seed,
-             "--preset": args.preset, "--out": args.out, "--set": args.overrides or None}
+             "--preset": args.preset, "--out": args.out}
     given = [flag for flag, value in fixed.items() if value is not None]
+    resumable = [f"train.{field}" for field in training.RESUMABLE_FIELDS]
+    for override in args.overrides or []:
+        if override.split("=", 1)[0].strip() not in resumable:
+            given.append(f"--set {override}")
     if given:
         raise _UsageError(f"--resume continues the run as configured in {args.resume}; "
-                          f"only --steps and --tensorboard may change, not {', '.join(given)}")
+                          f"only --steps, --tensorboard and --set {', '.join(resumable)} may "
+                          f"change, not {', '.join(given)}")
     if args.task and args.task != config.task.name:
         raise _UsageError(f"the run in {args.resume} trains {config.task.name!r}, "
                           f"not {args.task!r}")
     flags = [("train.steps", args.steps), ("train.tensorboard", args.tensorboard or None)]
-    return apply_overrides(config, [f"{k}={v}" for k, v in flags if v is not None])
+    changes = [f"{k}={v}" for k, v in flags if v is not None] + list(args.overrides or [])
+    return apply_overrides(config, changes)
 
 
 def _report_training(config: training.RunConfig, out: Path, *, resume: bool,

@@ -29,7 +29,7 @@ from .evaluate import (
     resolve_run_dir,
     setting_label,
 )
-from .loop import TIMING_FIELDS, TrainResult, train
+from .loop import RESUMABLE_FIELDS, TIMING_FIELDS, TrainResult, train
 from .optim import build_optimizer, clip_gradients
 from .presets import FAST, PAPER_MODELS, PRESETS, preset_config
 from .sweep import SUMMARY_FILE, SeedRun, cpu_cores, parse_seeds, run_sweep, sweep_table
@@ -43,6 +43,7 @@ __all__ = [
     "MODEL_KINDS",
     "PAPER_MODELS",
     "PRESETS",
+    "RESUMABLE_FIELDS",
     "STATE_FILE",
     "SUMMARY_FILE",
     "TIMING_FIELDS",
