@@ -68,3 +68,12 @@ def test_shipped_associative_recall_model_recalls():
     with torch.no_grad():
         logits, _ = model(batch.inputs)
     assert ntm.metrics.bit_errors_per_sequence(logits, batch.targets, batch.mask).item() == 0.0
+
+
+def test_shipped_repeat_copy_model_repeats():
+    model = ntm.pretrained.load("repeat_copy")
+    task = ntm.tasks.make("repeat_copy", min_length=5, max_length=5, min_repeats=3, max_repeats=3)
+    batch = task.sample(16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        logits, _ = model(batch.inputs)
+    assert ntm.metrics.bit_errors_per_sequence(logits, batch.targets, batch.mask).item() == 0.0
