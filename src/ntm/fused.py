@@ -230,8 +230,10 @@ def _step_backward(spec: Spec, saved, grads, weights, head_weight):
     # Sharpen: w = softmax(gamma * log(max(w_s, floor))).
     grad_logits = _softmax_backward(focus, grad_focus)
     grad_sharpening = (grad_logits * log_shifted).sum(-1)
-    grad_shifted = (grad_logits * sharpening.unsqueeze(-1) / shifted.clamp_min(LOG_FLOOR)).mul_(
-        shifted >= LOG_FLOOR
+    # where, not a product with the mask: a huge value masked out must not become inf * 0.
+    grad_shifted = torch.where(
+        shifted >= LOG_FLOOR, grad_logits * sharpening.unsqueeze(-1) / shifted.clamp_min(LOG_FLOOR),
+        0.0,
     )
     # Shift: the adjoint of a circular convolution is the correlation, i.e. the shift with
     # the weights reversed; ds(k) = sum_i dw_s(i) w_g(i - (k - R)).
@@ -268,7 +270,7 @@ def _step_backward(spec: Spec, saved, grads, weights, head_weight):
     grad_clipped = torch.cat(
         [grad_tanh, grad_sig, grad_softplus, grad_shift_logits.flatten(1)], dim=1
     )
-    grad_raw = grad_clipped.mul_(raw.abs() <= CLIP)
+    grad_raw = torch.where(raw.abs() <= CLIP, grad_clipped, 0.0)
     grad_output = torch.addmm(grad_output, grad_raw, head_weight)
 
     # Controller, top layer down.
