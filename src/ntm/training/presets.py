@@ -92,7 +92,8 @@ class FastRecipe(NamedTuple):
 #   batch 16, lr 1e-4 (SPEC.md's recipe) ........ seed 1: 52,000 sequences, 216 s
 #   batch 32, lr 2e-4 ........................... seed 1: 64,000 sequences
 #   batch 32, lr 5e-4 ........................... seed 1: 38,400 sequences
-#   batch 32, lr 1e-3 ........................... seeds 1-3: 12,800 / 16,000 / 27,200 sequences
+#   batch 32, lr 1e-3 ........................... seeds 1-5: 12,800 / 16,000 / 27,200 / not
+#                                                 solved in 60,320 (38 bits) / 30,400 sequences
 #   batch 32, lr 2e-3 (chosen) .................. seeds 1-5: 12,800 / 48,000 / 41,600 / 12,800 /
 #                                                 16,000 sequences; 5/5 solved, median 56.8 s
 # Associative recall, batch 32, seed 1 (validation cost on the held-out set): lr 1e-3 plateaued
