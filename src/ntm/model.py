@@ -291,7 +291,7 @@ class NTM(nn.Module):
             :meth:`NTMCell.initial_state`).
         batch_first: input and output as ``[B, T, *]`` instead of ``[T, B, *]``.
         fused: when gradients are needed, run the sequence as one autograd node with a
-            hand-written backward pass (:mod:`ntm.fused`; 1.2-1.4x faster per training step
+            hand-written backward pass (:mod:`ntm.fused`; 1.2-1.5x faster per training step
             on a CPU, the same numbers to rounding, no double backward). ``False`` records
             every operation with autograd.
         device, dtype: factory arguments for the parameters.
