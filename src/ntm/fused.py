@@ -9,7 +9,7 @@ keeps what the backward pass needs, and computes the gradients step by step by h
 weight gradients accumulated over the whole sequence in one matrix product each.
 
 Measured at batch 1 (copy, LSTM controller 100, memory 128 x 20): about 76 tensor operations
-per time step forward and 143 backward, 1.5x faster than plain autograd per training step.
+per time step forward and about 140 backward, 1.5x faster than plain autograd per training step.
 The equations of every backward step are written next to the code. The result matches plain
 autograd to rounding (tests/test_fused.py checks 1e-10 in float64, gradients included). The
 node does not support double backward; use ``NTM(..., fused=False)`` for that.
