@@ -170,25 +170,14 @@ def test_training_with_and_without_graphs_logs_the_same_costs(tmp_path) -> None:
 
 
 @CUDA
-def test_a_run_trained_with_graphs_resumes_on_the_cpu(tmp_path) -> None:
+@pytest.mark.parametrize("first, then", [("cuda", "cpu"), ("cpu", "cuda")])
+def test_a_run_moves_between_the_cpu_and_cuda_with_graphs(tmp_path, first, then) -> None:
     config = apply_overrides(preset_config("copy"), [
         "model.memory_slots=16", "model.memory_width=8", "model.controller_size=16",
-        "train.steps=4", "train.device=cuda",
+        "train.steps=3", f"train.device={first}",
     ])
     train(config, tmp_path / "run", progress=False)
-    resumed = apply_overrides(config, ["train.steps=6", "train.device=cpu"])
-    result = train(resumed, tmp_path / "run", resume=True, progress=False)
-    assert result.step == 6 and math.isfinite(result.val_cost)
-
-
-@CUDA
-def test_a_run_trained_on_the_cpu_resumes_on_cuda_with_graphs(tmp_path) -> None:
-    config = apply_overrides(preset_config("copy"), [
-        "model.memory_slots=16", "model.memory_width=8", "model.controller_size=16",
-        "train.steps=3", "train.device=cpu",
-    ])
-    train(config, tmp_path / "run", progress=False)
-    resumed = apply_overrides(config, ["train.steps=6", "train.device=cuda"])
+    resumed = apply_overrides(config, ["train.steps=6", f"train.device={then}"])
     result = train(resumed, tmp_path / "run", resume=True, progress=False)
     assert result.step == 6 and math.isfinite(result.val_cost)
 

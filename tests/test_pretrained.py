@@ -61,19 +61,13 @@ def test_loading_uses_no_pickle(monkeypatch):
     assert Path(ntm.pretrained.run_dir("copy")).name == "copy-ntm-lstm"
 
 
-def test_shipped_associative_recall_model_recalls():
-    model = ntm.pretrained.load("associative_recall")
-    task = ntm.tasks.make("associative_recall", min_items=6, max_items=6)
-    batch = task.sample(16, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        logits, _ = model(batch.inputs)
-    assert ntm.metrics.bit_errors_per_sequence(logits, batch.targets, batch.mask).item() == 0.0
-
-
-def test_shipped_repeat_copy_model_repeats():
-    model = ntm.pretrained.load("repeat_copy")
-    task = ntm.tasks.make("repeat_copy", min_length=5, max_length=5, min_repeats=3, max_repeats=3)
-    batch = task.sample(16, generator=torch.Generator().manual_seed(0))
+@pytest.mark.parametrize("task, params", [
+    ("associative_recall", {"min_items": 6, "max_items": 6}),
+    ("repeat_copy", {"min_length": 5, "max_length": 5, "min_repeats": 3, "max_repeats": 3}),
+])
+def test_shipped_model_makes_no_bit_errors(task, params):
+    model = ntm.pretrained.load(task)
+    batch = ntm.tasks.make(task, **params).sample(16, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         logits, _ = model(batch.inputs)
     assert ntm.metrics.bit_errors_per_sequence(logits, batch.targets, batch.mask).item() == 0.0
