@@ -5,6 +5,7 @@ The CUDA tests skip where no GPU is available (CI); ``bash benchmarks/gpu.sh`` r
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -135,7 +136,8 @@ def test_zero_grad_and_a_new_optimiser_state_between_updates_are_safe() -> None:
     optimizer.zero_grad()  # sets them to None: the graph's own are put back
     update(*batches[2])
     assert all(p.grad is g for p, g in zip(model.parameters(), gradients, strict=True))
-    optimizer.load_state_dict(optimizer.state_dict())  # new state tensors: captured again
+    # A copy: loading the optimiser's own state dict keeps its tensors (`.to` returns them).
+    optimizer.load_state_dict(copy.deepcopy(optimizer.state_dict()))  # new tensors: recaptured
     update(*batches[3])
     assert update.captured_shapes == []  # dropped; this update ran eagerly
     update(*batches[4])
