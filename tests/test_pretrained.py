@@ -61,12 +61,16 @@ def test_loading_uses_no_pickle(monkeypatch):
     assert Path(ntm.pretrained.run_dir("copy")).name == "copy-ntm-lstm"
 
 
-@pytest.mark.parametrize("task, params", [
-    ("associative_recall", {"min_items": 6, "max_items": 6}),
-    ("repeat_copy", {"min_length": 5, "max_length": 5, "min_repeats": 3, "max_repeats": 3}),
+@pytest.mark.parametrize("task, kind, params", [
+    ("associative_recall", "ntm-lstm", {"min_items": 6, "max_items": 6}),
+    ("associative_recall", "ntm-ff", {"min_items": 6, "max_items": 6}),
+    ("repeat_copy", "ntm-lstm",
+     {"min_length": 5, "max_length": 5, "min_repeats": 3, "max_repeats": 3}),
+    ("repeat_copy", "ntm-ff",
+     {"min_length": 5, "max_length": 5, "min_repeats": 3, "max_repeats": 3}),
 ])
-def test_shipped_model_makes_no_bit_errors(task, params):
-    model = ntm.pretrained.load(task)
+def test_shipped_model_makes_no_bit_errors(task, kind, params):
+    model = ntm.pretrained.load(task, kind)
     batch = ntm.tasks.make(task, **params).sample(16, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         logits, _ = model(batch.inputs)
@@ -82,3 +86,12 @@ def test_shipped_ngrams_model_is_near_the_optimal_estimator():
     cost = ntm.metrics.bits_per_sequence(logits, batch.targets, batch.mask).item()
     optimal = task.optimal_bits_per_sequence(batch)
     assert optimal < cost < optimal + 3  # 1.3 bits above it over 256 sequences
+
+
+def test_shipped_priority_sort_model_sorts_far_better_than_chance():
+    model = ntm.pretrained.load("priority_sort")
+    batch = ntm.tasks.make("priority_sort").sample(32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        logits, _ = model(batch.inputs)
+    cost = ntm.metrics.bits_per_sequence(logits, batch.targets, batch.mask).item()
+    assert cost < 50  # 37 bits over 256 sequences; chance (every bit at 1/2) is 128
