@@ -17,7 +17,7 @@ from ntm.cuda_graphs import GraphedUpdate
 from ntm.metrics import sequence_loss
 from ntm.tasks import make
 from ntm.training import TIMING_FIELDS, apply_overrides, preset_config, read_metrics, train
-from ntm.training.optim import build_optimizer, set_capturable
+from ntm.training.optim import build_optimizer, set_capturable, set_lr
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
 SMALL = {"memory_slots": 16, "memory_width": 8, "controller_size": 16}
@@ -70,7 +70,9 @@ def _copy_batches(lengths: list[int], batch_size: int, seed: int = 0):
     return task, batches
 
 
-def _eager_and_graphed(model_factory, batches, **optimizer_arguments):
+def _eager_and_graphed(model_factory, batches, rates=None, **optimizer_arguments):
+    """Losses and trained models of eager and graphed updates on ``batches``; ``rates[i]``, if
+    given, is the learning rate set before update ``i``."""
     losses, models = {}, {}
     for name in ("eager", "graph"):
         torch.manual_seed(0)
@@ -95,9 +97,13 @@ def _eager_and_graphed(model_factory, batches, **optimizer_arguments):
                 clip()
                 optimizer.step()
                 return loss.detach()
-        losses[name] = [update(*batch).item() for batch in batches]
+        losses[name] = []
+        for batch, rate in zip(batches, rates or [None] * len(batches), strict=True):
+            if rate is not None:
+                set_lr(optimizer, rate)
+            losses[name].append(update(*batch).item())
         models[name] = model
-        if name == "graph":
+        if name == "graph" and rates is None:
             # the first update runs eagerly; each later shape is captured once
             assert len(update.captured_shapes) == len({b.inputs.shape for b in batches[1:]})
     return losses, models
@@ -116,6 +122,19 @@ def test_graphed_updates_match_eager_updates(kind) -> None:
         return NTM(task.input_size, task.output_size, **SMALL, device="cuda")
 
     losses, models = _eager_and_graphed(factory, batches)
+    assert losses["graph"] == pytest.approx(losses["eager"], rel=1e-4)
+    for eager, graphed in zip(models["eager"].parameters(), models["graph"].parameters(),
+                              strict=True):
+        torch.testing.assert_close(graphed, eager, rtol=1e-4, atol=1e-5)
+
+
+@CUDA
+@pytest.mark.filterwarnings("error::UserWarning")
+def test_a_new_learning_rate_is_captured_again() -> None:
+    task, batches = _copy_batches([4] * 7, batch_size=3)
+    rates = [1e-3, 1e-3, 1e-3, 5e-4, 5e-4, 5e-4, 2.5e-4]  # a float rate is a graph constant
+    losses, models = _eager_and_graphed(
+        lambda: NTM(task.input_size, task.output_size, **SMALL, device="cuda"), batches, rates)
     assert losses["graph"] == pytest.approx(losses["eager"], rel=1e-4)
     for eager, graphed in zip(models["eager"].parameters(), models["graph"].parameters(),
                               strict=True):

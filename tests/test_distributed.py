@@ -189,6 +189,6 @@ def test_metrics_count_the_sequences_of_every_rank():
     counters = {"step": 4, "sequences": 32, "seconds": 2.0, "interval_cost": 6.0,
                 "interval_steps": 2, "interval_start": 1.0, "world_size": 4}
     config = apply_overrides(RunConfig(), ["train.batch_size=2", "train.val_every=3"])
-    record = _log(counters, config, validate=None)
+    record = _log(counters, config, validate=None, lr=1e-4)
     assert record["sequences_per_second"] == 16.0  # 2 steps x 2 sequences x 4 ranks in 1 s
     assert json.dumps(record)

@@ -92,6 +92,34 @@ def test_resume_after_a_crash_matches_one_uninterrupted_run(tmp_path, monkeypatc
     assert _without_timing(pieces) == _without_timing(whole)
 
 
+def test_the_learning_rate_schedule_is_applied_and_logged(tmp_path):
+    # Batch 2 and a half-life of 4 sequences: the rate halves every second update.
+    schedule = ["optim.lr=1e-3", "optim.lr_half_life=4", "optim.min_lr=3e-4"]
+    train(_config(*schedule), tmp_path / "decay", progress=False)
+    train(_config("optim.lr=1e-3"), tmp_path / "constant", progress=False)
+    decay, constant = read_metrics(tmp_path / "decay"), read_metrics(tmp_path / "constant")
+    assert [r["lr"] for r in decay] == [1e-3, 1e-3, 5e-4, 5e-4, 3e-4, 3e-4]
+    assert {r["lr"] for r in constant} == {1e-3}
+    # Each record's cost is measured before its update: the third update is the first slower one.
+    assert [r["cost"] for r in decay[:3]] == [r["cost"] for r in constant[:3]]
+    assert decay[3]["cost"] != constant[3]["cost"]
+
+
+def test_a_resumed_run_may_take_a_new_learning_rate_schedule(tmp_path):
+    # Halving after 8 sequences (4 updates) changes nothing before step 4: a constant run resumed
+    # there with that schedule must match a run that had it from the start.
+    train(_config("optim.lr_half_life=8", steps=8), tmp_path / "whole", progress=False)
+    train(_config(steps=4), tmp_path / "pieces", progress=False)
+    train(_config("optim.lr_half_life=8", steps=8), tmp_path / "pieces", resume=True,
+          progress=False)
+    whole, pieces = read_metrics(tmp_path / "whole"), read_metrics(tmp_path / "pieces")
+    assert _without_timing(pieces) == _without_timing(whole)
+    assert load_run(tmp_path / "pieces")[1].optim.lr_half_life == 8
+    with pytest.raises(ConfigError, match="optim.momentum.*may change only.*optim.lr_half_life"):
+        train(_config("optim.momentum=0.5", steps=10), tmp_path / "pieces", resume=True,
+              progress=False)
+
+
 def test_divergence_before_any_checkpoint_says_so(tmp_path, monkeypatch):
     _poison_loss_at(monkeypatch, 1)
     with pytest.raises(TrainingDiverged, match="no checkpoint was saved yet"):

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from ntm.training import OptimConfig, build_optimizer, clip_gradients
+from ntm.training import OptimConfig, build_optimizer, clip_gradients, scheduled_lr
+from ntm.training.optim import set_lr
 
 
 def _parameter_with_gradient(values):
@@ -47,3 +48,21 @@ def test_one_step_moves_against_the_gradient(name):
     assert parameter[0] < 0 < parameter[1]
     if name == "adam":
         assert optimizer.param_groups[0]["betas"] == (0.9, 0.999)
+
+
+def test_the_learning_rate_halves_once_per_half_life_down_to_min_lr():
+    config = OptimConfig(lr=1e-3, lr_half_life=100)
+    rates = [scheduled_lr(config, sequences) for sequences in (0, 99, 100, 199, 200, 350)]
+    assert rates == [1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4, 1.25e-4]
+    floored = OptimConfig(lr=1e-3, lr_half_life=100, min_lr=3e-4)
+    assert [scheduled_lr(floored, s) for s in (0, 100, 200, 10**9)] == [1e-3, 5e-4, 3e-4, 3e-4]
+    assert scheduled_lr(OptimConfig(lr=2e-3), 10**9) == 2e-3  # no half-life: constant
+
+
+def test_set_lr_sets_every_group_and_says_whether_it_changed():
+    first, second = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.RMSprop([{"params": [first]}, {"params": [second], "lr": 1.0}],
+                                    lr=0.5)
+    assert set_lr(optimizer, 0.25)
+    assert [group["lr"] for group in optimizer.param_groups] == [0.25, 0.25]
+    assert not set_lr(optimizer, 0.25)

@@ -251,13 +251,13 @@ def _new_config(args: argparse.Namespace) -> training.RunConfig:
 
 def _resume_config(args: argparse.Namespace) -> training.RunConfig:
     """The saved config of the run to resume, with ``--steps``, ``--tensorboard`` and the
-    ``--set train.KEY=...`` of :data:`ntm.training.RESUMABLE_FIELDS` (device, time budget, ...)
-    changed."""
+    ``--set`` of :func:`ntm.training.resumable_overrides` (device, time budget, learning-rate
+    schedule, ...) changed."""
     config = training.read_config(args.resume)
     fixed = {"--model": args.model, "--batch-size": args.batch_size, "--seed": args.seed,
              "--preset": args.preset, "--out": args.out}
     given = [flag for flag, value in fixed.items() if value is not None]
-    resumable = [f"train.{field}" for field in training.RESUMABLE_FIELDS]
+    resumable = training.resumable_overrides()
     for override in args.overrides or []:
         if override.split("=", 1)[0].strip() not in resumable:
             given.append(f"--set {override}")

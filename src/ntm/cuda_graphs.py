@@ -65,7 +65,9 @@ class GraphedUpdate:
     The graphs write to the tensors they were captured with: the parameters, their gradients
     and the optimiser's state. Gradients set to None between updates (``zero_grad()``) are put
     back before a replay; if the parameters or the optimiser's state tensors are replaced (e.g.
-    ``optimizer.load_state_dict``), every graph is dropped and captured again.
+    ``optimizer.load_state_dict``), or a parameter group's learning rate changes (a float rate
+    is a constant of the captured step), every graph is dropped and captured again; so change
+    the rate in steps (:func:`ntm.training.scheduled_lr` does), not at every update.
 
     Raises:
         ValueError: ``model`` is not on a CUDA device.
@@ -86,6 +88,7 @@ class GraphedUpdate:
         self._pool = None
         self._gradients: list[Tensor | None] | None = None  # those the graphs accumulate into
         self._state: list[Tensor] = []  # the optimiser's tensors the graphs update
+        self._rates: list = []  # the learning rates the graphs were captured with
 
     @property
     def captured_shapes(self) -> list[tuple]:
@@ -101,6 +104,7 @@ class GraphedUpdate:
             loss = self._eager(tensors, first=True)
             self._gradients = [p.grad for p in self.parameters]
             self._state = self._optimizer_tensors()
+            self._rates = self._learning_rates()
             return loss
         for parameter, gradient in zip(self.parameters, self._gradients, strict=True):
             parameter.grad = gradient  # a no-op unless zero_grad() set it to None
@@ -119,9 +123,14 @@ class GraphedUpdate:
         return [value for state in self.optimizer.state.values() for value in state.values()
                 if torch.is_tensor(value)]
 
+    def _learning_rates(self) -> list:
+        return [group["lr"] for group in self.optimizer.param_groups]
+
     def _same_state(self) -> bool:
+        # A float learning rate is a constant inside a captured step: a new rate needs new graphs.
         current, parameters = self._optimizer_tensors(), list(self.model.parameters())
-        return (len(current) == len(self._state) and len(parameters) == len(self.parameters)
+        return (self._learning_rates() == self._rates
+                and len(current) == len(self._state) and len(parameters) == len(self.parameters)
                 and all(a is b for a, b in zip(current, self._state, strict=True))
                 and all(a is b for a, b in zip(parameters, self.parameters, strict=True)))
 

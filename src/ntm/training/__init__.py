@@ -29,8 +29,15 @@ from .evaluate import (
     resolve_run_dir,
     setting_label,
 )
-from .loop import RESUMABLE_FIELDS, TIMING_FIELDS, TrainResult, train
-from .optim import build_optimizer, clip_gradients
+from .loop import (
+    RESUMABLE_FIELDS,
+    RESUMABLE_OPTIM_FIELDS,
+    TIMING_FIELDS,
+    TrainResult,
+    resumable_overrides,
+    train,
+)
+from .optim import build_optimizer, clip_gradients, scheduled_lr
 from .presets import FAST, PAPER_MODELS, PRESETS, preset_config
 from .sweep import SUMMARY_FILE, SeedRun, cpu_cores, parse_seeds, run_sweep, sweep_table
 
@@ -44,6 +51,7 @@ __all__ = [
     "PAPER_MODELS",
     "PRESETS",
     "RESUMABLE_FIELDS",
+    "RESUMABLE_OPTIM_FIELDS",
     "STATE_FILE",
     "SUMMARY_FILE",
     "TIMING_FIELDS",
@@ -76,7 +84,9 @@ __all__ = [
     "read_metrics",
     "resolve_device",
     "resolve_run_dir",
+    "resumable_overrides",
     "run_sweep",
+    "scheduled_lr",
     "setting_label",
     "sweep_table",
     "train",

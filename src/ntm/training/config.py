@@ -90,7 +90,10 @@ class OptimConfig:
     outside; we keep his value (``eps=None`` means 1e-4 for RMSProp and 1e-8 for Adam). For
     ``adam``, ``momentum`` is beta1 and ``beta2`` the second-moment decay. ``clip="value"`` clips
     every gradient component to ``[-clip_value, clip_value]`` (the paper: 10); ``clip="norm"``
-    rescales the whole gradient to a norm of at most ``max_norm``.
+    rescales the whole gradient to a norm of at most ``max_norm``. ``lr_half_life`` (training
+    sequences; ``None``: a constant rate) halves the learning rate every that many sequences,
+    counted from the start of the run, down to ``min_lr`` at the lowest; the rate changes in
+    steps, so updates replayed from CUDA graphs are recaptured only when it does.
     """
 
     name: Literal["rmsprop", "adam"] = "rmsprop"
@@ -103,6 +106,8 @@ class OptimConfig:
     clip: Literal["value", "norm", "none"] = "value"
     clip_value: float = _bounded(10.0, gt=0)
     max_norm: float = _bounded(10.0, gt=0)
+    lr_half_life: int | None = _bounded(None, min=1)
+    min_lr: float = _bounded(0.0, min=0)
 
 
 @dataclass

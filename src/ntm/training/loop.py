@@ -40,15 +40,19 @@ from .config import RunConfig
 from .distributed import World, data_seed
 from .errors import ConfigError, RunDirError, TrainingDiverged
 from .evaluate import evaluate_batches, read_config
-from .optim import build_optimizer, clip_gradients, set_capturable
+from .optim import build_optimizer, clip_gradients, scheduled_lr, set_capturable, set_lr
 
-__all__ = ["RESUMABLE_FIELDS", "TIMING_FIELDS", "TrainResult", "train", "validation_set"]
+__all__ = ["RESUMABLE_FIELDS", "RESUMABLE_OPTIM_FIELDS", "TIMING_FIELDS", "TrainResult",
+           "resumable_overrides", "train", "validation_set"]
 
 # Fields of metrics.jsonl that measure time and so differ between otherwise identical runs.
 TIMING_FIELDS = ("seconds", "sequences_per_second")
 # Fields of TrainConfig a resumed run may change without changing what it computes.
 RESUMABLE_FIELDS = ("steps", "device", "threads", "tensorboard", "cuda_graphs", "max_seconds",
                     "target_val_cost")
+# Fields of OptimConfig a resumed run may change: the learning rate's schedule (to continue a
+# run with a decaying rate). The rate of every update is in metrics.jsonl ("lr").
+RESUMABLE_OPTIM_FIELDS = ("lr", "lr_half_life", "min_lr")
 # Why a run stops, by priority: the ranks agree on the highest reason any of them has.
 _STOP_REASONS = ("steps", "interrupted", "time", "target")
 
@@ -94,7 +98,8 @@ def train(
 
     Writes ``config.json``, ``metrics.jsonl`` (one line per ``train.log_every`` steps: ``step``,
     ``sequences``, ``cost`` in bits per sequence averaged over the interval, ``seconds``,
-    ``sequences_per_second``, and every ``train.val_every`` steps ``val_cost`` and
+    ``sequences_per_second``, ``lr`` (the learning rate of the interval's last update), and
+    every ``train.val_every`` steps ``val_cost`` and
     ``val_bit_errors`` on a fixed held-out set, plus ``val_optimal_cost`` for ngrams), the
     weights and a resumable training state every ``train.checkpoint_every`` steps and at the end
     (see :mod:`ntm.training.checkpoint`), the weights of the best validation so far
@@ -106,6 +111,9 @@ def train(
         out_dir: the run directory; created if missing. It must not hold a run unless resuming.
         resume: continue the run in ``out_dir`` up to ``config.train.steps`` steps in total.
             The metrics then match those of one uninterrupted run, except the timing fields.
+            ``train`` fields of :data:`RESUMABLE_FIELDS` and ``optim`` fields of
+            :data:`RESUMABLE_OPTIM_FIELDS` may differ from the saved config; a changed learning
+            rate or schedule applies from the resumed step on.
             (The final model of every piece is scored too, so ``best.safetensors`` can be a
             model that an uninterrupted run never scored.)
         progress: show a progress bar with the cost and sequences per second.
@@ -222,6 +230,8 @@ def _train(config: RunConfig, out: Path, world: World, *, resume: bool,
     try:
         with metrics_file as metrics, _interruptible() as stop:
             while counters["step"] < steps:
+                lr = scheduled_lr(config.optim, counters["sequences"])
+                set_lr(optimizer, lr)  # also replaces the rate a resumed optimiser state holds
                 batch = task.sample(batch_size, generator=generators["data"]).to(device)
                 if graphed is None:
                     value = _update(replica, optimizer, parameters, batch, config, world)
@@ -240,7 +250,7 @@ def _train(config: RunConfig, out: Path, world: World, *, resume: bool,
                 bar.update(per_step)
                 if world.main and (step % config.train.log_every == 0
                                    or step % config.train.val_every == 0):
-                    record = _log(counters, config, validate)
+                    record = _log(counters, config, validate, lr)
                     metrics.write(json.dumps(record) + "\n")
                     metrics.flush()
                     bar.set_postfix({k: f"{record[k]:.3g}" for k in ("cost", "val_cost")
@@ -316,7 +326,7 @@ def _update(model, optimizer, parameters, batch, config: RunConfig, world: World
     return value
 
 
-def _log(counters: dict[str, Any], config: RunConfig, validate) -> dict[str, Any]:
+def _log(counters: dict[str, Any], config: RunConfig, validate, lr: float) -> dict[str, Any]:
     """One metrics record; resets the interval sums. Validation runs every ``val_every``."""
     step = counters["step"]
     elapsed = counters["seconds"] - counters["interval_start"]
@@ -324,7 +334,8 @@ def _log(counters: dict[str, Any], config: RunConfig, validate) -> dict[str, Any
     counters["cost"] = counters["interval_cost"] / counters["interval_steps"]
     record = {"step": step, "sequences": counters["sequences"], "cost": counters["cost"],
               "seconds": round(counters["seconds"], 3),
-              "sequences_per_second": round(sequences / elapsed, 2) if elapsed > 0 else None}
+              "sequences_per_second": round(sequences / elapsed, 2) if elapsed > 0 else None,
+              "lr": lr}
     if step % config.train.val_every == 0:
         scores = validate()
         record.update({f"val_{key}": value for key, value in scores.items()})
@@ -339,13 +350,22 @@ def _check_resumable(config: RunConfig, out: Path) -> None:
     given = config.to_dict()
     for section, values in saved.items():
         for key, value in values.items():
-            if section == "train" and key in RESUMABLE_FIELDS:
+            if key in _resumable(section):
                 continue
             if given[section][key] != value:
                 raise ConfigError(
                     f"cannot resume with {section}.{key}={given[section][key]!r}: the run in "
-                    f"{out} has {value!r} (a resumed run may change only train."
-                    f"{', train.'.join(RESUMABLE_FIELDS)})")
+                    f"{out} has {value!r} (a resumed run may change only "
+                    f"{', '.join(resumable_overrides())})")
+
+
+def _resumable(section: str) -> tuple[str, ...]:
+    return {"train": RESUMABLE_FIELDS, "optim": RESUMABLE_OPTIM_FIELDS}.get(section, ())
+
+
+def resumable_overrides() -> list[str]:
+    """The ``section.key`` names a resumed run may change (``--set`` with ``--resume``)."""
+    return [f"{section}.{key}" for section in ("train", "optim") for key in _resumable(section)]
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

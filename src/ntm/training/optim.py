@@ -9,7 +9,8 @@ from torch import nn
 
 from .config import OptimConfig
 
-__all__ = ["RMSPROP_EPS", "ADAM_EPS", "build_optimizer", "clip_gradients", "set_capturable"]
+__all__ = ["RMSPROP_EPS", "ADAM_EPS", "build_optimizer", "clip_gradients", "scheduled_lr",
+           "set_capturable", "set_lr"]
 
 RMSPROP_EPS = 1e-4  # Graves (2013), eq. 41: the k added to the second-moment estimate
 ADAM_EPS = 1e-8  # PyTorch's and Kingma & Ba's default
@@ -44,6 +45,28 @@ def build_optimizer(params: Iterable[nn.Parameter], config: OptimConfig, *,
             capturable=capturable,
         )
     raise ValueError(f"unknown optimiser {config.name!r}")  # OptimConfig rules this out
+
+
+def scheduled_lr(config: OptimConfig, sequences: int) -> float:
+    """The learning rate after ``sequences`` training sequences: ``config.lr`` halved once per
+    full ``config.lr_half_life`` sequences, and never below ``config.min_lr``.
+
+    >>> scheduled_lr(OptimConfig(lr=1e-3, lr_half_life=1000), 2500)
+    0.00025
+    """
+    if config.lr_half_life is None:
+        return config.lr
+    halvings = sequences // config.lr_half_life
+    return max(config.min_lr, config.lr * 0.5 ** halvings)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> bool:
+    """Give every parameter group of ``optimizer`` the learning rate ``lr``; True if it changed."""
+    changed = False
+    for group in optimizer.param_groups:
+        changed |= group["lr"] != lr
+        group["lr"] = lr
+    return changed
 
 
 def set_capturable(optimizer: torch.optim.Optimizer, capturable: bool) -> None:
