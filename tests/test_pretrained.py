@@ -85,7 +85,7 @@ def test_shipped_ngrams_model_is_near_the_optimal_estimator():
         logits, _ = model(batch.inputs)
     cost = ntm.metrics.bits_per_sequence(logits, batch.targets, batch.mask).item()
     optimal = task.optimal_bits_per_sequence(batch)
-    assert optimal < cost < optimal + 3  # 1.3 bits above it over 256 sequences
+    assert optimal < cost < optimal + 3  # 1.25 bits above it over 256 sequences
 
 
 def test_shipped_priority_sort_model_sorts_far_better_than_chance():
