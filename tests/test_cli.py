@@ -88,6 +88,7 @@ def test_resume_continues_to_the_same_metrics(tmp_path):
                  "--set", "optim.lr_half_life=1000000", "--set", "optim.min_lr=1e-5"]) == 0
     assert read_config(pieces).optim.lr_half_life == 1_000_000
     assert read_metrics(pieces)[-1]["step"] == 5
+    assert read_metrics(pieces)[-1]["lr"] == read_config(pieces).optim.lr  # no halving yet
 
     def strip(records):
         return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in records]

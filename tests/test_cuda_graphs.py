@@ -143,6 +143,23 @@ def test_a_new_learning_rate_is_captured_again() -> None:
 
 @CUDA
 @pytest.mark.filterwarnings("error::UserWarning")
+def test_graphs_are_replayed_until_the_learning_rate_changes() -> None:
+    task, batches = _copy_batches([4] * 6, batch_size=2)
+    model = NTM(task.input_size, task.output_size, **SMALL, device="cuda")
+    optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-3, capturable=True)
+    update = GraphedUpdate(model, optimizer, sequence_loss)
+    captured = []
+    for index, batch in enumerate(batches):
+        if index == 3:
+            set_lr(optimizer, 5e-4)
+        update(*batch)
+        captured.append(len(update.captured_shapes))
+    # eager first update, one capture replayed; a new rate: eager again, then one capture
+    assert captured == [0, 1, 1, 0, 1, 1]
+
+
+@CUDA
+@pytest.mark.filterwarnings("error::UserWarning")
 def test_zero_grad_and_a_new_optimiser_state_between_updates_are_safe() -> None:
     task, batches = _copy_batches([4, 4, 4, 4, 4], batch_size=2)
     torch.manual_seed(0)

@@ -1,6 +1,7 @@
 """Tests of the run configuration: overrides, type checks, JSON, presets (ntm.training)."""
 
 import json
+import re
 
 import pytest
 
@@ -102,3 +103,22 @@ def test_preset_errors_and_demo():
         preset_config("nope")
     demo = demo_config()
     assert demo.train.device == "cpu" and demo.train.max_seconds and demo.task.name == "copy"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.min_lr=nan", "optim.min_lr must be a finite number"),
+    ("optim.lr=inf", "optim.lr must be a finite number"),
+    ("optim.lr_half_life=0", "optim.lr_half_life must be at least 1"),
+    ("optim.lr_half_life=2.5", "expects int"),
+    ("optim.min_lr=1", "optim.min_lr (1) must not exceed optim.lr"),
+])
+def test_bad_learning_rate_schedules_are_refused(override, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        apply_overrides(preset_config("copy"), [override])
+
+
+def test_a_learning_rate_schedule_round_trips_through_json():
+    config = apply_overrides(preset_config("copy"), ["optim.lr_half_life=100000",
+                                                     "optim.min_lr=1e-5"])
+    assert RunConfig.from_json(config.to_json()) == config
+    assert apply_overrides(config, ["optim.lr_half_life=none"]).optim.lr_half_life is None

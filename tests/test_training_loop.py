@@ -115,6 +115,10 @@ def test_a_resumed_run_may_take_a_new_learning_rate_schedule(tmp_path):
     whole, pieces = read_metrics(tmp_path / "whole"), read_metrics(tmp_path / "pieces")
     assert _without_timing(pieces) == _without_timing(whole)
     assert load_run(tmp_path / "pieces")[1].optim.lr_half_life == 8
+    # A new constant rate alone, too: the optimiser state's saved rate is replaced.
+    train(_config("optim.lr_half_life=8", "optim.lr=5e-4", steps=9), tmp_path / "pieces",
+          resume=True, progress=False)
+    assert read_metrics(tmp_path / "pieces")[-1]["lr"] == 1.25e-4  # 5e-4, halved twice by 16
     with pytest.raises(ConfigError, match="optim.momentum.*may change only.*optim.lr_half_life"):
         train(_config("optim.momentum=0.5", steps=10), tmp_path / "pieces", resume=True,
               progress=False)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -174,6 +175,7 @@ class RunConfig:
             for key in sorted(values, key=lambda key: (key != "name", key != "module")):
                 _assign(config, section, key, values[key])
         validate_task(config.task)
+        _check_learning_rates(config.optim)
         return config
 
     @classmethod
@@ -208,7 +210,14 @@ def apply_overrides(config: RunConfig, overrides: list[str] | tuple[str, ...]) -
                               "model.memory_slots=256")
         _assign(config, section, name, raw.strip())
     validate_task(config.task)
+    _check_learning_rates(config.optim)
     return config
+
+
+def _check_learning_rates(optim: OptimConfig) -> None:
+    if optim.min_lr > optim.lr:
+        raise ConfigError(f"optim.min_lr ({optim.min_lr:g}) must not exceed optim.lr "
+                          f"({optim.lr:g}): it is the floor of the decaying rate")
 
 
 def task_defaults(name: str) -> dict[str, Any]:
@@ -358,6 +367,8 @@ def _check_bounds(value: Any, metadata: Any, where: str) -> None:
     if value is None or isinstance(value, (str, bool)):
         return
     low, above = metadata.get("min"), metadata.get("gt")
+    if (low is not None or above is not None) and not math.isfinite(value):
+        raise ConfigError(f"{where} must be a finite number, got {value!r}")
     if low is not None and value < low:
         raise ConfigError(f"{where} must be at least {low}, got {value!r}")
     if above is not None and not value > above:
