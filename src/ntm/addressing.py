@@ -24,9 +24,9 @@ NORM_EPS = 1e-8
 # Weights below this are treated as this in `sharpen`: log(0) would be -inf and its gradient
 # infinite. 1e-30 is a normal float32 number, and 1e-30 ** gamma is 0 to any precision we use.
 LOG_FLOOR = 1e-30
-# Bound on each component of the gradient that flows from a step's addressing back into the
-# weighting of the step before (w_prev of the interpolation); see `bound_gradient`.
-PREVIOUS_WEIGHTS_GRAD_BOUND = 1e6
+# Bound on each component of the gradient that a step sends back into the state it received
+# (memory, weightings, read vectors, controller state); see `bound_gradient`.
+CARRY_GRAD_BOUND = 1e6
 
 
 def cosine_similarity(memory: Tensor, keys: Tensor) -> Tensor:
@@ -171,15 +171,19 @@ class _BoundedGradient(torch.autograd.Function):
         return grad.clamp(-ctx.bound, ctx.bound), None
 
 
-def bound_gradient(tensor: Tensor, bound: float = PREVIOUS_WEIGHTS_GRAD_BOUND) -> Tensor:
+def bound_gradient(tensor: Tensor, bound: float = CARRY_GRAD_BOUND) -> Tensor:
     """``tensor`` itself, whose gradient is clamped to ``[-bound, bound]`` on the way back.
 
-    The NTM applies it to the previous weighting at every step. Sharpening with a large gamma
-    can make the location addressing chaotic: a near-uniform weighting's small differences grow
-    gamma-fold per step, and so does the gradient flowing back along the weightings. Over a
-    long sequence (ngrams has 200 steps) that gradient overflows float32 to inf and the update
-    to NaN, though the loss is finite (seen in training, with gradients growing 6-fold per step;
-    float64 does not overflow, and there the same gradients stay below 2e4). The bound is far
-    above what training otherwise sees and keeps every gradient finite.
+    The NTM applies it at every step to the whole state it carries from the step before: the
+    memory, the weightings, the read vectors and the controller's state. Sharpening with a
+    large gamma can make the location addressing chaotic: a near-uniform weighting's small
+    differences grow gamma-fold per step, and so does the gradient flowing back along the
+    weightings. Over a long sequence (ngrams has 200 steps) that gradient overflows float32 to
+    inf and the update to NaN, though the loss is finite (seen in training, with gradients
+    growing 6-fold per step). Bounding the weightings' path alone was not enough: a
+    feedforward-controller NTM on ngrams later reached gradients of 1e35 (float64) through the
+    memory and the read vectors, which float32 turned into NaN. The bound is far above what
+    training otherwise sees (the gradient is then clipped to +-10 anyway) and keeps every
+    gradient finite.
     """
     return _BoundedGradient.apply(tensor, bound)

@@ -23,8 +23,8 @@ import torch
 from torch import Tensor
 
 from .addressing import (
+    CARRY_GRAD_BOUND,
     LOG_FLOOR,
-    PREVIOUS_WEIGHTS_GRAD_BOUND,
     cosine_similarity_parts,
     interpolate,
     shift,
@@ -244,8 +244,7 @@ def _step_backward(spec: Spec, saved, grads, weights, head_weight):
     gate = gates.unsqueeze(-1)
     grad_content = grad_gated * gate
     # Bounded as by addressing.bound_gradient in the plain path.
-    grad_previous = (grad_gated - grad_content).clamp_(-PREVIOUS_WEIGHTS_GRAD_BOUND,
-                                                       PREVIOUS_WEIGHTS_GRAD_BOUND)
+    grad_previous = (grad_gated - grad_content).clamp_(-CARRY_GRAD_BOUND, CARRY_GRAD_BOUND)
     grad_gates = (grad_gated * (content - previous)).sum(-1)
     # Content: w_c = softmax(beta * K), K = dot * |k|^-1 * |M(i)|^-1 (with NORM_EPS).
     grad_scaled = _softmax_backward(content, grad_content)
@@ -305,7 +304,11 @@ def _step_backward(spec: Spec, saved, grads, weights, head_weight):
             grad_gates_layer = _tanh_backward(hidden, grad_below)
             grad_below = torch.mm(grad_gates_layer, weights[layer])
         layer_grads[layer] = (grad_gates_layer, joined)
-    carry_grads = (grad_memory, grad_previous, grad_below, tuple(new_grad_state))
+    # Bounded as by addressing.bound_gradient on the carried state in the plain path.
+    bound = CARRY_GRAD_BOUND
+    carry_grads = (grad_memory.clamp_(-bound, bound), grad_previous,
+                   grad_below.clamp(-bound, bound),
+                   tuple(grad.clamp(-bound, bound) for grad in new_grad_state))
     return carry_grads, layer_grads[0][0], grad_raw, layer_grads
 
 

@@ -221,10 +221,14 @@ class NTMCell(nn.Module):
         Returns:
             ``(carry, controller_output [B, C])``; the new read vectors are ``carry.reads``.
         """
-        memory = carry.memory
-        output, controller = self.controller.step(projected_input, carry.reads, carry.controller)
+        # Every recurrent path bounds the gradient it carries back (see bound_gradient): keeps
+        # backpropagation through time finite in float32.
+        memory = bound_gradient(carry.memory)
+        reads = bound_gradient(carry.reads)
+        state = tuple(bound_gradient(tensor) for tensor in carry.controller)
+        output, controller = self.controller.step(projected_input, reads, state)
         p = self.heads(output)
-        previous = bound_gradient(carry.weights)  # see there: keeps BPTT finite in float32
+        previous = bound_gradient(carry.weights)
         weights = address(
             memory, previous, p.keys, p.key_strengths, p.gates, p.shift_weights, p.sharpening
         )  # (B, R + W, N)
