@@ -108,7 +108,10 @@ class FastRecipe(NamedTuple):
 #   repeat_copy: after 88,000 sequences 203 (1e-4), 10.8 (3e-4), 185 (1e-3) bits; lr 3e-4
 #     went under 0.1 bits after 144,000 and to 0.012 after 176,000 (chosen).
 #   priority_sort: after 32,000 sequences 123 (1e-4), 119 (3e-4), 113 (1e-3); after 72,000
-#     101 (3e-4) and 67 (1e-3, noisy: 127 at 48,000) (1e-3 chosen).
+#     101 (3e-4) and 67 (1e-3, noisy: 127 at 48,000) (1e-3 chosen). Later, 1e-3 was noisy
+#     between 64 and 131 bits from 112,000 to 324,000 sequences; resumed there with
+#     optim.lr_half_life=150000 it fell to 34 after 632,000 (RESULTS.md). A decay from the start
+#     is not measured yet, so the preset stays constant.
 #   ngrams: after 16,000 sequences 180 (1e-4), 178 (3e-4); 1e-3 was at 177 after 8,000 (3e-4:
 #     180) when a float32 overflow, since bounded (addressing.bound_gradient), stopped it. Too
 #     close to call in 15 minutes; 3e-4 is kept until longer runs decide.
