@@ -85,7 +85,7 @@ def test_shipped_ngrams_model_is_near_the_optimal_estimator():
         logits, _ = model(batch.inputs)
     cost = ntm.metrics.bits_per_sequence(logits, batch.targets, batch.mask).item()
     optimal = task.optimal_bits_per_sequence(batch)
-    assert optimal < cost < optimal + 3  # 1.25 bits above it over 256 sequences
+    assert optimal < cost < optimal + 3  # 0.88 bits above it over 256 sequences
 
 
 def test_shipped_priority_sort_model_sorts_far_better_than_chance():
@@ -94,4 +94,4 @@ def test_shipped_priority_sort_model_sorts_far_better_than_chance():
     with torch.no_grad():
         logits, _ = model(batch.inputs)
     cost = ntm.metrics.bits_per_sequence(logits, batch.targets, batch.mask).item()
-    assert cost < 50  # 36 bits over 256 sequences; chance (every bit at 1/2) is 128
+    assert cost < 50  # 35 bits over 256 sequences; chance (every bit at 1/2) is 128
