@@ -109,6 +109,14 @@ def _eager_and_graphed(model_factory, batches, rates=None, **optimizer_arguments
     return losses, models
 
 
+def _assert_same_training(losses, models) -> None:
+    """Graphed and eager updates gave the same losses and weights, to float32 rounding."""
+    assert losses["graph"] == pytest.approx(losses["eager"], rel=1e-4)
+    for eager, graphed in zip(models["eager"].parameters(), models["graph"].parameters(),
+                              strict=True):
+        torch.testing.assert_close(graphed, eager, rtol=1e-4, atol=1e-5)
+
+
 @CUDA
 @pytest.mark.filterwarnings("error::UserWarning")  # e.g. gradients accumulated on a side stream
 @pytest.mark.parametrize("kind", ["ntm", "lstm"])
@@ -122,10 +130,7 @@ def test_graphed_updates_match_eager_updates(kind) -> None:
         return NTM(task.input_size, task.output_size, **SMALL, device="cuda")
 
     losses, models = _eager_and_graphed(factory, batches)
-    assert losses["graph"] == pytest.approx(losses["eager"], rel=1e-4)
-    for eager, graphed in zip(models["eager"].parameters(), models["graph"].parameters(),
-                              strict=True):
-        torch.testing.assert_close(graphed, eager, rtol=1e-4, atol=1e-5)
+    _assert_same_training(losses, models)
 
 
 @CUDA
@@ -135,10 +140,7 @@ def test_a_new_learning_rate_is_captured_again() -> None:
     rates = [1e-3, 1e-3, 1e-3, 5e-4, 5e-4, 5e-4, 2.5e-4]  # a float rate is a graph constant
     losses, models = _eager_and_graphed(
         lambda: NTM(task.input_size, task.output_size, **SMALL, device="cuda"), batches, rates)
-    assert losses["graph"] == pytest.approx(losses["eager"], rel=1e-4)
-    for eager, graphed in zip(models["eager"].parameters(), models["graph"].parameters(),
-                              strict=True):
-        torch.testing.assert_close(graphed, eager, rtol=1e-4, atol=1e-5)
+    _assert_same_training(losses, models)
 
 
 @CUDA
