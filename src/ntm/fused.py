@@ -30,6 +30,7 @@ from .addressing import (
     shift,
     shift_windows,
 )
+from . import kernel
 from .heads import CLIP
 from .memory import read, write
 
@@ -428,7 +429,9 @@ def run_sequence(cell, projected: Tensor, carry):
         layout=cell.heads.layout,
     )
     memory, focus, reads, state = carry
-    results = _FusedSequence.apply(
+    # On a CPU, the same node compiled from C++ where it can be built (ntm/kernel.py).
+    node = kernel.KernelSequence if kernel.applies(projected) else _FusedSequence
+    results = node.apply(
         spec, len(state), projected, memory, focus, reads, *state, *controller.layer_weights,
         controller.bias, cell.heads.linear.weight, cell.heads.linear.bias,
     )  # fmt: skip

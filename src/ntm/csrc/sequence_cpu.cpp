@@ -1,0 +1,763 @@
+// The CPU kernel of the fused path: a whole NTM sequence, forward and backward, in C++.
+//
+// The same math as ntm/fused.py (which calls ntm/addressing.py and ntm/memory.py), written as
+// loops over one sequence of the batch at a time. On a CPU, at the paper's sizes, the Python
+// fused path spends nearly all of its time in the overhead of about 216 small tensor
+// operations per time step; here a step is a handful of matrix products (ATen, so BLAS) and
+// plain loops. The sequences of a batch run in parallel on torch's intra-op threads.
+//
+// Shapes, as in ntm/addressing.py: B batch, T steps, C controller width, G gates of a layer,
+// R read heads, W write heads, H = R + W heads, N memory slots, M memory width, S = 2K+1
+// shifts, P head parameters. The head parameters are laid out as ntm/heads.py's HeadLayout:
+// [keys (H*M), add (W*M) | gates (H), erase (W*M) | strengths (H), sharpening (H) | shifts (H*S)].
+//
+// Every equation of the backward pass is the one written next to ntm/fused.py's code;
+// tests/test_kernel.py checks this file against that path and against plain autograd.
+
+#include <torch/extension.h>
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace {
+
+using at::Tensor;
+
+// The constants of ntm/addressing.py and ntm/heads.py (passed in from Python, so that there
+// is one definition of each).
+struct Constants {
+  double clip;        // heads.CLIP
+  double norm_eps;    // addressing.NORM_EPS
+  double log_floor;   // addressing.LOG_FLOOR
+  double grad_bound;  // addressing.CARRY_GRAD_BOUND
+};
+
+struct Sizes {
+  int64_t T, B, C, G, L, R, W, H, N, M, S, P;
+  int64_t tanh_end, sigmoid_end, softplus_end;
+  bool lstm;
+};
+
+Sizes sizes_of(const Tensor& projected, const Tensor& memory, const Tensor& head_weight,
+               int64_t layers, int64_t hidden, int64_t read_heads, int64_t write_heads,
+               int64_t shifts, bool lstm) {
+  Sizes s;
+  s.T = projected.size(0);
+  s.B = projected.size(1);
+  s.G = projected.size(2);
+  s.C = hidden;
+  s.L = layers;
+  s.R = read_heads;
+  s.W = write_heads;
+  s.H = read_heads + write_heads;
+  s.N = memory.size(1);
+  s.M = memory.size(2);
+  s.S = shifts;
+  s.P = head_weight.size(0);
+  s.tanh_end = (s.H + s.W) * s.M;
+  s.sigmoid_end = s.tanh_end + s.H + s.W * s.M;
+  s.softplus_end = s.sigmoid_end + 2 * s.H;
+  s.lstm = lstm;
+  TORCH_CHECK(s.softplus_end + s.H * s.S == s.P, "head layout does not match head_weight");
+  return s;
+}
+
+template <typename T>
+inline T sigmoid(T x) {
+  return T(1) / (T(1) + std::exp(-x));
+}
+
+// torch.nn.functional.softplus with beta 1 and threshold 20, for x <= 20 (raw is clipped).
+template <typename T>
+inline T softplus(T x) {
+  return x > T(20) ? x : std::log1p(std::exp(x));
+}
+
+template <typename T>
+inline T clamp(T x, T bound) {
+  return std::min(std::max(x, -bound), bound);
+}
+
+// In-place softmax of n values.
+template <typename T>
+inline void softmax(T* x, int64_t n) {
+  T top = x[0];
+  for (int64_t i = 1; i < n; ++i) top = std::max(top, x[i]);
+  T total = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - top);
+    total += x[i];
+  }
+  for (int64_t i = 0; i < n; ++i) x[i] /= total;
+}
+
+// p * (g - sum(g * p)): the gradient of the logits of a softmax p, in place of g.
+template <typename T>
+inline void softmax_backward(const T* p, T* g, int64_t n) {
+  T dot = 0;
+  for (int64_t i = 0; i < n; ++i) dot += g[i] * p[i];
+  for (int64_t i = 0; i < n; ++i) g[i] = p[i] * (g[i] - dot);
+}
+
+// out(n) += weight * in((n - offset) mod N) for every n, as two contiguous runs (no modulo in
+// the loop, so that the compiler vectorises it). |offset| < N.
+template <typename T>
+inline void add_rolled(T* out, const T* in, T weight, int64_t offset, int64_t N) {
+  const int64_t split = ((offset % N) + N) % N;  // out(n) reads in(n - split) for n >= split
+  for (int64_t n = split; n < N; ++n) out[n] += weight * in[n - split];
+  for (int64_t n = 0; n < split; ++n) out[n] += weight * in[n + N - split];
+}
+
+// sum_n a(n) * b((n - offset) mod N).
+template <typename T>
+inline T dot_rolled(const T* a, const T* b, int64_t offset, int64_t N) {
+  const int64_t split = ((offset % N) + N) % N;
+  T total = 0;
+  for (int64_t n = split; n < N; ++n) total += a[n] * b[n - split];
+  for (int64_t n = 0; n < split; ++n) total += a[n] * b[n + N - split];
+  return total;
+}
+
+// -- forward of the heads and the memory, one sequence of the batch --------------------------
+
+template <typename T>
+struct StepPointers {
+  // Inputs of the step.
+  const T* memory;    // (N, M)
+  const T* previous;  // (H, N)
+  const T* raw;       // (P)
+  // What the step computes (and the backward pass keeps).
+  T* act;       // (P) activated head parameters (softplus without the +1 of gamma)
+  T* key_inv;   // (H)
+  T* row_inv;   // (N)
+  T* sim;       // (H, N)
+  T* content;   // (H, N)
+  T* gated;     // (H, N)
+  T* shifted;   // (H, N)
+  T* focus;     // (H, N)
+  T* reads;     // (R * M)
+  T* new_memory;  // (N, M)
+};
+
+template <typename T>
+void heads_forward(const Sizes& s, const Constants& k, const StepPointers<T>& p) {
+  const int64_t H = s.H, N = s.N, M = s.M, W = s.W, R = s.R, S = s.S, K = (S - 1) / 2;
+  const T clip = T(k.clip);
+  // Clip, then the activations of heads.HeadLayout.activate.
+  for (int64_t i = 0; i < s.P; ++i) {
+    const T x = clamp(p.raw[i], clip);
+    if (i < s.tanh_end) {
+      p.act[i] = std::tanh(x);
+    } else if (i < s.sigmoid_end) {
+      p.act[i] = sigmoid(x);
+    } else if (i < s.softplus_end) {
+      p.act[i] = softplus(x);
+    } else {
+      p.act[i] = x;
+    }
+  }
+  for (int64_t h = 0; h < H; ++h) softmax(p.act + s.softplus_end + h * S, S);
+  const T* keys = p.act;                            // (H, M)
+  const T* add = p.act + H * M;                     // (W, M)
+  const T* gates = p.act + s.tanh_end;              // (H)
+  const T* erase = p.act + s.tanh_end + H;          // (W, M)
+  const T* strengths = p.act + s.sigmoid_end;       // (H) beta
+  const T* sharpening = p.act + s.sigmoid_end + H;  // (H) gamma - 1
+  const T* shift_weights = p.act + s.softplus_end;  // (H, S)
+
+  // Content: cosine similarity, then softmax(beta * K) (paper eq. 5-6).
+  for (int64_t n = 0; n < N; ++n) {
+    const T* row = p.memory + n * M;
+    T total = 0;
+    for (int64_t m = 0; m < M; ++m) total += row[m] * row[m];
+    p.row_inv[n] = T(1) / std::sqrt(total + T(k.norm_eps));
+  }
+  for (int64_t h = 0; h < H; ++h) {
+    const T* key = keys + h * M;
+    T total = 0;
+    for (int64_t m = 0; m < M; ++m) total += key[m] * key[m];
+    const T key_inv = T(1) / std::sqrt(total + T(k.norm_eps));
+    p.key_inv[h] = key_inv;
+    T* sim = p.sim + h * N;
+    T* content = p.content + h * N;
+    for (int64_t n = 0; n < N; ++n) {
+      const T* row = p.memory + n * M;
+      T dot = 0;
+      for (int64_t m = 0; m < M; ++m) dot += key[m] * row[m];
+      sim[n] = dot * key_inv * p.row_inv[n];
+      content[n] = sim[n] * strengths[h];
+    }
+    softmax(content, N);
+    // Interpolation (eq. 7), circular shift (eq. 8), sharpening (eq. 9).
+    const T gate = gates[h];
+    const T* previous = p.previous + h * N;
+    T* gated = p.gated + h * N;
+    for (int64_t n = 0; n < N; ++n) gated[n] = previous[n] + gate * (content[n] - previous[n]);
+    T* shifted = p.shifted + h * N;
+    T* focus = p.focus + h * N;
+    const T* weights = shift_weights + h * S;
+    const T gamma = sharpening[h] + T(1);
+    // w_s(n) = sum_j s(j) w_g(n - (j - K)).
+    std::fill(shifted, shifted + N, T(0));
+    for (int64_t j = 0; j < S; ++j) add_rolled(shifted, gated, weights[j], j - K, N);
+    for (int64_t n = 0; n < N; ++n) {
+      focus[n] = gamma * std::log(std::max(shifted[n], T(k.log_floor)));
+    }
+    softmax(focus, N);
+  }
+  // Read (eq. 2) from the memory before the write.
+  for (int64_t r = 0; r < R; ++r) {
+    T* out = p.reads + r * M;
+    std::fill(out, out + M, T(0));
+    const T* w = p.focus + r * N;
+    for (int64_t n = 0; n < N; ++n) {
+      const T* row = p.memory + n * M;
+      for (int64_t m = 0; m < M; ++m) out[m] += w[n] * row[m];
+    }
+  }
+  // Write (eq. 3-4): M' = M * prod_w (1 - w_w e_w^T) + sum_w w_w a_w^T.
+  const T* write_focus = p.focus + R * N;
+  for (int64_t n = 0; n < N; ++n) {
+    const T* row = p.memory + n * M;
+    T* out = p.new_memory + n * M;
+    for (int64_t m = 0; m < M; ++m) {
+      T kept = 1, added = 0;
+      for (int64_t w = 0; w < W; ++w) {
+        kept *= T(1) - write_focus[w * N + n] * erase[w * M + m];
+        added += write_focus[w * N + n] * add[w * M + m];
+      }
+      out[m] = row[m] * kept + added;
+    }
+  }
+}
+
+// -- backward of the heads and the memory, one sequence of the batch --------------------------
+
+template <typename T>
+struct StepGradients {
+  const T* new_memory;  // (N, M) into the memory after the step
+  const T* focus;       // (H, N) into the focus after the step
+  const T* reads;       // (R * M) into the read vectors after the step
+  T* memory;            // (N, M) into the memory before the step
+  T* previous;          // (H, N) into the focus before the step
+  T* raw;               // (P) into the head parameters before the clip
+};
+
+template <typename T>
+void heads_backward(const Sizes& s, const Constants& k, const StepPointers<T>& p,
+                    const StepGradients<T>& g, std::vector<T>& work) {
+  const int64_t H = s.H, N = s.N, M = s.M, W = s.W, R = s.R, S = s.S, K = (S - 1) / 2;
+  const T floor = T(k.log_floor), bound = T(k.grad_bound), clip = T(k.clip);
+  const T* keys = p.act;
+  const T* add = p.act + H * M;
+  const T* gates = p.act + s.tanh_end;
+  const T* erase = p.act + s.tanh_end + H;
+  const T* strengths = p.act + s.sigmoid_end;
+  const T* sharpening = p.act + s.sigmoid_end + H;
+  const T* shift_weights = p.act + s.softplus_end;
+  const T* write_focus = p.focus + R * N;
+
+  // Work space: gradients of the activated head parameters, of the focus, and per-head rows.
+  work.assign(s.P + H * N + 4 * N + (W + 2) * M, T(0));
+  T* grad_act = work.data();         // (P)
+  T* grad_focus = grad_act + s.P;    // (H, N)
+  T* grad_rows = grad_focus + H * N;  // (N) row coefficients of the content backward
+  T* grad_shifted = grad_rows + N;    // (N)
+  T* grad_gated = grad_shifted + N;   // (N)
+  T* grad_dot = grad_gated + N;       // (N)
+  T* kept = grad_dot + N;             // (M)
+  T* suffix = kept + M;               // (M)
+  T* others = suffix + M;             // (W, M)
+  T* grad_keys = grad_act;
+  T* grad_add = grad_act + H * M;
+  T* grad_gates = grad_act + s.tanh_end;
+  T* grad_erase = grad_act + s.tanh_end + H;
+  T* grad_strengths = grad_act + s.sigmoid_end;
+  T* grad_sharpening = grad_act + s.sigmoid_end + H;
+  T* grad_shift_weights = grad_act + s.softplus_end;
+
+  std::copy(g.focus, g.focus + H * N, grad_focus);
+  // Write: with f_w = 1 - w_w(n) e_w(m) and dM' the incoming gradient,
+  //   dM = dM' prod_w f_w,  da_w = sum_n w_w(n) dM'(n),  dw_w(n) = a_w . dM'(n) - e_w . df_w(n),
+  //   de_w(m) = -sum_n w_w(n) df_w(n, m),  df_w = dM' M prod_{j != w} f_j.
+  for (int64_t n = 0; n < N; ++n) {
+    const T* row = p.memory + n * M;
+    const T* grad_row = g.new_memory + n * M;
+    T* out = g.memory + n * M;
+    // kept(m) = prod_w f_w(m); others_w(m) = prod_{j != w} f_j(m), by prefix and suffix
+    // products (a factor can be 0, so dividing the product by it is not safe).
+    for (int64_t m = 0; m < M; ++m) kept[m] = T(1);
+    for (int64_t w = 0; w < W; ++w) {
+      const T weight = write_focus[w * N + n];
+      T* other = others + w * M;
+      for (int64_t m = 0; m < M; ++m) {
+        other[m] = kept[m];
+        kept[m] *= T(1) - weight * erase[w * M + m];
+      }
+    }
+    for (int64_t m = 0; m < M; ++m) suffix[m] = T(1);
+    for (int64_t w = W - 1; w >= 0; --w) {
+      const T weight = write_focus[w * N + n];
+      T* other = others + w * M;
+      for (int64_t m = 0; m < M; ++m) {
+        other[m] *= suffix[m];
+        suffix[m] *= T(1) - weight * erase[w * M + m];
+      }
+    }
+    for (int64_t w = 0; w < W; ++w) {
+      const T weight = write_focus[w * N + n];
+      const T* other = others + w * M;
+      const T* a = add + w * M;
+      const T* e = erase + w * M;
+      T* grad_a = grad_add + w * M;
+      T* grad_e = grad_erase + w * M;
+      T grad_weight = 0;
+      for (int64_t m = 0; m < M; ++m) {
+        const T grad_factor = grad_row[m] * row[m] * other[m];
+        grad_a[m] += weight * grad_row[m];
+        grad_weight += a[m] * grad_row[m] - e[m] * grad_factor;
+        grad_e[m] -= weight * grad_factor;
+      }
+      grad_focus[(R + w) * N + n] += grad_weight;
+    }
+    for (int64_t m = 0; m < M; ++m) out[m] = grad_row[m] * kept[m];
+  }
+  // Read: r = w^T M, so dw(n) = dr . M(n) and dM(n) += w(n) dr.
+  for (int64_t r = 0; r < R; ++r) {
+    const T* grad_read = g.reads + r * M;
+    const T* w = p.focus + r * N;
+    for (int64_t n = 0; n < N; ++n) {
+      const T* row = p.memory + n * M;
+      T* out = g.memory + n * M;
+      T dot = 0;
+      for (int64_t m = 0; m < M; ++m) {
+        dot += grad_read[m] * row[m];
+        out[m] += w[n] * grad_read[m];
+      }
+      grad_focus[r * N + n] += dot;
+    }
+  }
+  for (int64_t h = 0; h < H; ++h) {
+    const T* focus = p.focus + h * N;
+    const T* shifted = p.shifted + h * N;
+    const T* gated = p.gated + h * N;
+    const T* content = p.content + h * N;
+    const T* previous = p.previous + h * N;
+    const T* sim = p.sim + h * N;
+    const T* weights = shift_weights + h * S;
+    T* grad_logits = grad_focus + h * N;
+    // Sharpen: w = softmax(gamma * log(max(w_s, floor))).
+    softmax_backward(focus, grad_logits, N);
+    const T gamma = sharpening[h] + T(1);
+    T grad_gamma = 0;
+    for (int64_t n = 0; n < N; ++n) {
+      grad_gamma += grad_logits[n] * std::log(std::max(shifted[n], floor));
+      grad_shifted[n] = shifted[n] >= floor ? grad_logits[n] * gamma / shifted[n] : T(0);
+    }
+    grad_sharpening[h] = grad_gamma;
+    // Shift: w_s(n) = sum_j s(j) w_g(n - (j - K)), so dw_g(i) = sum_j s(j) dw_s(i + j - K) and
+    // ds(j) = sum_n dw_s(n) w_g(n - (j - K)).
+    std::fill(grad_gated, grad_gated + N, T(0));
+    for (int64_t j = 0; j < S; ++j) {
+      add_rolled(grad_gated, grad_shifted, weights[j], K - j, N);
+      grad_shift_weights[h * S + j] = dot_rolled(grad_shifted, gated, j - K, N);
+    }
+    // Interpolation: w_g = w_prev + g (w_c - w_prev); the gradient into w_prev is bounded as by
+    // addressing.bound_gradient.
+    const T gate = gates[h];
+    T grad_gate = 0;
+    T* grad_content = grad_shifted;  // reused: dw_s is no longer needed
+    for (int64_t n = 0; n < N; ++n) {
+      grad_content[n] = grad_gated[n] * gate;
+      g.previous[h * N + n] = clamp(grad_gated[n] - grad_content[n], bound);
+      grad_gate += grad_gated[n] * (content[n] - previous[n]);
+    }
+    grad_gates[h] = grad_gate;
+    // Content: w_c = softmax(beta K), K(n) = dot(n) kn rn(n) with kn = (|k|^2 + eps)^-1/2 and
+    // rn(n) = (|M(n)|^2 + eps)^-1/2; d kn / dk = -kn^3 k and d rn(n) / dM(n) = -rn(n)^3 M(n).
+    softmax_backward(content, grad_content, N);
+    const T beta = strengths[h], key_inv = p.key_inv[h];
+    T grad_beta = 0, key_coef = 0;
+    for (int64_t n = 0; n < N; ++n) {
+      grad_beta += grad_content[n] * sim[n];
+      const T grad_sim = grad_content[n] * beta;
+      grad_dot[n] = grad_sim * key_inv * p.row_inv[n];
+      const T weighted = grad_sim * sim[n];
+      key_coef += weighted;
+      grad_rows[n] += weighted * p.row_inv[n] * p.row_inv[n];
+    }
+    grad_strengths[h] = grad_beta;
+    key_coef *= key_inv * key_inv;
+    const T* key = keys + h * M;
+    T* grad_key = grad_keys + h * M;
+    for (int64_t m = 0; m < M; ++m) grad_key[m] = -key_coef * key[m];
+    for (int64_t n = 0; n < N; ++n) {
+      const T* row = p.memory + n * M;
+      T* out = g.memory + n * M;
+      const T d = grad_dot[n];
+      for (int64_t m = 0; m < M; ++m) {
+        grad_key[m] += d * row[m];
+        out[m] += d * key[m];
+      }
+    }
+  }
+  for (int64_t n = 0; n < N; ++n) {
+    const T* row = p.memory + n * M;
+    T* out = g.memory + n * M;
+    const T coef = grad_rows[n];
+    for (int64_t m = 0; m < M; ++m) out[m] = clamp(out[m] - coef * row[m], bound);
+  }
+  // The activations, then the clip (whose gradient passes where -CLIP <= raw <= CLIP).
+  for (int64_t h = 0; h < H; ++h) {
+    softmax_backward(shift_weights + h * S, grad_shift_weights + h * S, S);
+  }
+  for (int64_t i = 0; i < s.P; ++i) {
+    const T y = p.act[i];
+    T grad = grad_act[i];
+    if (i < s.tanh_end) {
+      grad *= T(1) - y * y;
+    } else if (i < s.sigmoid_end) {
+      grad *= (T(1) - y) * y;
+    } else if (i < s.softplus_end) {
+      const T x = clamp(p.raw[i], clip);
+      if (x <= T(20)) {
+        const T z = std::exp(x);
+        grad *= z / (z + T(1));
+      }
+    }
+    g.raw[i] = std::abs(p.raw[i]) <= clip ? grad : T(0);
+  }
+}
+
+// -- the whole sequence -------------------------------------------------------------------------
+
+// Runs fn(b) for every sequence b of the batch, on torch's intra-op threads.
+template <typename Fn>
+void for_each_sequence(int64_t batch, const Fn& fn) {
+  at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) fn(b);
+  });
+}
+
+// What the forward pass keeps for the backward pass, in the order of `saved` in Python.
+enum Saved {
+  kMemories,  // (T, B, N, M) memory before each step
+  kRaw,       // (T, B, P)
+  kAct,       // (T, B, P)
+  kKeyInv,    // (T, B, H)
+  kRowInv,    // (T, B, N)
+  kSim,       // (T, B, H, N)
+  kContent,   // (T, B, H, N)
+  kGated,     // (T, B, H, N)
+  kShifted,   // (T, B, H, N)
+  kPrevious,  // (B, H, N) the focus before the first step
+  kFixed      // then per layer: joined (T, B, in); LSTM: sig (T, B, 3C), candidate, cell
+              // before the step, tanh(cell) (T, B, C); feedforward: hidden (T, B, C)
+};
+
+std::vector<Tensor> forward(const Tensor& projected, const Tensor& memory0, const Tensor& focus0,
+                            const Tensor& reads0, const std::vector<Tensor>& state0,
+                            const std::vector<Tensor>& layer_weights, const Tensor& bias,
+                            const Tensor& head_weight, const Tensor& head_bias, int64_t hidden,
+                            int64_t read_heads, int64_t write_heads, int64_t shifts, bool lstm,
+                            std::vector<double> constants) {
+  const Constants k{constants[0], constants[1], constants[2], constants[3]};
+  const int64_t layers = static_cast<int64_t>(layer_weights.size());
+  const Sizes s = sizes_of(projected, memory0, head_weight, layers, hidden, read_heads,
+                           write_heads, shifts, lstm);
+  const auto options = projected.options();
+  const int64_t T = s.T, B = s.B, C = s.C, H = s.H, N = s.N, M = s.M;
+
+  Tensor outputs = at::empty({T, B, C}, options);
+  Tensor all_reads = at::empty({T, B, s.R * M}, options);
+  Tensor all_focus = at::empty({T, B, H, N}, options);
+  Tensor memories = at::empty({T + 1, B, N, M}, options);
+  memories[0].copy_(memory0);
+  std::vector<Tensor> saved = {
+      memories,                             at::empty({T, B, s.P}, options),
+      at::empty({T, B, s.P}, options),      at::empty({T, B, H}, options),
+      at::empty({T, B, N}, options),        at::empty({T, B, H, N}, options),
+      at::empty({T, B, H, N}, options),     at::empty({T, B, H, N}, options),
+      at::empty({T, B, H, N}, options),     focus0.contiguous(),
+  };
+  // Per layer: joined, then LSTM (sig, candidate, cell before, tanh cell) or (hidden).
+  std::vector<Tensor> state;
+  for (const auto& tensor : state0) state.push_back(tensor.contiguous().clone());
+  for (int64_t l = 0; l < layers; ++l) {
+    const int64_t inputs = layer_weights[l].size(1);
+    saved.push_back(at::empty({T, B, inputs}, options));
+    if (lstm) {
+      saved.push_back(at::empty({T, B, 3 * C}, options));
+      for (int i = 0; i < 3; ++i) saved.push_back(at::empty({T, B, C}, options));
+    } else {
+      saved.push_back(at::empty({T, B, C}, options));
+    }
+  }
+  const int64_t per_layer = lstm ? 5 : 2;
+  Tensor gates = at::empty({B, s.G}, options);
+  Tensor reads = reads0.contiguous();
+  Tensor focus = focus0.contiguous();
+
+  AT_DISPATCH_FLOATING_TYPES(projected.scalar_type(), "ntm_sequence_forward", [&] {
+    using T_ = scalar_t;
+    // Base pointers of the per-step buffers (views made per sequence would cost more than
+    // the math at batch 32).
+    std::vector<T_*> base(kPrevious);
+    for (int i = kRaw; i < kPrevious; ++i) base[i] = saved[i].data_ptr<T_>();
+    for (int64_t t = 0; t < T; ++t) {
+      // Controller (ntm/controllers.py): layer 0 sees [reads, hidden], later ones the layer below.
+      Tensor below = reads;
+      for (int64_t l = 0; l < layers; ++l) {
+        Tensor joined = saved[kFixed + per_layer * l][t];
+        const int64_t below_size = below.size(1);
+        const T_* below_data = below.data_ptr<T_>();
+        T_* joined_data = joined.data_ptr<T_>();
+        const int64_t inputs = joined.size(1);
+        for (int64_t b = 0; b < B; ++b) {
+          std::copy(below_data + b * below_size, below_data + (b + 1) * below_size,
+                    joined_data + b * inputs);
+          if (lstm) {
+            const T_* hidden_data = state[2 * l].data_ptr<T_>();
+            std::copy(hidden_data + b * C, hidden_data + (b + 1) * C,
+                      joined_data + b * inputs + below_size);
+          }
+        }
+        const Tensor offset = l == 0 ? projected[t] : bias[l];
+        at::addmm_out(gates, offset, joined, layer_weights[l].t());
+        const T_* gates_data = gates.data_ptr<T_>();
+        Tensor out = l == layers - 1 ? outputs[t] : at::empty({B, C}, options);
+        T_* out_data = out.data_ptr<T_>();
+        if (lstm) {
+          T_* sig = saved[kFixed + per_layer * l + 1][t].data_ptr<T_>();
+          T_* candidate = saved[kFixed + per_layer * l + 2][t].data_ptr<T_>();
+          T_* cell_before = saved[kFixed + per_layer * l + 3][t].data_ptr<T_>();
+          T_* tanh_cell = saved[kFixed + per_layer * l + 4][t].data_ptr<T_>();
+          T_* hidden_state = state[2 * l].data_ptr<T_>();
+          T_* cell_state = state[2 * l + 1].data_ptr<T_>();
+          for (int64_t b = 0; b < B; ++b) {
+            const T_* row = gates_data + b * s.G;
+            for (int64_t c = 0; c < C; ++c) {
+              const int64_t i = b * C + c;
+              const T_ input_gate = sigmoid(row[c]);
+              const T_ forget_gate = sigmoid(row[C + c]);
+              const T_ output_gate = sigmoid(row[2 * C + c]);
+              const T_ cand = std::tanh(row[3 * C + c]);
+              sig[b * 3 * C + c] = input_gate;
+              sig[b * 3 * C + C + c] = forget_gate;
+              sig[b * 3 * C + 2 * C + c] = output_gate;
+              candidate[i] = cand;
+              cell_before[i] = cell_state[i];
+              const T_ cell = forget_gate * cell_state[i] + input_gate * cand;
+              const T_ tc = std::tanh(cell);
+              tanh_cell[i] = tc;
+              cell_state[i] = cell;
+              hidden_state[i] = output_gate * tc;
+              out_data[i] = output_gate * tc;
+            }
+          }
+        } else {
+          T_* hidden_saved = saved[kFixed + per_layer * l + 1][t].data_ptr<T_>();
+          for (int64_t i = 0; i < B * C; ++i) {
+            out_data[i] = std::tanh(gates_data[i]);
+            hidden_saved[i] = out_data[i];
+          }
+        }
+        below = out;
+      }
+      Tensor raw = saved[kRaw][t];
+      at::addmm_out(raw, head_bias, outputs[t], head_weight.t());
+      const T_* previous_data =
+          t == 0 ? focus.data_ptr<T_>() : all_focus.data_ptr<T_>() + (t - 1) * B * H * N;
+      for_each_sequence(B, [&](int64_t b) {
+        const int64_t tb = t * B + b;
+        StepPointers<T_> p{
+            memories.data_ptr<T_>() + tb * N * M,
+            previous_data + b * H * N,
+            base[kRaw] + tb * s.P,
+            base[kAct] + tb * s.P,
+            base[kKeyInv] + tb * H,
+            base[kRowInv] + tb * N,
+            base[kSim] + tb * H * N,
+            base[kContent] + tb * H * N,
+            base[kGated] + tb * H * N,
+            base[kShifted] + tb * H * N,
+            all_focus.data_ptr<T_>() + tb * H * N,
+            all_reads.data_ptr<T_>() + tb * s.R * M,
+            memories.data_ptr<T_>() + (tb + B) * N * M,
+        };
+        heads_forward(s, k, p);
+      });
+      Tensor step_reads = all_reads[t];
+      reads = step_reads;
+    }
+  });
+  std::vector<Tensor> results = {outputs, all_reads, all_focus, memories[T].clone(),
+                                 all_focus[T - 1].clone(), all_reads[T - 1].clone()};
+  for (const auto& tensor : state) results.push_back(tensor);
+  saved[kMemories] = memories.narrow(0, 0, T);
+  results.insert(results.end(), saved.begin(), saved.end());
+  return results;
+}
+
+std::vector<Tensor> backward(const std::vector<Tensor>& saved, const Tensor& all_focus,
+                             const Tensor& outputs, const std::vector<Tensor>& layer_weights,
+                             const Tensor& head_weight, const Tensor& grad_outputs,
+                             const Tensor& grad_all_reads, const Tensor& grad_memory_in,
+                             const Tensor& grad_focus_in, const Tensor& grad_reads_in,
+                             const std::vector<Tensor>& grad_state_in, int64_t hidden,
+                             int64_t read_heads, int64_t write_heads, int64_t shifts, bool lstm,
+                             std::vector<double> constants) {
+  const Constants k{constants[0], constants[1], constants[2], constants[3]};
+  const int64_t layers = static_cast<int64_t>(layer_weights.size());
+  const Tensor& memories = saved[kMemories];
+  const Tensor& raw_all = saved[kRaw];
+  const int64_t T = memories.size(0), B = memories.size(1);
+  Sizes s;
+  {
+    const Tensor projected_like = at::empty({T, B, layer_weights[0].size(0)}, memories.options());
+    s = sizes_of(projected_like, memories[0], head_weight, layers, hidden, read_heads,
+                 write_heads, shifts, lstm);
+  }
+  const auto options = memories.options();
+  const int64_t C = s.C, H = s.H, N = s.N, M = s.M, P = s.P;
+  const int64_t per_layer = lstm ? 5 : 2;
+  const double bound = k.grad_bound;
+
+  Tensor grad_memory = grad_memory_in.contiguous().clone();
+  Tensor grad_focus = grad_focus_in.contiguous().clone();
+  Tensor grad_reads = grad_reads_in.contiguous().clone();
+  std::vector<Tensor> grad_state;
+  for (const auto& tensor : grad_state_in) grad_state.push_back(tensor.contiguous().clone());
+  Tensor next_grad_memory = at::empty_like(grad_memory);
+  Tensor next_grad_focus = at::empty_like(grad_focus);
+  Tensor grad_raw_all = at::empty({T, B, P}, options);
+  Tensor grad_output = at::empty({B, C}, options);
+  std::vector<Tensor> grad_gates_all;
+  for (int64_t l = 0; l < layers; ++l) {
+    grad_gates_all.push_back(at::empty({T, B, s.G}, options));
+  }
+  Tensor step_reads = at::empty({B, s.R * M}, options);
+
+  AT_DISPATCH_FLOATING_TYPES(memories.scalar_type(), "ntm_sequence_backward", [&] {
+    using T_ = scalar_t;
+    std::vector<std::vector<T_>> work(at::get_num_threads() + 1);
+    std::vector<T_*> base(kPrevious);
+    for (int i = kMemories; i < kPrevious; ++i) {
+      base[i] = const_cast<T_*>(saved[i].data_ptr<T_>());
+    }
+    T_* focus_data = const_cast<T_*>(all_focus.data_ptr<T_>());
+    for (int64_t t = T - 1; t >= 0; --t) {
+      at::add_out(step_reads, grad_reads, grad_all_reads[t]);
+      const T_* previous_data = t == 0 ? saved[kPrevious].data_ptr<T_>()
+                                       : all_focus.data_ptr<T_>() + (t - 1) * B * H * N;
+      Tensor grad_raw = grad_raw_all[t];
+      T_* grad_memory_data = grad_memory.data_ptr<T_>();
+      T_* grad_focus_data = grad_focus.data_ptr<T_>();
+      T_* step_reads_data = step_reads.data_ptr<T_>();
+      T_* next_grad_memory_data = next_grad_memory.data_ptr<T_>();
+      T_* next_grad_focus_data = next_grad_focus.data_ptr<T_>();
+      T_* grad_raw_data = grad_raw.data_ptr<T_>();
+      for_each_sequence(B, [&](int64_t b) {
+        const int64_t tb = t * B + b;
+        StepPointers<T_> p{
+            base[kMemories] + tb * N * M,
+            previous_data + b * H * N,
+            base[kRaw] + tb * P,
+            base[kAct] + tb * P,
+            base[kKeyInv] + tb * H,
+            base[kRowInv] + tb * N,
+            base[kSim] + tb * H * N,
+            base[kContent] + tb * H * N,
+            base[kGated] + tb * H * N,
+            base[kShifted] + tb * H * N,
+            focus_data + tb * H * N,
+            nullptr,
+            nullptr,
+        };
+        StepGradients<T_> g{
+            grad_memory_data + b * N * M,
+            grad_focus_data + b * H * N,
+            step_reads_data + b * s.R * M,
+            next_grad_memory_data + b * N * M,
+            next_grad_focus_data + b * H * N,
+            grad_raw_data + b * P,
+        };
+        heads_backward(s, k, p, g, work[at::get_thread_num()]);
+      });
+      std::swap(grad_memory, next_grad_memory);
+      std::swap(grad_focus, next_grad_focus);
+      // dOutput = dOutput(loss) + dRaw W_heads.
+      at::addmm_out(grad_output, grad_outputs[t], grad_raw, head_weight);
+      // Controller, top layer down.
+      Tensor grad_below = grad_output;
+      for (int64_t l = layers - 1; l >= 0; --l) {
+        const int64_t base = kFixed + per_layer * l;
+        Tensor grad_gates = grad_gates_all[l][t];
+        T_* dg = grad_gates.data_ptr<T_>();
+        const T_* gb = grad_below.data_ptr<T_>();
+        if (lstm) {
+          const T_* sig = saved[base + 1][t].data_ptr<T_>();
+          const T_* candidate = saved[base + 2][t].data_ptr<T_>();
+          const T_* cell_before = saved[base + 3][t].data_ptr<T_>();
+          const T_* tanh_cell = saved[base + 4][t].data_ptr<T_>();
+          T_* grad_hidden_state = grad_state[2 * l].data_ptr<T_>();
+          T_* grad_cell_state = grad_state[2 * l + 1].data_ptr<T_>();
+          for (int64_t b = 0; b < B; ++b) {
+            for (int64_t c = 0; c < C; ++c) {
+              const int64_t i = b * C + c;
+              const T_ input_gate = sig[b * 3 * C + c];
+              const T_ forget_gate = sig[b * 3 * C + C + c];
+              const T_ output_gate = sig[b * 3 * C + 2 * C + c];
+              const T_ grad_h = gb[i] + grad_hidden_state[i];
+              const T_ grad_c = grad_cell_state[i] +
+                                grad_h * output_gate * (T_(1) - tanh_cell[i] * tanh_cell[i]);
+              T_* row = dg + b * s.G;
+              row[c] = grad_c * candidate[i] * (T_(1) - input_gate) * input_gate;
+              row[C + c] = grad_c * cell_before[i] * (T_(1) - forget_gate) * forget_gate;
+              row[2 * C + c] = grad_h * tanh_cell[i] * (T_(1) - output_gate) * output_gate;
+              row[3 * C + c] =
+                  grad_c * input_gate * (T_(1) - candidate[i] * candidate[i]);
+              grad_cell_state[i] = clamp(grad_c * forget_gate, T_(bound));
+            }
+          }
+          Tensor grad_joined = at::mm(grad_gates, layer_weights[l]);
+          const int64_t inputs = grad_joined.size(1) - C;
+          grad_state[2 * l].copy_(grad_joined.narrow(1, inputs, C).clamp(-bound, bound));
+          grad_below = grad_joined.narrow(1, 0, inputs).contiguous();
+        } else {
+          const T_* hidden_saved = saved[base + 1][t].data_ptr<T_>();
+          for (int64_t i = 0; i < B * C; ++i) {
+            dg[i] = gb[i] * (T_(1) - hidden_saved[i] * hidden_saved[i]);
+          }
+          grad_below = at::mm(grad_gates, layer_weights[l]);
+        }
+      }
+      grad_reads = grad_below.clamp(-bound, bound);
+    }
+  });
+  // Weight gradients: one matrix product over all steps and sequences each.
+  std::vector<Tensor> grads = {grad_gates_all[0], grad_memory, grad_focus, grad_reads};
+  for (const auto& tensor : grad_state) grads.push_back(tensor);
+  Tensor grad_bias = at::zeros({layers, s.G}, options);
+  for (int64_t l = 0; l < layers; ++l) {
+    const Tensor gates = grad_gates_all[l].reshape({T * B, s.G});
+    const Tensor joined = saved[kFixed + per_layer * l];
+    grads.push_back(at::mm(gates.t(), joined.reshape({T * B, joined.size(2)})));
+    if (l > 0) grad_bias[l].copy_(gates.sum(0));
+  }
+  grads.push_back(grad_bias);
+  const Tensor raws = grad_raw_all.reshape({T * B, P});
+  grads.push_back(at::mm(raws.t(), outputs.reshape({T * B, C})));
+  grads.push_back(raws.sum(0));
+  return grads;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
+  module.def("forward", &forward, "An NTM sequence, forward (see ntm/kernel.py)");
+  module.def("backward", &backward, "An NTM sequence, backward (see ntm/kernel.py)");
+}
