@@ -137,6 +137,7 @@ struct StepPointers {
   T* content;   // (H, N)
   T* gated;     // (H, N)
   T* shifted;   // (H, N)
+  T* log_shifted;  // (H, N) log(max(shifted, LOG_FLOOR))
   T* focus;     // (H, N)
   T* reads;     // (R * M)
   T* new_memory;  // (N, M)
@@ -203,33 +204,39 @@ void heads_forward(const Sizes& s, const Constants& k, const StepPointers<T>& p)
     // w_s(n) = sum_j s(j) w_g(n - (j - K)).
     std::fill(shifted, shifted + N, T(0));
     for (int64_t j = 0; j < S; ++j) add_rolled(shifted, gated, weights[j], j - K, N);
+    T* log_shifted = p.log_shifted + h * N;
     for (int64_t n = 0; n < N; ++n) {
-      focus[n] = gamma * std::log(std::max(shifted[n], T(k.log_floor)));
+      log_shifted[n] = std::log(std::max(shifted[n], T(k.log_floor)));
+      focus[n] = gamma * log_shifted[n];
     }
     softmax(focus, N);
   }
   // Read (eq. 2) from the memory before the write.
   for (int64_t r = 0; r < R; ++r) {
-    T* out = p.reads + r * M;
+    T* __restrict__ out = p.reads + r * M;
     std::fill(out, out + M, T(0));
     const T* w = p.focus + r * N;
     for (int64_t n = 0; n < N; ++n) {
-      const T* row = p.memory + n * M;
+      const T* __restrict__ row = p.memory + n * M;
       for (int64_t m = 0; m < M; ++m) out[m] += w[n] * row[m];
     }
   }
   // Write (eq. 3-4): M' = M * prod_w (1 - w_w e_w^T) + sum_w w_w a_w^T.
+  // Loops over the row innermost, so that they vectorise.
   const T* write_focus = p.focus + R * N;
   for (int64_t n = 0; n < N; ++n) {
-    const T* row = p.memory + n * M;
-    T* out = p.new_memory + n * M;
-    for (int64_t m = 0; m < M; ++m) {
-      T kept = 1, added = 0;
-      for (int64_t w = 0; w < W; ++w) {
-        kept *= T(1) - write_focus[w * N + n] * erase[w * M + m];
-        added += write_focus[w * N + n] * add[w * M + m];
-      }
-      out[m] = row[m] * kept + added;
+    const T* __restrict__ row = p.memory + n * M;
+    T* __restrict__ out = p.new_memory + n * M;
+    for (int64_t m = 0; m < M; ++m) out[m] = row[m];
+    for (int64_t w = 0; w < W; ++w) {
+      const T weight = write_focus[w * N + n];
+      const T* __restrict__ e = erase + w * M;
+      for (int64_t m = 0; m < M; ++m) out[m] *= T(1) - weight * e[m];
+    }
+    for (int64_t w = 0; w < W; ++w) {
+      const T weight = write_focus[w * N + n];
+      const T* __restrict__ a = add + w * M;
+      for (int64_t m = 0; m < M; ++m) out[m] += weight * a[m];
     }
   }
 }
@@ -284,9 +291,9 @@ void heads_backward(const Sizes& s, const Constants& k, const StepPointers<T>& p
   //   dM = dM' prod_w f_w,  da_w = sum_n w_w(n) dM'(n),  dw_w(n) = a_w . dM'(n) - e_w . df_w(n),
   //   de_w(m) = -sum_n w_w(n) df_w(n, m),  df_w = dM' M prod_{j != w} f_j.
   for (int64_t n = 0; n < N; ++n) {
-    const T* row = p.memory + n * M;
-    const T* grad_row = g.new_memory + n * M;
-    T* out = g.memory + n * M;
+    const T* __restrict__ row = p.memory + n * M;
+    const T* __restrict__ grad_row = g.new_memory + n * M;
+    T* __restrict__ out = g.memory + n * M;
     // kept(m) = prod_w f_w(m); others_w(m) = prod_{j != w} f_j(m), by prefix and suffix
     // products (a factor can be 0, so dividing the product by it is not safe).
     for (int64_t m = 0; m < M; ++m) kept[m] = T(1);
@@ -309,11 +316,11 @@ void heads_backward(const Sizes& s, const Constants& k, const StepPointers<T>& p
     }
     for (int64_t w = 0; w < W; ++w) {
       const T weight = write_focus[w * N + n];
-      const T* other = others + w * M;
-      const T* a = add + w * M;
-      const T* e = erase + w * M;
-      T* grad_a = grad_add + w * M;
-      T* grad_e = grad_erase + w * M;
+      const T* __restrict__ other = others + w * M;
+      const T* __restrict__ a = add + w * M;
+      const T* __restrict__ e = erase + w * M;
+      T* __restrict__ grad_a = grad_add + w * M;
+      T* __restrict__ grad_e = grad_erase + w * M;
       T grad_weight = 0;
       for (int64_t m = 0; m < M; ++m) {
         const T grad_factor = grad_row[m] * row[m] * other[m];
@@ -330,8 +337,8 @@ void heads_backward(const Sizes& s, const Constants& k, const StepPointers<T>& p
     const T* grad_read = g.reads + r * M;
     const T* w = p.focus + r * N;
     for (int64_t n = 0; n < N; ++n) {
-      const T* row = p.memory + n * M;
-      T* out = g.memory + n * M;
+      const T* __restrict__ row = p.memory + n * M;
+      T* __restrict__ out = g.memory + n * M;
       T dot = 0;
       for (int64_t m = 0; m < M; ++m) {
         dot += grad_read[m] * row[m];
@@ -343,6 +350,7 @@ void heads_backward(const Sizes& s, const Constants& k, const StepPointers<T>& p
   for (int64_t h = 0; h < H; ++h) {
     const T* focus = p.focus + h * N;
     const T* shifted = p.shifted + h * N;
+    const T* log_shifted = p.log_shifted + h * N;
     const T* gated = p.gated + h * N;
     const T* content = p.content + h * N;
     const T* previous = p.previous + h * N;
@@ -354,7 +362,7 @@ void heads_backward(const Sizes& s, const Constants& k, const StepPointers<T>& p
     const T gamma = sharpening[h] + T(1);
     T grad_gamma = 0;
     for (int64_t n = 0; n < N; ++n) {
-      grad_gamma += grad_logits[n] * std::log(std::max(shifted[n], floor));
+      grad_gamma += grad_logits[n] * log_shifted[n];
       grad_shifted[n] = shifted[n] >= floor ? grad_logits[n] * gamma / shifted[n] : T(0);
     }
     grad_sharpening[h] = grad_gamma;
@@ -391,12 +399,12 @@ void heads_backward(const Sizes& s, const Constants& k, const StepPointers<T>& p
     }
     grad_strengths[h] = grad_beta;
     key_coef *= key_inv * key_inv;
-    const T* key = keys + h * M;
-    T* grad_key = grad_keys + h * M;
+    const T* __restrict__ key = keys + h * M;
+    T* __restrict__ grad_key = grad_keys + h * M;
     for (int64_t m = 0; m < M; ++m) grad_key[m] = -key_coef * key[m];
     for (int64_t n = 0; n < N; ++n) {
-      const T* row = p.memory + n * M;
-      T* out = g.memory + n * M;
+      const T* __restrict__ row = p.memory + n * M;
+      T* __restrict__ out = g.memory + n * M;
       const T d = grad_dot[n];
       for (int64_t m = 0; m < M; ++m) {
         grad_key[m] += d * row[m];
@@ -405,8 +413,8 @@ void heads_backward(const Sizes& s, const Constants& k, const StepPointers<T>& p
     }
   }
   for (int64_t n = 0; n < N; ++n) {
-    const T* row = p.memory + n * M;
-    T* out = g.memory + n * M;
+    const T* __restrict__ row = p.memory + n * M;
+    T* __restrict__ out = g.memory + n * M;
     const T coef = grad_rows[n];
     for (int64_t m = 0; m < M; ++m) out[m] = clamp(out[m] - coef * row[m], bound);
   }
@@ -442,6 +450,9 @@ void for_each_sequence(int64_t batch, const Fn& fn) {
   });
 }
 
+// From this batch size on, the controller's activations are ATen calls over the whole batch.
+constexpr int64_t kVectorBatch = 4;
+
 // What the forward pass keeps for the backward pass, in the order of `saved` in Python.
 enum Saved {
   kMemories,  // (T, B, N, M) memory before each step
@@ -453,6 +464,7 @@ enum Saved {
   kContent,   // (T, B, H, N)
   kGated,     // (T, B, H, N)
   kShifted,   // (T, B, H, N)
+  kLogShifted,  // (T, B, H, N)
   kPrevious,  // (B, H, N) the focus before the first step
   kFixed      // then per layer: joined (T, B, in); LSTM: sig (T, B, 3C), candidate, cell
               // before the step, tanh(cell) (T, B, C); feedforward: hidden (T, B, C)
@@ -481,7 +493,8 @@ std::vector<Tensor> forward(const Tensor& projected, const Tensor& memory0, cons
       at::empty({T, B, s.P}, options),      at::empty({T, B, H}, options),
       at::empty({T, B, N}, options),        at::empty({T, B, H, N}, options),
       at::empty({T, B, H, N}, options),     at::empty({T, B, H, N}, options),
-      at::empty({T, B, H, N}, options),     focus0.contiguous(),
+      at::empty({T, B, H, N}, options),     at::empty({T, B, H, N}, options),
+      focus0.contiguous(),
   };
   // Per layer: joined, then LSTM (sig, candidate, cell before, tanh cell) or (hidden).
   std::vector<Tensor> state;
@@ -531,39 +544,60 @@ std::vector<Tensor> forward(const Tensor& projected, const Tensor& memory0, cons
         Tensor out = l == layers - 1 ? outputs[t] : at::empty({B, C}, options);
         T_* out_data = out.data_ptr<T_>();
         if (lstm) {
-          T_* sig = saved[kFixed + per_layer * l + 1][t].data_ptr<T_>();
-          T_* candidate = saved[kFixed + per_layer * l + 2][t].data_ptr<T_>();
+          Tensor sig_step = saved[kFixed + per_layer * l + 1][t];
+          Tensor candidate_step = saved[kFixed + per_layer * l + 2][t];
+          Tensor tanh_cell_step = saved[kFixed + per_layer * l + 4][t];
+          T_* sig = sig_step.data_ptr<T_>();
+          T_* candidate = candidate_step.data_ptr<T_>();
           T_* cell_before = saved[kFixed + per_layer * l + 3][t].data_ptr<T_>();
-          T_* tanh_cell = saved[kFixed + per_layer * l + 4][t].data_ptr<T_>();
+          T_* tanh_cell = tanh_cell_step.data_ptr<T_>();
           T_* hidden_state = state[2 * l].data_ptr<T_>();
           T_* cell_state = state[2 * l + 1].data_ptr<T_>();
+          // Gates: input, forget, output (sigmoid), candidate (tanh). Over a batch, ATen's
+          // vectorised activations beat one scalar exp per unit; for a few sequences, its
+          // per-call overhead does not.
+          const bool vectorised = B >= kVectorBatch;
+          if (vectorised) {
+            at::sigmoid_out(sig_step, gates.narrow(1, 0, 3 * C));
+            at::tanh_out(candidate_step, gates.narrow(1, 3 * C, C));
+          } else {
+            for (int64_t b = 0; b < B; ++b) {
+              for (int64_t c = 0; c < 3 * C; ++c) sig[b * 3 * C + c] = sigmoid(gates_data[b * s.G + c]);
+              for (int64_t c = 0; c < C; ++c) {
+                candidate[b * C + c] = std::tanh(gates_data[b * s.G + 3 * C + c]);
+              }
+            }
+          }
+          // c' = f c + i candidate.
           for (int64_t b = 0; b < B; ++b) {
-            const T_* row = gates_data + b * s.G;
             for (int64_t c = 0; c < C; ++c) {
               const int64_t i = b * C + c;
-              const T_ input_gate = sigmoid(row[c]);
-              const T_ forget_gate = sigmoid(row[C + c]);
-              const T_ output_gate = sigmoid(row[2 * C + c]);
-              const T_ cand = std::tanh(row[3 * C + c]);
-              sig[b * 3 * C + c] = input_gate;
-              sig[b * 3 * C + C + c] = forget_gate;
-              sig[b * 3 * C + 2 * C + c] = output_gate;
-              candidate[i] = cand;
               cell_before[i] = cell_state[i];
-              const T_ cell = forget_gate * cell_state[i] + input_gate * cand;
-              const T_ tc = std::tanh(cell);
-              tanh_cell[i] = tc;
-              cell_state[i] = cell;
-              hidden_state[i] = output_gate * tc;
-              out_data[i] = output_gate * tc;
+              cell_state[i] = sig[b * 3 * C + C + c] * cell_state[i] + sig[b * 3 * C + c] * candidate[i];
+            }
+          }
+          if (vectorised) {
+            at::tanh_out(tanh_cell_step, state[2 * l + 1]);
+          } else {
+            for (int64_t i = 0; i < B * C; ++i) tanh_cell[i] = std::tanh(cell_state[i]);
+          }
+          // h' = o tanh(c').
+          for (int64_t b = 0; b < B; ++b) {
+            for (int64_t c = 0; c < C; ++c) {
+              const int64_t i = b * C + c;
+              hidden_state[i] = sig[b * 3 * C + 2 * C + c] * tanh_cell[i];
+              out_data[i] = hidden_state[i];
             }
           }
         } else {
-          T_* hidden_saved = saved[kFixed + per_layer * l + 1][t].data_ptr<T_>();
-          for (int64_t i = 0; i < B * C; ++i) {
-            out_data[i] = std::tanh(gates_data[i]);
-            hidden_saved[i] = out_data[i];
+          Tensor hidden_step = saved[kFixed + per_layer * l + 1][t];
+          T_* hidden_saved = hidden_step.data_ptr<T_>();
+          if (B >= kVectorBatch) {
+            at::tanh_out(hidden_step, gates);
+          } else {
+            for (int64_t i = 0; i < B * C; ++i) hidden_saved[i] = std::tanh(gates_data[i]);
           }
+          std::copy(hidden_saved, hidden_saved + B * C, out_data);
         }
         below = out;
       }
@@ -584,6 +618,7 @@ std::vector<Tensor> forward(const Tensor& projected, const Tensor& memory0, cons
             base[kContent] + tb * H * N,
             base[kGated] + tb * H * N,
             base[kShifted] + tb * H * N,
+            base[kLogShifted] + tb * H * N,
             all_focus.data_ptr<T_>() + tb * H * N,
             all_reads.data_ptr<T_>() + tb * s.R * M,
             memories.data_ptr<T_>() + (tb + B) * N * M,
@@ -673,6 +708,7 @@ std::vector<Tensor> backward(const std::vector<Tensor>& saved, const Tensor& all
             base[kContent] + tb * H * N,
             base[kGated] + tb * H * N,
             base[kShifted] + tb * H * N,
+            base[kLogShifted] + tb * H * N,
             focus_data + tb * H * N,
             nullptr,
             nullptr,
