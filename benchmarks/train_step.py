@@ -1,7 +1,7 @@
 """Training-step speed of ntm.NTM (also `ntm bench`).
 
     python benchmarks/train_step.py                       # CPU: batch 1, 8, 32, 128; threads 1, 2
-    python benchmarks/train_step.py --paths fused,plain   # the fast path beside plain autograd
+    python benchmarks/train_step.py --paths fused,python,plain   # kernel, Python node, autograd
     python benchmarks/train_step.py --device cuda --batch-sizes 1,32,128,1024
 
 Prints a table and writes a JSON file (--json, default train_step.json).
@@ -23,7 +23,7 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-sizes", type=_ints, default=[1, 8, 32, 128])
     parser.add_argument("--threads", type=_ints, default=[1, 2])
     parser.add_argument("--paths", default="fused",
-                        help="comma-separated: fused, plain, graph (CUDA only)")
+                        help="comma-separated: fused, python, plain, graph (CUDA only)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per row")
     parser.add_argument("--json", default="train_step.json")

@@ -19,12 +19,13 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from . import kernel
 from .cuda_graphs import GraphedUpdate
 from .metrics import sequence_loss
 from .model import NTM
 from .tasks import make
 
-PATHS = ("fused", "plain", "graph")
+PATHS = ("fused", "python", "plain", "graph")
 
 
 @dataclass
@@ -65,6 +66,20 @@ def _graphed_step(model, optimizer):
     return lambda model, optimizer, batch: update(*batch)
 
 
+def _without_kernel(step):
+    """``step`` on the Python fused node: the C++ CPU kernel switched off while it runs."""
+
+    def run(model, optimizer, batch):
+        enabled = kernel.is_enabled()
+        kernel.set_enabled(False)
+        try:
+            step(model, optimizer, batch)
+        finally:
+            kernel.set_enabled(enabled)
+
+    return run
+
+
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -86,7 +101,9 @@ def benchmark(
     """Time training steps; returns one :class:`BenchResult` per path, thread count and batch.
 
     Args:
-        paths: ``"fused"`` (the default path of :class:`ntm.NTM`), ``"plain"`` (every
+        paths: ``"fused"`` (the default path of :class:`ntm.NTM`: on a CPU the C++ kernel of
+            :mod:`ntm.kernel` where it builds), ``"python"`` (the same node in Python,
+            :mod:`ntm.fused`, as with ``NTM_CPU_KERNEL=0``), ``"plain"`` (every
             operation recorded by autograd, ``NTM(..., fused=False)``) and, on CUDA,
             ``"graph"`` (the fused path's update replayed from a CUDA graph,
             :class:`ntm.cuda_graphs.GraphedUpdate`, as ``ntm train`` does on a GPU).
@@ -100,6 +117,8 @@ def benchmark(
     if "graph" in paths and target.type != "cuda":
         raise ValueError("the graph path (CUDA graphs) needs a CUDA device: --device cuda")
     task = make("copy", min_length=length, max_length=length)
+    if target.type == "cpu" and "fused" in paths:
+        kernel.load()  # compiled before any timing (once per machine)
     results = []
     for thread_count in threads:
         torch.set_num_threads(thread_count)
@@ -116,6 +135,8 @@ def benchmark(
                 optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-4, momentum=0.9,
                                                 capturable=path == "graph")
                 step = _graphed_step(model, optimizer) if path == "graph" else _training_step
+                if path == "python":
+                    step = _without_kernel(step)
                 for _ in range(warmup_steps):
                     step(model, optimizer, batch)
                 runs[path] = (model, optimizer, step, [])
@@ -165,6 +186,10 @@ def environment() -> dict:
     }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
+    if kernel.is_enabled():
+        info["cpu_kernel"] = "not built" if kernel.failure() else "C++ (ntm.kernel)"
+    else:
+        info["cpu_kernel"] = "off"
     return info
 
 

@@ -165,7 +165,8 @@ def _parser() -> argparse.ArgumentParser:
     add("--batch-sizes", type=_int_list, default=[1, 8, 32, 128], metavar="B,B,...")
     add("--threads", type=_int_list, default=[1, 2], metavar="T,T,...")
     add("--paths", default="fused",
-        help="comma-separated: fused (the default path), plain, graph (CUDA graphs; CUDA only)")
+        help="comma-separated: fused (the default path: the C++ kernel on a CPU), python "
+             "(the fused node in Python), plain, graph (CUDA graphs; CUDA only)")
     add("--device", default="cpu", help="cpu or cuda")
     add("--steps", type=_positive, default=20, metavar="N", help="timed steps per row")
     add("--json", metavar="FILE", help="also write the results as JSON")

@@ -22,6 +22,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from . import kernel
 from .addressing import (
     CARRY_GRAD_BOUND,
     LOG_FLOOR,
@@ -30,7 +31,6 @@ from .addressing import (
     shift,
     shift_windows,
 )
-from . import kernel
 from .heads import CLIP
 from .memory import read, write
 

@@ -69,7 +69,8 @@ def load():
             try:
                 _module = _build()
             except Exception as error:  # no compiler, no headers, a failed compile: fall back
-                _failure = f"{type(error).__name__}: {str(error).strip().splitlines()[-1:]}"
+                lines = str(error).strip().splitlines() or [""]
+                _failure = f"{type(error).__name__}: {lines[-1]}"
                 warnings.warn(
                     f"ntm: the C++ CPU kernel could not be built ({_failure}); using the slower "
                     "Python fused path. Set NTM_CPU_KERNEL=0 to skip the attempt.",

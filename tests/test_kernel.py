@@ -1,0 +1,131 @@
+"""The C++ CPU kernel (ntm/kernel.py): how it is built, chosen and replaced.
+
+Its numbers are checked in tests/test_fused.py, which runs every fused-path test on the kernel
+and on the Python node, and in tests/test_gradient_overflow.py.
+"""
+
+import shutil
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+
+import ntm
+from ntm import kernel
+from ntm.metrics import sequence_loss
+from ntm.tasks import make
+
+
+def _copy_model_gradients(batch_size, *, cpu_kernel, dtype=torch.float32, threads=1, **options):
+    """Logits and parameter gradients of the paper's copy model on one batch of length 20."""
+    task = make("copy", min_length=20, max_length=20)
+    batch = task.sample(batch_size, generator=torch.Generator().manual_seed(4))
+    torch.manual_seed(0)
+    model = ntm.NTM(task.input_size, task.output_size, dtype=dtype, **options)
+    enabled, before = kernel.is_enabled(), torch.get_num_threads()
+    kernel.set_enabled(cpu_kernel)
+    torch.set_num_threads(threads)
+    try:
+        logits, _ = model(batch.inputs.to(dtype))
+    finally:
+        kernel.set_enabled(enabled)
+        torch.set_num_threads(before)
+    sequence_loss(logits, batch.targets.to(dtype), batch.mask).backward()
+    return logits.detach(), [p.grad for p in model.parameters()]
+
+
+def test_the_kernel_builds_where_there_is_a_compiler():
+    if shutil.which("c++") is None and shutil.which("g++") is None:
+        pytest.skip("no C++ compiler on this machine")
+    assert kernel.load() is not None, kernel.failure()
+    assert kernel.failure() is None
+
+
+@pytest.mark.parametrize("batch_size", [1, 8], ids=["scalar", "vectorised"])
+def test_float32_kernel_matches_the_python_node(batch_size):
+    """At the paper's sizes, float32: the two implementations round differently, no more."""
+    logits, gradients = _copy_model_gradients(batch_size, cpu_kernel=True)
+    expected_logits, expected = _copy_model_gradients(batch_size, cpu_kernel=False)
+    torch.testing.assert_close(logits, expected_logits, atol=1e-5, rtol=1e-5)
+    for gradient, reference in zip(gradients, expected, strict=True):
+        torch.testing.assert_close(gradient, reference, atol=1e-5, rtol=1e-4)
+
+
+def test_two_threads_give_the_numbers_of_one():
+    """The batch is split over threads by sequence, so no sum changes order."""
+    one = _copy_model_gradients(6, cpu_kernel=True, dtype=torch.float64)
+    two = _copy_model_gradients(6, cpu_kernel=True, dtype=torch.float64, threads=2)
+    torch.testing.assert_close(one[0], two[0], atol=1e-13, rtol=0)
+    for a, b in zip(one[1], two[1], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
+
+
+def test_a_batch_first_model_gives_the_numbers_of_the_python_node():
+    """Non-contiguous inputs (batch_first) reach the kernel as contiguous copies."""
+    options = {"batch_first": True, "memory_slots": 16, "memory_width": 5, "controller_size": 8}
+    inputs = torch.randn(3, 7, 9, dtype=torch.float64)
+    results = []
+    for cpu_kernel in (True, False):
+        torch.manual_seed(0)
+        model = ntm.NTM(9, 8, dtype=torch.float64, **options)
+        kernel.set_enabled(cpu_kernel)
+        try:
+            logits, _ = model(inputs)
+        finally:
+            kernel.set_enabled(True)
+        logits.sum().backward()
+        results.append((logits, [p.grad for p in model.parameters()]))
+    torch.testing.assert_close(results[0][0], results[1][0], atol=1e-12, rtol=0)
+    for a, b in zip(results[0][1], results[1][1], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-9)
+
+
+def test_the_kernel_is_chosen_only_for_cpu_float_inputs():
+    if kernel.load() is None:
+        pytest.skip(f"the kernel cannot be built here: {kernel.failure()}")
+    assert kernel.applies(torch.zeros(2, 1, 4))
+    assert kernel.applies(torch.zeros(2, 1, 4, dtype=torch.float64))
+    assert not kernel.applies(torch.zeros(2, 1, 4, dtype=torch.bfloat16))
+    kernel.set_enabled(False)
+    try:
+        assert not kernel.applies(torch.zeros(2, 1, 4))
+    finally:
+        kernel.set_enabled(True)
+
+
+def test_a_bfloat16_model_trains_on_the_python_node():
+    model = ntm.NTM(3, 2, memory_slots=8, memory_width=4, controller_size=8,
+                    dtype=torch.bfloat16)
+    logits, _ = model(torch.randn(4, 2, 3, dtype=torch.bfloat16))
+    assert type(logits.grad_fn).__name__ != "KernelSequenceBackward"
+    logits.float().sum().backward()
+    assert all(torch.isfinite(p.grad.float()).all() for p in model.parameters())
+
+
+def test_a_failed_build_warns_once_and_falls_back(monkeypatch):
+    def no_compiler():
+        raise RuntimeError("Error building extension\nc++: not found")
+
+    monkeypatch.setattr(kernel, "_build", no_compiler)
+    monkeypatch.setattr(kernel, "_module", None)
+    monkeypatch.setattr(kernel, "_failure", None)
+    with pytest.warns(RuntimeWarning, match="could not be built.*c\\+\\+: not found"):
+        assert kernel.load() is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no second warning
+        assert not kernel.applies(torch.zeros(2, 1, 4))
+    model = ntm.NTM(3, 2, memory_slots=8, memory_width=4, controller_size=8)
+    logits, _ = model(torch.randn(4, 2, 3))
+    assert type(logits.grad_fn).__name__ != "KernelSequenceBackward"
+    logits.sum().backward()
+    assert "c++: not found" in kernel.failure()
+
+
+def test_the_environment_variable_turns_the_kernel_off():
+    code = "import ntm.kernel as k; print(k.is_enabled())"
+    for value, expected in (("0", "False"), ("1", "True")):
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                env={"NTM_CPU_KERNEL": value, "PATH": ""}, check=True)
+        assert result.stdout.strip() == expected
