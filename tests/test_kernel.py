@@ -4,11 +4,13 @@ Its numbers are checked in tests/test_fused.py, which runs every fused-path test
 and on the Python node, and in tests/test_gradient_overflow.py.
 """
 
+import math
 import shutil
 import subprocess
 import sys
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -129,3 +131,38 @@ def test_the_environment_variable_turns_the_kernel_off():
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                 env={"NTM_CPU_KERNEL": value, "PATH": ""}, check=True)
         assert result.stdout.strip() == expected
+
+
+def _built():
+    module = kernel.load()
+    if module is None:
+        pytest.skip(f"the kernel cannot be built here: {kernel.failure()}")
+    return module
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_kernels_exp_is_within_two_ulp_of_numpy(dtype):
+    """Over the softmax's range (logits minus their maximum, <= 0), in both precisions."""
+    x = torch.linspace(-80.0, 0.0, 100_001, dtype=dtype)
+    x = torch.cat([x, torch.tensor([-1e-30, -0.5 * math.log(2), -math.log(2)], dtype=dtype)])
+    expected = np.exp(x.numpy().astype(np.float64))
+    relative = np.abs(_built().exp(x).numpy().astype(np.float64) - expected) / expected
+    assert relative.max() <= 2 * torch.finfo(dtype).eps
+    assert _built().exp(torch.tensor([0.0], dtype=dtype)).item() == 1.0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_kernels_log_is_within_two_ulp_of_numpy(dtype):
+    """Over the sharpening's range: weights clamped to [LOG_FLOOR, 1], and a little above 1."""
+    x = torch.logspace(-30, 0.01, 100_001, dtype=dtype)
+    x = torch.cat([x, torch.tensor([1.0, 2.0, 0.5, math.sqrt(2.0), 1e-30], dtype=dtype)])
+    expected = np.log(x.numpy().astype(np.float64))
+    error = np.abs(_built().log(x).numpy().astype(np.float64) - expected)
+    assert (error <= 2 * torch.finfo(dtype).eps * np.maximum(np.abs(expected), 1.0)).all()
+    assert _built().log(torch.tensor([1.0], dtype=dtype)).item() == 0.0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_kernels_exp_and_log_keep_nan(dtype):
+    nan = torch.tensor([float("nan")], dtype=dtype)
+    assert torch.isnan(_built().exp(nan)).all() and torch.isnan(_built().log(nan)).all()

@@ -20,7 +20,16 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <vector>
+
+// The loops over a memory row (M) or over the slots (N) are the time of the kernel. These
+// pragmas (OpenMP's simd, active with -fopenmp) make the compiler vectorise them: it cannot
+// prove on its own that the pointers do not overlap, and does not reorder a sum without leave.
+#define NTM_SIMD _Pragma("omp simd")
+#define NTM_PRAGMA(text) _Pragma(#text)
+#define NTM_SIMD_SUM(...) NTM_PRAGMA(omp simd reduction(+ : __VA_ARGS__))
 
 namespace {
 
@@ -81,14 +90,94 @@ inline T clamp(T x, T bound) {
   return std::min(std::max(x, -bound), bound);
 }
 
+// exp and log as plain arithmetic, so that loops over the slots vectorise: with many heads the
+// libm calls (several thousand per step and sequence) were most of the forward pass. Both are
+// within a few ulp of libm in float32 and float64 over the ranges used: exp of a softmax's
+// logits minus their maximum (<= 0) and log of a weighting clamped to [LOG_FLOOR, 1]. A NaN
+// argument gives NaN.
+template <typename T>
+struct MathConstants;
+
+template <>
+struct MathConstants<float> {
+  using Bits = int32_t;
+  static constexpr float lowest = -87.0f, highest = 88.0f;  // 2^k stays a normal number
+  static constexpr int mantissa = 23, bias = 127;
+  static constexpr int exp_terms = 8, log_terms = 5;
+};
+
+template <>
+struct MathConstants<double> {
+  using Bits = int64_t;
+  static constexpr double lowest = -708.0, highest = 709.0;
+  static constexpr int mantissa = 52, bias = 1023;
+  static constexpr int exp_terms = 14, log_terms = 11;
+};
+
+// 1 / i for i = 0..23 (0 unused).
+constexpr double kReciprocals[24] = {
+    0.0,       1.0,       1.0 / 2,   1.0 / 3,   1.0 / 4,   1.0 / 5,   1.0 / 6,   1.0 / 7,
+    1.0 / 8,   1.0 / 9,   1.0 / 10,  1.0 / 11,  1.0 / 12,  1.0 / 13,  1.0 / 14,  1.0 / 15,
+    1.0 / 16,  1.0 / 17,  1.0 / 18,  1.0 / 19,  1.0 / 20,  1.0 / 21,  1.0 / 22,  1.0 / 23};
+constexpr double kLog2E = 1.4426950408889634074;
+constexpr double kLn2High = 0.693145751953125;  // ln 2 in 16 significant bits: k * high is exact
+constexpr double kLn2Low = 1.42860682030941723212e-6;  // ln 2 - kLn2High
+
+template <typename T>
+inline T fast_exp(T x) {
+  using C = MathConstants<T>;
+  using Bits = typename C::Bits;
+  const T clamped = std::min(std::max(x, C::lowest), C::highest);  // keeps a NaN
+  // x = k ln2 + r with |r| <= ln2 / 2; exp(r) by its Taylor series, 2^k by the exponent bits.
+  // (Not the "+ 1.5 * 2^52 - 1.5 * 2^52" trick: -fassociative-math would cancel it.)
+  const T k = std::nearbyint(clamped * T(kLog2E));
+  // Fused multiply-adds, which -fassociative-math cannot merge into one rounded k * ln2.
+  const T r = std::fma(-k, T(kLn2Low), std::fma(-k, T(kLn2High), clamped));
+  // 1 + r (1 + r/2 (1 + r/3 (...))), multiplying by the reciprocals (a division per term
+  // costs more than the rest of the function).
+  T series = 1;
+  for (int i = C::exp_terms; i >= 1; --i) series = T(1) + series * r * T(kReciprocals[i]);
+  const Bits bits = (static_cast<Bits>(k) + C::bias) << C::mantissa;
+  T scale;
+  std::memcpy(&scale, &bits, sizeof(T));
+  return series * scale;
+}
+
+template <typename T>
+inline T fast_log(T x) {
+  using C = MathConstants<T>;
+  using Bits = typename C::Bits;
+  // x = 2^e m with m in [sqrt(1/2), sqrt(2)); log m = 2 atanh(s), s = (m - 1) / (m + 1).
+  Bits bits;
+  std::memcpy(&bits, &x, sizeof(T));
+  const Bits mantissa_mask = (Bits(1) << C::mantissa) - 1;
+  const Bits one = Bits(C::bias) << C::mantissa;
+  Bits exponent = (bits >> C::mantissa) - C::bias;
+  Bits mantissa_bits = (bits & mantissa_mask) | one;
+  T m;
+  std::memcpy(&m, &mantissa_bits, sizeof(T));
+  const bool high = m > T(1.4142135623730951);
+  m = high ? m * T(0.5) : m;
+  exponent += high ? 1 : 0;
+  const T s = (m - T(1)) / (m + T(1));
+  const T z = s * s;
+  T series = T(kReciprocals[2 * C::log_terms - 1]);
+  for (int i = C::log_terms - 2; i >= 0; --i) series = T(kReciprocals[2 * i + 1]) + z * series;
+  const T e = static_cast<T>(exponent);
+  const T result = std::fma(e, T(kLn2High), std::fma(e, T(kLn2Low), T(2) * s * series));
+  return x == x ? result : x;
+}
+
 // In-place softmax of n values.
 template <typename T>
 inline void softmax(T* x, int64_t n) {
   T top = x[0];
+  NTM_PRAGMA(omp simd reduction(max : top))
   for (int64_t i = 1; i < n; ++i) top = std::max(top, x[i]);
   T total = 0;
+  NTM_SIMD_SUM(total)
   for (int64_t i = 0; i < n; ++i) {
-    x[i] = std::exp(x[i] - top);
+    x[i] = fast_exp(x[i] - top);
     total += x[i];
   }
   for (int64_t i = 0; i < n; ++i) x[i] /= total;
@@ -98,7 +187,9 @@ inline void softmax(T* x, int64_t n) {
 template <typename T>
 inline void softmax_backward(const T* p, T* g, int64_t n) {
   T dot = 0;
+  NTM_SIMD_SUM(dot)
   for (int64_t i = 0; i < n; ++i) dot += g[i] * p[i];
+  NTM_SIMD
   for (int64_t i = 0; i < n; ++i) g[i] = p[i] * (g[i] - dot);
 }
 
@@ -107,7 +198,9 @@ inline void softmax_backward(const T* p, T* g, int64_t n) {
 template <typename T>
 inline void add_rolled(T* out, const T* in, T weight, int64_t offset, int64_t N) {
   const int64_t split = ((offset % N) + N) % N;  // out(n) reads in(n - split) for n >= split
+  NTM_SIMD
   for (int64_t n = split; n < N; ++n) out[n] += weight * in[n - split];
+  NTM_SIMD
   for (int64_t n = 0; n < split; ++n) out[n] += weight * in[n + N - split];
 }
 
@@ -116,7 +209,9 @@ template <typename T>
 inline T dot_rolled(const T* a, const T* b, int64_t offset, int64_t N) {
   const int64_t split = ((offset % N) + N) % N;
   T total = 0;
+  NTM_SIMD_SUM(total)
   for (int64_t n = split; n < N; ++n) total += a[n] * b[n - split];
+  NTM_SIMD_SUM(total)
   for (int64_t n = 0; n < split; ++n) total += a[n] * b[n + N - split];
   return total;
 }
@@ -144,7 +239,8 @@ struct StepPointers {
 };
 
 template <typename T>
-void heads_forward(const Sizes& s, const Constants& k, const StepPointers<T>& p) {
+void heads_forward(const Sizes& s, const Constants& k, const StepPointers<T>& p,
+                   std::vector<T>& work) {
   const int64_t H = s.H, N = s.N, M = s.M, W = s.W, R = s.R, S = s.S, K = (S - 1) / 2;
   const T clip = T(k.clip);
   // Clip, then the activations of heads.HeadLayout.activate.
@@ -169,27 +265,44 @@ void heads_forward(const Sizes& s, const Constants& k, const StepPointers<T>& p)
   const T* sharpening = p.act + s.sigmoid_end + H;  // (H) gamma - 1
   const T* shift_weights = p.act + s.softplus_end;  // (H, S)
 
-  // Content: cosine similarity, then softmax(beta * K) (paper eq. 5-6).
+  // Content: cosine similarity, then softmax(beta * K) (paper eq. 5-6). The memory is
+  // transposed first (M^T, [M, N]), so that the sums over a row's M entries run as vector
+  // operations over the N slots, with no horizontal sum per slot.
+  work.resize(M * N);
+  T* __restrict__ transposed = work.data();
   for (int64_t n = 0; n < N; ++n) {
-    const T* row = p.memory + n * M;
-    T total = 0;
-    for (int64_t m = 0; m < M; ++m) total += row[m] * row[m];
-    p.row_inv[n] = T(1) / std::sqrt(total + T(k.norm_eps));
+    for (int64_t m = 0; m < M; ++m) transposed[m * N + n] = p.memory[n * M + m];
   }
+  T* __restrict__ row_inv = p.row_inv;
+  std::fill(row_inv, row_inv + N, T(0));
+  for (int64_t m = 0; m < M; ++m) {
+    const T* __restrict__ column = transposed + m * N;
+    NTM_SIMD
+    for (int64_t n = 0; n < N; ++n) row_inv[n] += column[n] * column[n];
+  }
+  NTM_SIMD
+  for (int64_t n = 0; n < N; ++n) row_inv[n] = T(1) / std::sqrt(row_inv[n] + T(k.norm_eps));
   for (int64_t h = 0; h < H; ++h) {
     const T* key = keys + h * M;
     T total = 0;
+    NTM_SIMD_SUM(total)
     for (int64_t m = 0; m < M; ++m) total += key[m] * key[m];
     const T key_inv = T(1) / std::sqrt(total + T(k.norm_eps));
     p.key_inv[h] = key_inv;
-    T* sim = p.sim + h * N;
-    T* content = p.content + h * N;
+    T* __restrict__ sim = p.sim + h * N;
+    T* __restrict__ content = p.content + h * N;
+    std::fill(sim, sim + N, T(0));
+    for (int64_t m = 0; m < M; ++m) {
+      const T* __restrict__ column = transposed + m * N;
+      const T key_m = key[m];
+      NTM_SIMD
+      for (int64_t n = 0; n < N; ++n) sim[n] += key_m * column[n];
+    }
+    const T beta = strengths[h];
+    NTM_SIMD
     for (int64_t n = 0; n < N; ++n) {
-      const T* row = p.memory + n * M;
-      T dot = 0;
-      for (int64_t m = 0; m < M; ++m) dot += key[m] * row[m];
-      sim[n] = dot * key_inv * p.row_inv[n];
-      content[n] = sim[n] * strengths[h];
+      sim[n] *= key_inv * row_inv[n];
+      content[n] = sim[n] * beta;
     }
     softmax(content, N);
     // Interpolation (eq. 7), circular shift (eq. 8), sharpening (eq. 9).
@@ -205,8 +318,9 @@ void heads_forward(const Sizes& s, const Constants& k, const StepPointers<T>& p)
     std::fill(shifted, shifted + N, T(0));
     for (int64_t j = 0; j < S; ++j) add_rolled(shifted, gated, weights[j], j - K, N);
     T* log_shifted = p.log_shifted + h * N;
+    NTM_SIMD
     for (int64_t n = 0; n < N; ++n) {
-      log_shifted[n] = std::log(std::max(shifted[n], T(k.log_floor)));
+      log_shifted[n] = fast_log(std::max(shifted[n], T(k.log_floor)));
       focus[n] = gamma * log_shifted[n];
     }
     softmax(focus, N);
@@ -218,6 +332,7 @@ void heads_forward(const Sizes& s, const Constants& k, const StepPointers<T>& p)
     const T* w = p.focus + r * N;
     for (int64_t n = 0; n < N; ++n) {
       const T* __restrict__ row = p.memory + n * M;
+      NTM_SIMD
       for (int64_t m = 0; m < M; ++m) out[m] += w[n] * row[m];
     }
   }
@@ -227,15 +342,18 @@ void heads_forward(const Sizes& s, const Constants& k, const StepPointers<T>& p)
   for (int64_t n = 0; n < N; ++n) {
     const T* __restrict__ row = p.memory + n * M;
     T* __restrict__ out = p.new_memory + n * M;
+    NTM_SIMD
     for (int64_t m = 0; m < M; ++m) out[m] = row[m];
     for (int64_t w = 0; w < W; ++w) {
       const T weight = write_focus[w * N + n];
       const T* __restrict__ e = erase + w * M;
+      NTM_SIMD
       for (int64_t m = 0; m < M; ++m) out[m] *= T(1) - weight * e[m];
     }
     for (int64_t w = 0; w < W; ++w) {
       const T weight = write_focus[w * N + n];
       const T* __restrict__ a = add + w * M;
+      NTM_SIMD
       for (int64_t m = 0; m < M; ++m) out[m] += weight * a[m];
     }
   }
@@ -300,6 +418,7 @@ void heads_backward(const Sizes& s, const Constants& k, const StepPointers<T>& p
     for (int64_t w = 0; w < W; ++w) {
       const T weight = write_focus[w * N + n];
       T* other = others + w * M;
+      NTM_SIMD
       for (int64_t m = 0; m < M; ++m) {
         other[m] = kept[m];
         kept[m] *= T(1) - weight * erase[w * M + m];
@@ -309,6 +428,7 @@ void heads_backward(const Sizes& s, const Constants& k, const StepPointers<T>& p
     for (int64_t w = W - 1; w >= 0; --w) {
       const T weight = write_focus[w * N + n];
       T* other = others + w * M;
+      NTM_SIMD
       for (int64_t m = 0; m < M; ++m) {
         other[m] *= suffix[m];
         suffix[m] *= T(1) - weight * erase[w * M + m];
@@ -322,6 +442,7 @@ void heads_backward(const Sizes& s, const Constants& k, const StepPointers<T>& p
       T* __restrict__ grad_a = grad_add + w * M;
       T* __restrict__ grad_e = grad_erase + w * M;
       T grad_weight = 0;
+      NTM_SIMD_SUM(grad_weight)
       for (int64_t m = 0; m < M; ++m) {
         const T grad_factor = grad_row[m] * row[m] * other[m];
         grad_a[m] += weight * grad_row[m];
@@ -330,6 +451,7 @@ void heads_backward(const Sizes& s, const Constants& k, const StepPointers<T>& p
       }
       grad_focus[(R + w) * N + n] += grad_weight;
     }
+    NTM_SIMD
     for (int64_t m = 0; m < M; ++m) out[m] = grad_row[m] * kept[m];
   }
   // Read: r = w^T M, so dw(n) = dr . M(n) and dM(n) += w(n) dr.
@@ -340,6 +462,7 @@ void heads_backward(const Sizes& s, const Constants& k, const StepPointers<T>& p
       const T* __restrict__ row = p.memory + n * M;
       T* __restrict__ out = g.memory + n * M;
       T dot = 0;
+      NTM_SIMD_SUM(dot)
       for (int64_t m = 0; m < M; ++m) {
         dot += grad_read[m] * row[m];
         out[m] += w[n] * grad_read[m];
@@ -361,6 +484,7 @@ void heads_backward(const Sizes& s, const Constants& k, const StepPointers<T>& p
     softmax_backward(focus, grad_logits, N);
     const T gamma = sharpening[h] + T(1);
     T grad_gamma = 0;
+    NTM_SIMD_SUM(grad_gamma)
     for (int64_t n = 0; n < N; ++n) {
       grad_gamma += grad_logits[n] * log_shifted[n];
       grad_shifted[n] = shifted[n] >= floor ? grad_logits[n] * gamma / shifted[n] : T(0);
@@ -378,6 +502,7 @@ void heads_backward(const Sizes& s, const Constants& k, const StepPointers<T>& p
     const T gate = gates[h];
     T grad_gate = 0;
     T* grad_content = grad_shifted;  // reused: dw_s is no longer needed
+    NTM_SIMD_SUM(grad_gate)
     for (int64_t n = 0; n < N; ++n) {
       grad_content[n] = grad_gated[n] * gate;
       g.previous[h * N + n] = clamp(grad_gated[n] - grad_content[n], bound);
@@ -389,6 +514,7 @@ void heads_backward(const Sizes& s, const Constants& k, const StepPointers<T>& p
     softmax_backward(content, grad_content, N);
     const T beta = strengths[h], key_inv = p.key_inv[h];
     T grad_beta = 0, key_coef = 0;
+    NTM_SIMD_SUM(grad_beta, key_coef)
     for (int64_t n = 0; n < N; ++n) {
       grad_beta += grad_content[n] * sim[n];
       const T grad_sim = grad_content[n] * beta;
@@ -401,11 +527,13 @@ void heads_backward(const Sizes& s, const Constants& k, const StepPointers<T>& p
     key_coef *= key_inv * key_inv;
     const T* __restrict__ key = keys + h * M;
     T* __restrict__ grad_key = grad_keys + h * M;
+    NTM_SIMD
     for (int64_t m = 0; m < M; ++m) grad_key[m] = -key_coef * key[m];
     for (int64_t n = 0; n < N; ++n) {
       const T* __restrict__ row = p.memory + n * M;
       T* __restrict__ out = g.memory + n * M;
       const T d = grad_dot[n];
+      NTM_SIMD
       for (int64_t m = 0; m < M; ++m) {
         grad_key[m] += d * row[m];
         out[m] += d * key[m];
@@ -416,6 +544,7 @@ void heads_backward(const Sizes& s, const Constants& k, const StepPointers<T>& p
     const T* __restrict__ row = p.memory + n * M;
     T* __restrict__ out = g.memory + n * M;
     const T coef = grad_rows[n];
+    NTM_SIMD
     for (int64_t m = 0; m < M; ++m) out[m] = clamp(out[m] - coef * row[m], bound);
   }
   // The activations, then the clip (whose gradient passes where -CLIP <= raw <= CLIP).
@@ -520,6 +649,7 @@ std::vector<Tensor> forward(const Tensor& projected, const Tensor& memory0, cons
     // the math at batch 32).
     std::vector<T_*> base(kPrevious);
     for (int i = kRaw; i < kPrevious; ++i) base[i] = saved[i].data_ptr<T_>();
+    std::vector<std::vector<T_>> work(at::get_num_threads() + 1);
     for (int64_t t = 0; t < T; ++t) {
       // Controller (ntm/controllers.py): layer 0 sees [reads, hidden], later ones the layer below.
       Tensor below = reads;
@@ -623,7 +753,7 @@ std::vector<Tensor> forward(const Tensor& projected, const Tensor& memory0, cons
             all_reads.data_ptr<T_>() + tb * s.R * M,
             memories.data_ptr<T_>() + (tb + B) * N * M,
         };
-        heads_forward(s, k, p);
+        heads_forward(s, k, p, work[at::get_thread_num()]);
       });
       Tensor step_reads = all_reads[t];
       reads = step_reads;
@@ -791,9 +921,23 @@ std::vector<Tensor> backward(const std::vector<Tensor>& saved, const Tensor& all
   return grads;
 }
 
+// fast_exp or fast_log of every element (for tests/test_kernel.py).
+Tensor elementwise(const Tensor& input, bool logarithm) {
+  const Tensor x = input.contiguous();
+  Tensor y = at::empty_like(x);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "ntm_elementwise", [&] {
+    const scalar_t* in = x.data_ptr<scalar_t>();
+    scalar_t* out = y.data_ptr<scalar_t>();
+    for (int64_t i = 0; i < x.numel(); ++i) out[i] = logarithm ? fast_log(in[i]) : fast_exp(in[i]);
+  });
+  return y;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
+  module.def("exp", [](const Tensor& x) { return elementwise(x, false); }, "the kernel's exp");
+  module.def("log", [](const Tensor& x) { return elementwise(x, true); }, "the kernel's log");
   module.def("forward", &forward, "An NTM sequence, forward (see ntm/kernel.py)");
   module.def("backward", &backward, "An NTM sequence, backward (see ntm/kernel.py)");
 }
