@@ -69,8 +69,7 @@ def load():
             try:
                 _module = _build()
             except Exception as error:  # no compiler, no headers, a failed compile: fall back
-                lines = str(error).strip().splitlines() or [""]
-                _failure = f"{type(error).__name__}: {lines[-1]}"
+                _failure = _reason(error)
                 warnings.warn(
                     f"ntm: the C++ CPU kernel could not be built ({_failure}); using the slower "
                     "Python fused path. Set NTM_CPU_KERNEL=0 to skip the attempt.",
@@ -78,6 +77,13 @@ def load():
                     stacklevel=3,
                 )
     return _module
+
+
+def _reason(error: Exception) -> str:
+    """One line: the compiler's first error where there is one, else the exception's last line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [""]
+    compiler = [line for line in lines if "error:" in line]
+    return f"{type(error).__name__}: {(compiler or lines)[-1 if not compiler else 0]}"
 
 
 def failure() -> str | None:

@@ -386,16 +386,20 @@ void heads_backward(const Sizes& s, const Constants& k, const StepPointers<T>& p
   const T* write_focus = p.focus + R * N;
 
   // Work space: gradients of the activated head parameters, of the focus, and per-head rows.
-  work.assign(s.P + H * N + 4 * N + (W + 2) * M, T(0));
-  T* grad_act = work.data();         // (P)
-  T* grad_focus = grad_act + s.P;    // (H, N)
+  // The memory's gradient is built transposed ([M, N]), as the content addressing of the
+  // forward pass: the sums over a row then run as vector operations over the slots.
+  work.assign(s.P + H * N + 5 * N + W * N + 3 * M * N, T(0));
+  T* grad_act = work.data();          // (P)
+  T* grad_focus = grad_act + s.P;     // (H, N)
   T* grad_rows = grad_focus + H * N;  // (N) row coefficients of the content backward
   T* grad_shifted = grad_rows + N;    // (N)
   T* grad_gated = grad_shifted + N;   // (N)
   T* grad_dot = grad_gated + N;       // (N)
-  T* kept = grad_dot + N;             // (M)
-  T* suffix = kept + M;               // (M)
-  T* others = suffix + M;             // (W, M)
+  T* kept = grad_dot + N;             // (N) for one column m
+  T* others = kept + N;               // (W, N) for one column m
+  T* __restrict__ memory_t = others + W * N;       // (M, N) the memory, transposed
+  T* __restrict__ grad_new_t = memory_t + M * N;   // (M, N) dM', transposed
+  T* __restrict__ grad_memory_t = grad_new_t + M * N;  // (M, N) dM, transposed
   T* grad_keys = grad_act;
   T* grad_add = grad_act + H * M;
   T* grad_gates = grad_act + s.tanh_end;
@@ -404,70 +408,72 @@ void heads_backward(const Sizes& s, const Constants& k, const StepPointers<T>& p
   T* grad_sharpening = grad_act + s.sigmoid_end + H;
   T* grad_shift_weights = grad_act + s.softplus_end;
 
-  std::copy(g.focus, g.focus + H * N, grad_focus);
-  // Write: with f_w = 1 - w_w(n) e_w(m) and dM' the incoming gradient,
-  //   dM = dM' prod_w f_w,  da_w = sum_n w_w(n) dM'(n),  dw_w(n) = a_w . dM'(n) - e_w . df_w(n),
-  //   de_w(m) = -sum_n w_w(n) df_w(n, m),  df_w = dM' M prod_{j != w} f_j.
   for (int64_t n = 0; n < N; ++n) {
-    const T* __restrict__ row = p.memory + n * M;
-    const T* __restrict__ grad_row = g.new_memory + n * M;
-    T* __restrict__ out = g.memory + n * M;
-    // kept(m) = prod_w f_w(m); others_w(m) = prod_{j != w} f_j(m), by prefix and suffix
-    // products (a factor can be 0, so dividing the product by it is not safe).
-    for (int64_t m = 0; m < M; ++m) kept[m] = T(1);
+    for (int64_t m = 0; m < M; ++m) {
+      memory_t[m * N + n] = p.memory[n * M + m];
+      grad_new_t[m * N + n] = g.new_memory[n * M + m];
+    }
+  }
+  std::copy(g.focus, g.focus + H * N, grad_focus);
+  // Write, column by column: with f_w(n) = 1 - w_w(n) e_w(m) and dM' the incoming gradient,
+  //   dM = dM' prod_w f_w,  da_w(m) = sum_n w_w(n) dM'(n),
+  //   dw_w(n) += a_w(m) dM'(n) - e_w(m) df_w(n),  de_w(m) = -sum_n w_w(n) df_w(n),
+  //   df_w = dM' M prod_{j != w} f_j (by prefix and suffix products: a factor can be 0).
+  // Read: r = w^T M, so dw_r(n) += dr(m) M(n, m) and dM(n, m) += w_r(n) dr(m).
+  for (int64_t m = 0; m < M; ++m) {
+    const T* __restrict__ column = memory_t + m * N;
+    const T* __restrict__ grad_column = grad_new_t + m * N;
+    T* __restrict__ out = grad_memory_t + m * N;
+    std::fill(kept, kept + N, T(1));
     for (int64_t w = 0; w < W; ++w) {
-      const T weight = write_focus[w * N + n];
-      T* other = others + w * M;
+      const T* __restrict__ weight = write_focus + w * N;
+      T* __restrict__ other = others + w * N;
+      const T e = erase[w * M + m];
       NTM_SIMD
-      for (int64_t m = 0; m < M; ++m) {
-        other[m] = kept[m];
-        kept[m] *= T(1) - weight * erase[w * M + m];
+      for (int64_t n = 0; n < N; ++n) {
+        other[n] = kept[n];
+        kept[n] *= T(1) - weight[n] * e;
       }
     }
-    for (int64_t m = 0; m < M; ++m) suffix[m] = T(1);
+    T* __restrict__ suffix = out;  // the column's output, free until the end of this loop
+    std::fill(suffix, suffix + N, T(1));
     for (int64_t w = W - 1; w >= 0; --w) {
-      const T weight = write_focus[w * N + n];
-      T* other = others + w * M;
+      const T* __restrict__ weight = write_focus + w * N;
+      T* __restrict__ other = others + w * N;
+      const T e = erase[w * M + m];
       NTM_SIMD
-      for (int64_t m = 0; m < M; ++m) {
-        other[m] *= suffix[m];
-        suffix[m] *= T(1) - weight * erase[w * M + m];
+      for (int64_t n = 0; n < N; ++n) {
+        other[n] *= suffix[n];
+        suffix[n] *= T(1) - weight[n] * e;
       }
     }
     for (int64_t w = 0; w < W; ++w) {
-      const T weight = write_focus[w * N + n];
-      const T* __restrict__ other = others + w * M;
-      const T* __restrict__ a = add + w * M;
-      const T* __restrict__ e = erase + w * M;
-      T* __restrict__ grad_a = grad_add + w * M;
-      T* __restrict__ grad_e = grad_erase + w * M;
-      T grad_weight = 0;
-      NTM_SIMD_SUM(grad_weight)
-      for (int64_t m = 0; m < M; ++m) {
-        const T grad_factor = grad_row[m] * row[m] * other[m];
-        grad_a[m] += weight * grad_row[m];
-        grad_weight += a[m] * grad_row[m] - e[m] * grad_factor;
-        grad_e[m] -= weight * grad_factor;
+      const T* __restrict__ weight = write_focus + w * N;
+      const T* __restrict__ other = others + w * N;
+      T* __restrict__ grad_weight = grad_focus + (R + w) * N;
+      const T a = add[w * M + m], e = erase[w * M + m];
+      T grad_a = 0, grad_e = 0;
+      NTM_SIMD_SUM(grad_a, grad_e)
+      for (int64_t n = 0; n < N; ++n) {
+        const T grad_factor = grad_column[n] * column[n] * other[n];
+        grad_a += weight[n] * grad_column[n];
+        grad_e += weight[n] * grad_factor;
+        grad_weight[n] += a * grad_column[n] - e * grad_factor;
       }
-      grad_focus[(R + w) * N + n] += grad_weight;
+      grad_add[w * M + m] = grad_a;
+      grad_erase[w * M + m] = -grad_e;
     }
     NTM_SIMD
-    for (int64_t m = 0; m < M; ++m) out[m] = grad_row[m] * kept[m];
-  }
-  // Read: r = w^T M, so dw(n) = dr . M(n) and dM(n) += w(n) dr.
-  for (int64_t r = 0; r < R; ++r) {
-    const T* grad_read = g.reads + r * M;
-    const T* w = p.focus + r * N;
-    for (int64_t n = 0; n < N; ++n) {
-      const T* __restrict__ row = p.memory + n * M;
-      T* __restrict__ out = g.memory + n * M;
-      T dot = 0;
-      NTM_SIMD_SUM(dot)
-      for (int64_t m = 0; m < M; ++m) {
-        dot += grad_read[m] * row[m];
-        out[m] += w[n] * grad_read[m];
+    for (int64_t n = 0; n < N; ++n) out[n] = grad_column[n] * kept[n];
+    for (int64_t r = 0; r < R; ++r) {
+      const T grad_read = g.reads[r * M + m];
+      const T* __restrict__ weight = p.focus + r * N;
+      T* __restrict__ grad_weight = grad_focus + r * N;
+      NTM_SIMD
+      for (int64_t n = 0; n < N; ++n) {
+        grad_weight[n] += grad_read * column[n];
+        out[n] += weight[n] * grad_read;
       }
-      grad_focus[r * N + n] += dot;
     }
   }
   for (int64_t h = 0; h < H; ++h) {
@@ -525,27 +531,30 @@ void heads_backward(const Sizes& s, const Constants& k, const StepPointers<T>& p
     }
     grad_strengths[h] = grad_beta;
     key_coef *= key_inv * key_inv;
+    // dk(m) = sum_n dK(n) M(n, m) - key_coef k(m);  dM(n, m) += dK(n) k(m) (then - rows).
     const T* __restrict__ key = keys + h * M;
     T* __restrict__ grad_key = grad_keys + h * M;
-    NTM_SIMD
-    for (int64_t m = 0; m < M; ++m) grad_key[m] = -key_coef * key[m];
-    for (int64_t n = 0; n < N; ++n) {
-      const T* __restrict__ row = p.memory + n * M;
-      T* __restrict__ out = g.memory + n * M;
-      const T d = grad_dot[n];
-      NTM_SIMD
-      for (int64_t m = 0; m < M; ++m) {
-        grad_key[m] += d * row[m];
-        out[m] += d * key[m];
+    for (int64_t m = 0; m < M; ++m) {
+      const T* __restrict__ column = memory_t + m * N;
+      T* __restrict__ out = grad_memory_t + m * N;
+      const T key_m = key[m];
+      T total = 0;
+      NTM_SIMD_SUM(total)
+      for (int64_t n = 0; n < N; ++n) {
+        total += grad_dot[n] * column[n];
+        out[n] += grad_dot[n] * key_m;
       }
+      grad_key[m] = total - key_coef * key_m;
     }
   }
-  for (int64_t n = 0; n < N; ++n) {
-    const T* __restrict__ row = p.memory + n * M;
-    T* __restrict__ out = g.memory + n * M;
-    const T coef = grad_rows[n];
+  for (int64_t m = 0; m < M; ++m) {
+    const T* __restrict__ column = memory_t + m * N;
+    T* __restrict__ out = grad_memory_t + m * N;
     NTM_SIMD
-    for (int64_t m = 0; m < M; ++m) out[m] = clamp(out[m] - coef * row[m], bound);
+    for (int64_t n = 0; n < N; ++n) out[n] -= grad_rows[n] * column[n];
+  }
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t m = 0; m < M; ++m) g.memory[n * M + m] = clamp(grad_memory_t[m * N + n], bound);
   }
   // The activations, then the clip (whose gradient passes where -CLIP <= raw <= CLIP).
   for (int64_t h = 0; h < H; ++h) {
