@@ -166,3 +166,11 @@ def test_the_kernels_log_is_within_two_ulp_of_numpy(dtype):
 def test_the_kernels_exp_and_log_keep_nan(dtype):
     nan = torch.tensor([float("nan")], dtype=dtype)
     assert torch.isnan(_built().exp(nan)).all() and torch.isnan(_built().log(nan)).all()
+
+
+def test_a_build_failure_is_told_by_the_compilers_first_error():
+    error = RuntimeError("Error building extension 'x':\n[1/2] c++ -c a.cpp\n"
+                         "a.cpp:3:1: error: expected ';'\na.cpp:9:2: error: later\n"
+                         "ninja: build stopped: subcommand failed.")
+    assert kernel._reason(error) == "RuntimeError: a.cpp:3:1: error: expected ';'"
+    assert kernel._reason(OSError("no such file\nc++")) == "OSError: c++"
