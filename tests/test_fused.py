@@ -192,3 +192,18 @@ def test_fused_node_frees_what_it_saved(fused_node):
         del saved
     gc.collect()
     assert all(ref() is None for ref in watched)
+
+
+def test_a_second_derivative_raises_instead_of_being_wrong():
+    model = _tiny()
+    inputs = torch.randn(3, 2, 5, dtype=torch.float64)
+    logits, _ = model(inputs)
+    (gradient,) = torch.autograd.grad(logits.pow(2).sum(), model.cell.heads.linear.weight,
+                                      create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        gradient.sum().backward()
+    model.fused = False  # plain autograd has second derivatives
+    logits, _ = model(inputs)
+    (gradient,) = torch.autograd.grad(logits.pow(2).sum(), model.cell.heads.linear.weight,
+                                      create_graph=True)
+    gradient.sum().backward()

@@ -12,7 +12,10 @@ Measured at batch 1 (copy, LSTM controller 100, memory 128 x 20): about 76 tenso
 per time step forward and about 140 backward, 1.5x faster than plain autograd per training step.
 The equations of every backward step are written next to the code. The result matches plain
 autograd to rounding (tests/test_fused.py checks 1e-10 in float64, gradients included). The
-node does not support double backward; use ``NTM(..., fused=False)`` for that.
+node has no double backward (asking for one raises); use ``NTM(..., fused=False)`` for that.
+
+On a CPU, :mod:`ntm.kernel` runs the same node compiled from C++ where it can be built; this
+module's node serves GPUs, other dtypes, and machines without a compiler.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from . import kernel
 from .addressing import (
@@ -353,6 +357,7 @@ class _FusedSequence(torch.autograd.Function):
                 *state)  # fmt: skip
 
     @staticmethod
+    @once_differentiable  # no double backward: a second derivative raises instead of being wrong
     def backward(ctx, grad_outputs, grad_all_reads, _grad_focus, grad_memory, grad_focus,
                  grad_reads, *grad_state):  # fmt: skip
         spec, saved = ctx.spec, ctx.saved

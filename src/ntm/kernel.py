@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from .addressing import CARRY_GRAD_BOUND, LOG_FLOOR, NORM_EPS
 from .heads import CLIP
@@ -157,6 +158,7 @@ class KernelSequence(torch.autograd.Function):
         return (outputs, all_reads, all_focus, memory, focus, reads, *state)
 
     @staticmethod
+    @once_differentiable  # no double backward: a second derivative raises instead of being wrong
     def backward(ctx, grad_outputs, grad_all_reads, _grad_all_focus, grad_memory, grad_focus,
                  grad_reads, *grad_state):  # fmt: skip
         spec = ctx.spec
