@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from ntm.bench import HEADER, benchmark, environment, write_json
+from ntm.bench import HEADER, benchmark, environment, prepare, write_json
 
 
 def _ints(text: str) -> list[int]:
@@ -28,6 +28,7 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed steps per row")
     parser.add_argument("--json", default="train_step.json")
     args = parser.parse_args(argv)
+    prepare(args.device, args.paths.split(","))
     print(environment())
     print(HEADER)
     results = benchmark(

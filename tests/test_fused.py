@@ -32,6 +32,10 @@ CONFIGS = [
     {"controller": "feedforward", "controller_layers": 2, "read_heads": 2, "write_heads": 3},
     {"controller_layers": 2, "read_heads": 1, "write_heads": 2, "shift_range": 2},
     {"memory_init": "learned", "read_heads": 3, "write_heads": 1},
+    # Tiny sizes: a shift that wraps the whole memory, rows of one number, a controller of one.
+    {"memory_slots": 3, "memory_width": 1, "controller_size": 1},
+    {"memory_slots": 5, "shift_range": 2, "write_heads": 4, "controller": "feedforward",
+     "controller_layers": 3},
 ]
 
 
@@ -78,11 +82,12 @@ def _state_with_gradients(model, batch_size):
     "config", CONFIGS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items())
 )
 @pytest.mark.parametrize("given_state", [False, True])
-def test_fused_matches_plain_autograd(config, given_state):
+@pytest.mark.parametrize("batch", [1, 5])  # the kernel treats a batch of 4 or more differently
+def test_fused_matches_plain_autograd(config, given_state, batch):
     torch.manual_seed(0)
     model = _tiny(**config)
-    inputs = torch.randn(9, 3, 5, dtype=torch.float64, requires_grad=True)
-    state = _state_with_gradients(model, 3) if given_state else None
+    inputs = torch.randn(9, batch, 5, dtype=torch.float64, requires_grad=True)
+    state = _state_with_gradients(model, batch) if given_state else None
     fused = _outputs_and_gradients(model, inputs, state, fused=True)
     plain = _outputs_and_gradients(model, inputs, state, fused=False)
     torch.testing.assert_close(fused[0], plain[0], atol=1e-12, rtol=0)

@@ -5,9 +5,11 @@ and on the Python node, and in tests/test_gradient_overflow.py.
 """
 
 import math
+import os
 import shutil
 import subprocess
 import sys
+import time
 import warnings
 
 import numpy as np
@@ -126,11 +128,57 @@ def test_a_failed_build_warns_once_and_falls_back(monkeypatch):
 
 
 def test_the_environment_variable_turns_the_kernel_off():
-    code = "import ntm.kernel as k; print(k.is_enabled())"
-    for value, expected in (("0", "False"), ("1", "True")):
+    code = ("import torch, ntm, ntm.kernel as k; m = ntm.NTM(3, 2, memory_slots=8, "
+            "memory_width=4, controller_size=8); y, _ = m(torch.zeros(2, 1, 3)); "
+            "print(k.is_enabled(), type(y.grad_fn.next_functions[0][0]).__name__)")
+    for value in ("0", "false", "OFF", "no"):
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                 env={"NTM_CPU_KERNEL": value, "PATH": ""}, check=True)
-        assert result.stdout.strip() == expected
+        assert result.stdout.split()[0] == "False"
+    result = subprocess.run([sys.executable, "-c", "import ntm.kernel as k; print(k.is_enabled())"],
+                            capture_output=True, text=True, env={"NTM_CPU_KERNEL": "1"},
+                            check=True)
+    assert result.stdout.strip() == "True"
+
+
+def test_the_python_node_runs_when_the_kernel_is_off(monkeypatch):
+    monkeypatch.setattr(kernel, "_enabled", False)
+    model = ntm.NTM(3, 2, memory_slots=8, memory_width=4, controller_size=8)
+    _, state = model(torch.zeros(2, 1, 3))
+    assert type(state.memory.grad_fn).__name__ == "_FusedSequenceBackward"
+    assert kernel.status().startswith("off")
+
+
+def test_a_stale_build_lock_is_removed_and_a_fresh_one_kept(tmp_path):
+    lock = tmp_path / "lock"
+    lock.touch()
+    kernel._clear_stale_lock(lock)  # a build in progress: left alone
+    assert lock.exists()
+    old = time.time() - kernel.STALE_LOCK_SECONDS - 60
+    os.utime(lock, (old, old))
+    with pytest.warns(RuntimeWarning, match="stale build lock"):
+        kernel._clear_stale_lock(lock)
+    assert not lock.exists()
+    kernel._clear_stale_lock(lock)  # no lock: nothing to do
+
+
+def test_ninja_is_found_next_to_the_interpreter_when_not_on_path(monkeypatch):
+    ninja = pytest.importorskip("ninja")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    kernel._find_ninja()
+    assert os.environ["PATH"].split(os.pathsep)[0] == ninja.BIN_DIR
+    assert shutil.which("ninja") is not None
+
+
+@pytest.mark.parametrize("cpu_kernel", [True, False], ids=["kernel", "python"])
+def test_a_state_of_another_dtype_raises(cpu_kernel, monkeypatch):
+    """Both nodes refuse a float32 state in a float64 model (neither converts it silently)."""
+    monkeypatch.setattr(kernel, "_enabled", cpu_kernel)
+    model = ntm.NTM(3, 2, memory_slots=8, memory_width=4, controller_size=8, dtype=torch.float64)
+    state = model.initial_state(2)
+    state = state._replace(memory=state.memory.float())
+    with pytest.raises(RuntimeError, match="[Dd]ouble|[Ff]loat"):
+        model(torch.zeros(3, 2, 3, dtype=torch.float64), state)
 
 
 def _built():
@@ -149,6 +197,10 @@ def test_the_kernels_exp_is_within_two_ulp_of_numpy(dtype):
     relative = np.abs(_built().exp(x).numpy().astype(np.float64) - expected) / expected
     assert relative.max() <= 2 * torch.finfo(dtype).eps
     assert _built().exp(torch.tensor([0.0], dtype=dtype)).item() == 1.0
+    # Far below: 0 or a number too small to matter (float32 ends its normal range at 1e-38).
+    tiny = _built().exp(torch.linspace(-2000.0, -80.0, 1001, dtype=dtype))
+    assert (tiny >= 0).all() and (tiny <= math.exp(-80.0) * 1.01).all()
+    assert _built().exp(torch.tensor([-1000.0, -float("inf")], dtype=dtype)).tolist() == [0, 0]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -85,6 +85,12 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def prepare(device: str, paths: Sequence[str]) -> None:
+    """Build the CPU kernel before any timing (once per machine) where a timed path uses it."""
+    if torch.device(device).type == "cpu" and "fused" in paths and kernel.is_enabled():
+        kernel.load()
+
+
 def benchmark(
     batch_sizes: Sequence[int] = (1, 8, 32, 128),
     threads: Sequence[int] = (1, 2),
@@ -117,8 +123,7 @@ def benchmark(
     if "graph" in paths and target.type != "cuda":
         raise ValueError("the graph path (CUDA graphs) needs a CUDA device: --device cuda")
     task = make("copy", min_length=length, max_length=length)
-    if target.type == "cpu" and "fused" in paths:
-        kernel.load()  # compiled before any timing (once per machine)
+    prepare(device, paths)
     results = []
     for thread_count in threads:
         torch.set_num_threads(thread_count)
@@ -186,10 +191,7 @@ def environment() -> dict:
     }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
-    if kernel.is_enabled():
-        info["cpu_kernel"] = "not built" if kernel.failure() else "C++ (ntm.kernel)"
-    else:
-        info["cpu_kernel"] = "off"
+    info["cpu_kernel"] = kernel.status()
     return info
 
 

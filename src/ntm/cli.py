@@ -188,6 +188,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise _UsageError("--device cuda: no CUDA device is available")
+    bench.prepare(args.device, args.paths.split(","))
     print(bench.environment())
     print(bench.HEADER)
     try:

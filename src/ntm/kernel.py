@@ -9,9 +9,10 @@ microseconds of overhead instead of hundreds.
 It is compiled once per machine, on first use, with ``torch.utils.cpp_extension`` (a C++
 compiler is needed; about 30 s; the result is cached by torch under
 ``~/.cache/torch_extensions``). Where it cannot be built, :mod:`ntm.fused`'s Python node is used
-instead, with one warning. ``NTM_CPU_KERNEL=0`` in the environment, or :func:`set_enabled`,
-turns the kernel off. The two give the same numbers to rounding (``tests/test_kernel.py``
-checks 1e-10 in float64, gradients included).
+instead, with one warning. ``NTM_CPU_KERNEL=0`` (or ``false``, ``off``, ``no``) in the
+environment, or :func:`set_enabled`, turns the kernel off. The two give the same numbers to
+rounding (``tests/test_fused.py`` runs every test on both: 1e-10 in float64, gradients
+included).
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import shutil
 import sys
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -46,7 +49,9 @@ _FLAGS = ["-O3", "-fopenmp", "-march=native", "-fno-math-errno", "-fno-trapping-
 _lock = threading.Lock()
 _module = None  # the loaded extension, once built
 _failure: str | None = None  # why it could not be built, once tried
-_enabled = os.environ.get("NTM_CPU_KERNEL", "1") != "0"
+_enabled = os.environ.get("NTM_CPU_KERNEL", "1").strip().lower() not in ("0", "false", "off", "no")
+# A build lock older than this was left by a killed build (a build takes under a minute).
+STALE_LOCK_SECONDS = 600
 
 
 def set_enabled(enabled: bool) -> None:
@@ -87,6 +92,17 @@ def _reason(error: Exception) -> str:
     return f"{type(error).__name__}: {(compiler or lines)[-1 if not compiler else 0]}"
 
 
+def status() -> str:
+    """One line for reports: whether the fused path's CPU sequences run on the kernel."""
+    if not _enabled:
+        return "off (the Python fused node)"
+    if _module is not None:
+        return "C++ kernel (ntm.kernel)"
+    if _failure is not None:
+        return f"not built, the Python fused node: {_failure}"
+    return "not loaded yet"
+
+
 def failure() -> str | None:
     """Why the kernel could not be built, or ``None``."""
     return _failure
@@ -95,6 +111,7 @@ def failure() -> str | None:
 def _build():
     from torch.utils import cpp_extension
 
+    _find_ninja()
     source = SOURCE.read_bytes()
     # The name carries the source's hash, so that an edited kernel is never mixed up with an
     # older build in torch's cache.
@@ -102,6 +119,7 @@ def _build():
     digest = hashlib.sha256(source + "\n".join(identity).encode()).hexdigest()[:12]
     name = f"ntm_sequence_cpu_{digest}"
     build_dir = Path(cpp_extension._get_build_directory(name, verbose=False))
+    _clear_stale_lock(build_dir / "lock")
     if not any(build_dir.glob(f"{name}*.so")):
         print("ntm: compiling the C++ CPU kernel (once; about 30 s)", file=sys.stderr, flush=True)
     return cpp_extension.load(
@@ -110,11 +128,40 @@ def _build():
     )
 
 
+def _find_ninja() -> None:
+    """torch builds and loads extensions with ninja, found on PATH. The ``ninja`` package
+    (a dependency) installs it next to the interpreter, which is not on PATH when a virtual
+    environment's ``ntm`` is run without activating it."""
+    if shutil.which("ninja") is None:
+        try:
+            import ninja
+        except ImportError:
+            return
+        os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
+
+
+def _clear_stale_lock(lock: Path) -> None:
+    """Remove a build lock left by a process killed while compiling.
+
+    torch waits for the lock to go away, forever: one killed first build would hang every
+    later run. A build takes under a minute, so a lock older than STALE_LOCK_SECONDS is stale.
+    """
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except OSError:
+        return  # no lock
+    if age > STALE_LOCK_SECONDS:
+        warnings.warn(f"ntm: removing a stale build lock ({lock}, {age:.0f} s old)",
+                      RuntimeWarning, stacklevel=2)
+        lock.unlink(missing_ok=True)
+
+
 def _cpu_flags() -> str:
-    """This CPU's feature flags (Linux), so that a build for one CPU is not run on another."""
+    """This CPU's feature flags (Linux: ``flags`` on x86, ``Features`` on ARM), so that a build
+    for one CPU is not run on another."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
+            if line.startswith(("flags", "Features")):
                 return line
     except OSError:
         pass

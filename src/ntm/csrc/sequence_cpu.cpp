@@ -74,6 +74,38 @@ Sizes sizes_of(const Tensor& projected, const Tensor& memory, const Tensor& head
   return s;
 }
 
+// The checks the Python node's operations make, so that a wrong input raises the same kind of
+// error here instead of being converted or read out of bounds.
+void check_inputs(const Sizes& s, const Tensor& projected, const Tensor& memory,
+                  const Tensor& focus, const Tensor& reads, const std::vector<Tensor>& state,
+                  const std::vector<Tensor>& layer_weights, const Tensor& bias,
+                  const Tensor& head_weight, const Tensor& head_bias) {
+  const auto dtype = projected.scalar_type();
+  auto check = [&](const Tensor& tensor, at::IntArrayRef shape, const char* name) {
+    TORCH_CHECK(tensor.scalar_type() == dtype, "ntm kernel: ", name, " has dtype ",
+                tensor.scalar_type(), ", expected ", dtype);
+    TORCH_CHECK(tensor.device().is_cpu(), "ntm kernel: ", name, " is not on the CPU");
+    TORCH_CHECK(tensor.sizes() == shape, "ntm kernel: ", name, " has shape ", tensor.sizes(),
+                ", expected ", shape);
+  };
+  check(memory, {s.B, s.N, s.M}, "memory");
+  check(focus, {s.B, s.H, s.N}, "weights");
+  check(reads, {s.B, s.R * s.M}, "read vectors");
+  TORCH_CHECK(static_cast<int64_t>(state.size()) == (s.lstm ? 2 * s.L : 0),
+              "ntm kernel: wrong number of controller state tensors");
+  for (const auto& tensor : state) check(tensor, {s.B, s.C}, "controller state");
+  for (int64_t l = 0; l < s.L; ++l) {
+    const int64_t below = l == 0 ? s.R * s.M : s.C;
+    check(layer_weights[l], {s.G, below + (s.lstm ? s.C : 0)}, "controller weight");
+  }
+  check(bias, {s.L, s.G}, "controller bias");
+  check(head_weight, {s.P, s.C}, "head weight");
+  check(head_bias, {s.P}, "head bias");
+  TORCH_CHECK(s.G == (s.lstm ? 4 : 1) * s.C, "ntm kernel: projected input has ", s.G,
+              " gates, expected ", (s.lstm ? 4 : 1) * s.C);
+  TORCH_CHECK(s.S >= 1 && s.S % 2 == 1 && (s.S - 1) / 2 < s.N, "ntm kernel: bad shift count");
+}
+
 template <typename T>
 inline T sigmoid(T x) {
   return T(1) / (T(1) + std::exp(-x));
@@ -130,7 +162,7 @@ inline T fast_exp(T x) {
   const T clamped = std::min(std::max(x, C::lowest), C::highest);  // keeps a NaN
   // x = k ln2 + r with |r| <= ln2 / 2; exp(r) by its Taylor series, 2^k by the exponent bits.
   // (Not the "+ 1.5 * 2^52 - 1.5 * 2^52" trick: -fassociative-math would cancel it.)
-  const T k = std::nearbyint(clamped * T(kLog2E));
+  const T k = clamped == clamped ? std::nearbyint(clamped * T(kLog2E)) : T(0);
   // Fused multiply-adds, which -fassociative-math cannot merge into one rounded k * ln2.
   const T r = std::fma(-k, T(kLn2Low), std::fma(-k, T(kLn2High), clamped));
   // 1 + r (1 + r/2 (1 + r/3 (...))), multiplying by the reciprocals (a division per term
@@ -140,7 +172,7 @@ inline T fast_exp(T x) {
   const Bits bits = (static_cast<Bits>(k) + C::bias) << C::mantissa;
   T scale;
   std::memcpy(&scale, &bits, sizeof(T));
-  return series * scale;
+  return x < C::lowest ? T(0) : series * scale;  // below: under 1e-37 (float) or 1e-307
 }
 
 template <typename T>
@@ -435,7 +467,7 @@ void heads_backward(const Sizes& s, const Constants& k, const StepPointers<T>& p
         kept[n] *= T(1) - weight[n] * e;
       }
     }
-    T* __restrict__ suffix = out;  // the column's output, free until the end of this loop
+    T* suffix = out;  // the column's output, free until the end of this loop
     std::fill(suffix, suffix + N, T(1));
     for (int64_t w = W - 1; w >= 0; --w) {
       const T* __restrict__ weight = write_focus + w * N;
@@ -616,8 +648,12 @@ std::vector<Tensor> forward(const Tensor& projected, const Tensor& memory0, cons
                             std::vector<double> constants) {
   const Constants k{constants[0], constants[1], constants[2], constants[3]};
   const int64_t layers = static_cast<int64_t>(layer_weights.size());
+  TORCH_CHECK(projected.dim() == 3 && memory0.dim() == 3 && head_weight.dim() == 2 &&
+                  layers >= 1, "ntm kernel: inputs of the wrong rank");
   const Sizes s = sizes_of(projected, memory0, head_weight, layers, hidden, read_heads,
                            write_heads, shifts, lstm);
+  check_inputs(s, projected, memory0, focus0, reads0, state0, layer_weights, bias, head_weight,
+               head_bias);
   const auto options = projected.options();
   const int64_t T = s.T, B = s.B, C = s.C, H = s.H, N = s.N, M = s.M;
 
@@ -947,6 +983,10 @@ Tensor elementwise(const Tensor& input, bool logarithm) {
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   module.def("exp", [](const Tensor& x) { return elementwise(x, false); }, "the kernel's exp");
   module.def("log", [](const Tensor& x) { return elementwise(x, true); }, "the kernel's log");
-  module.def("forward", &forward, "An NTM sequence, forward (see ntm/kernel.py)");
-  module.def("backward", &backward, "An NTM sequence, backward (see ntm/kernel.py)");
+  // The GIL is released while a sequence runs (nothing in it touches Python objects), so that
+  // other Python threads (data loading, progress, logging) are not held up.
+  module.def("forward", &forward, "An NTM sequence, forward (see ntm/kernel.py)",
+             pybind11::call_guard<pybind11::gil_scoped_release>());
+  module.def("backward", &backward, "An NTM sequence, backward (see ntm/kernel.py)",
+             pybind11::call_guard<pybind11::gil_scoped_release>());
 }
