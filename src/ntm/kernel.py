@@ -213,7 +213,7 @@ class KernelSequence(torch.autograd.Function):
         layer_weights, saved = rest[: spec.layers], rest[spec.layers :]
         steps, batch = outputs.shape[:2]
         factory = {"dtype": outputs.dtype, "device": outputs.device}
-        memory_shape = saved[0].shape[1:]
+        memory_shape = (batch, *saved[0].shape[:1:-1])  # saved: [T, B, M, N], transposed
 
         def given_or_zeros(grad, *shape):
             return torch.zeros(shape, **factory) if grad is None else grad.contiguous()

@@ -11,6 +11,10 @@
 // shifts, P head parameters. The head parameters are laid out as ntm/heads.py's HeadLayout:
 // [keys (H*M), add (W*M) | gates (H), erase (W*M) | strengths (H), sharpening (H) | shifts (H*S)].
 //
+// Inside the kernel the memory is kept transposed, [M, N] per sequence (M^T): every sum over a
+// row's M entries then runs as a vector operation over the N slots, with no horizontal sum per
+// slot. It is transposed once on the way in and once on the way out.
+//
 // Every equation of the backward pass is the one written next to ntm/fused.py's code;
 // tests/test_kernel.py checks this file against that path and against plain autograd.
 
@@ -253,7 +257,7 @@ inline T dot_rolled(const T* a, const T* b, int64_t offset, int64_t N) {
 template <typename T>
 struct StepPointers {
   // Inputs of the step.
-  const T* memory;    // (N, M)
+  const T* memory;    // (M, N) transposed
   const T* previous;  // (H, N)
   const T* raw;       // (P)
   // What the step computes (and the backward pass keeps).
@@ -267,7 +271,7 @@ struct StepPointers {
   T* log_shifted;  // (H, N) log(max(shifted, LOG_FLOOR))
   T* focus;     // (H, N)
   T* reads;     // (R * M)
-  T* new_memory;  // (N, M)
+  T* new_memory;  // (M, N) transposed
 };
 
 template <typename T>
@@ -297,14 +301,8 @@ void heads_forward(const Sizes& s, const Constants& k, const StepPointers<T>& p,
   const T* sharpening = p.act + s.sigmoid_end + H;  // (H) gamma - 1
   const T* shift_weights = p.act + s.softplus_end;  // (H, S)
 
-  // Content: cosine similarity, then softmax(beta * K) (paper eq. 5-6). The memory is
-  // transposed first (M^T, [M, N]), so that the sums over a row's M entries run as vector
-  // operations over the N slots, with no horizontal sum per slot.
-  work.resize(M * N);
-  T* __restrict__ transposed = work.data();
-  for (int64_t n = 0; n < N; ++n) {
-    for (int64_t m = 0; m < M; ++m) transposed[m * N + n] = p.memory[n * M + m];
-  }
+  // Content: cosine similarity, then softmax(beta * K) (paper eq. 5-6).
+  const T* __restrict__ transposed = p.memory;  // (M, N)
   T* __restrict__ row_inv = p.row_inv;
   std::fill(row_inv, row_inv + N, T(0));
   for (int64_t m = 0; m < M; ++m) {
@@ -357,36 +355,35 @@ void heads_forward(const Sizes& s, const Constants& k, const StepPointers<T>& p,
     }
     softmax(focus, N);
   }
-  // Read (eq. 2) from the memory before the write.
+  // Read (eq. 2) from the memory before the write: r(m) = sum_n w(n) M(n, m).
   for (int64_t r = 0; r < R; ++r) {
-    T* __restrict__ out = p.reads + r * M;
-    std::fill(out, out + M, T(0));
-    const T* w = p.focus + r * N;
-    for (int64_t n = 0; n < N; ++n) {
-      const T* __restrict__ row = p.memory + n * M;
-      NTM_SIMD
-      for (int64_t m = 0; m < M; ++m) out[m] += w[n] * row[m];
+    const T* __restrict__ w = p.focus + r * N;
+    for (int64_t m = 0; m < M; ++m) {
+      const T* __restrict__ column = transposed + m * N;
+      T total = 0;
+      NTM_SIMD_SUM(total)
+      for (int64_t n = 0; n < N; ++n) total += w[n] * column[n];
+      p.reads[r * M + m] = total;
     }
   }
-  // Write (eq. 3-4): M' = M * prod_w (1 - w_w e_w^T) + sum_w w_w a_w^T.
-  // Loops over the row innermost, so that they vectorise.
+  // Write (eq. 3-4): M' = M * prod_w (1 - w_w e_w^T) + sum_w w_w a_w^T, column by column.
   const T* write_focus = p.focus + R * N;
-  for (int64_t n = 0; n < N; ++n) {
-    const T* __restrict__ row = p.memory + n * M;
-    T* __restrict__ out = p.new_memory + n * M;
+  for (int64_t m = 0; m < M; ++m) {
+    const T* __restrict__ column = transposed + m * N;
+    T* __restrict__ out = p.new_memory + m * N;
     NTM_SIMD
-    for (int64_t m = 0; m < M; ++m) out[m] = row[m];
+    for (int64_t n = 0; n < N; ++n) out[n] = column[n];
     for (int64_t w = 0; w < W; ++w) {
-      const T weight = write_focus[w * N + n];
-      const T* __restrict__ e = erase + w * M;
+      const T* __restrict__ weight = write_focus + w * N;
+      const T e = erase[w * M + m];
       NTM_SIMD
-      for (int64_t m = 0; m < M; ++m) out[m] *= T(1) - weight * e[m];
+      for (int64_t n = 0; n < N; ++n) out[n] *= T(1) - weight[n] * e;
     }
     for (int64_t w = 0; w < W; ++w) {
-      const T weight = write_focus[w * N + n];
-      const T* __restrict__ a = add + w * M;
+      const T* __restrict__ weight = write_focus + w * N;
+      const T a = add[w * M + m];
       NTM_SIMD
-      for (int64_t m = 0; m < M; ++m) out[m] += weight * a[m];
+      for (int64_t n = 0; n < N; ++n) out[n] += weight[n] * a;
     }
   }
 }
@@ -395,10 +392,10 @@ void heads_forward(const Sizes& s, const Constants& k, const StepPointers<T>& p,
 
 template <typename T>
 struct StepGradients {
-  const T* new_memory;  // (N, M) into the memory after the step
+  const T* new_memory;  // (M, N) into the memory after the step, transposed
   const T* focus;       // (H, N) into the focus after the step
   const T* reads;       // (R * M) into the read vectors after the step
-  T* memory;            // (N, M) into the memory before the step
+  T* memory;            // (M, N) into the memory before the step, transposed
   T* previous;          // (H, N) into the focus before the step
   T* raw;               // (P) into the head parameters before the clip
 };
@@ -418,9 +415,7 @@ void heads_backward(const Sizes& s, const Constants& k, const StepPointers<T>& p
   const T* write_focus = p.focus + R * N;
 
   // Work space: gradients of the activated head parameters, of the focus, and per-head rows.
-  // The memory's gradient is built transposed ([M, N]), as the content addressing of the
-  // forward pass: the sums over a row then run as vector operations over the slots.
-  work.assign(s.P + H * N + 5 * N + W * N + 3 * M * N, T(0));
+  work.assign(s.P + H * N + 5 * N + W * N, T(0));
   T* grad_act = work.data();          // (P)
   T* grad_focus = grad_act + s.P;     // (H, N)
   T* grad_rows = grad_focus + H * N;  // (N) row coefficients of the content backward
@@ -429,9 +424,9 @@ void heads_backward(const Sizes& s, const Constants& k, const StepPointers<T>& p
   T* grad_dot = grad_gated + N;       // (N)
   T* kept = grad_dot + N;             // (N) for one column m
   T* others = kept + N;               // (W, N) for one column m
-  T* __restrict__ memory_t = others + W * N;       // (M, N) the memory, transposed
-  T* __restrict__ grad_new_t = memory_t + M * N;   // (M, N) dM', transposed
-  T* __restrict__ grad_memory_t = grad_new_t + M * N;  // (M, N) dM, transposed
+  const T* __restrict__ memory_t = p.memory;         // (M, N)
+  const T* __restrict__ grad_new_t = g.new_memory;   // (M, N) dM'
+  T* __restrict__ grad_memory_t = g.memory;          // (M, N) dM
   T* grad_keys = grad_act;
   T* grad_add = grad_act + H * M;
   T* grad_gates = grad_act + s.tanh_end;
@@ -440,12 +435,6 @@ void heads_backward(const Sizes& s, const Constants& k, const StepPointers<T>& p
   T* grad_sharpening = grad_act + s.sigmoid_end + H;
   T* grad_shift_weights = grad_act + s.softplus_end;
 
-  for (int64_t n = 0; n < N; ++n) {
-    for (int64_t m = 0; m < M; ++m) {
-      memory_t[m * N + n] = p.memory[n * M + m];
-      grad_new_t[m * N + n] = g.new_memory[n * M + m];
-    }
-  }
   std::copy(g.focus, g.focus + H * N, grad_focus);
   // Write, column by column: with f_w(n) = 1 - w_w(n) e_w(m) and dM' the incoming gradient,
   //   dM = dM' prod_w f_w,  da_w(m) = sum_n w_w(n) dM'(n),
@@ -583,10 +572,7 @@ void heads_backward(const Sizes& s, const Constants& k, const StepPointers<T>& p
     const T* __restrict__ column = memory_t + m * N;
     T* __restrict__ out = grad_memory_t + m * N;
     NTM_SIMD
-    for (int64_t n = 0; n < N; ++n) out[n] -= grad_rows[n] * column[n];
-  }
-  for (int64_t n = 0; n < N; ++n) {
-    for (int64_t m = 0; m < M; ++m) g.memory[n * M + m] = clamp(grad_memory_t[m * N + n], bound);
+    for (int64_t n = 0; n < N; ++n) out[n] = clamp(out[n] - grad_rows[n] * column[n], bound);
   }
   // The activations, then the clip (whose gradient passes where -CLIP <= raw <= CLIP).
   for (int64_t h = 0; h < H; ++h) {
@@ -625,7 +611,7 @@ constexpr int64_t kVectorBatch = 4;
 
 // What the forward pass keeps for the backward pass, in the order of `saved` in Python.
 enum Saved {
-  kMemories,  // (T, B, N, M) memory before each step
+  kMemories,  // (T, B, M, N) memory before each step, transposed
   kRaw,       // (T, B, P)
   kAct,       // (T, B, P)
   kKeyInv,    // (T, B, H)
@@ -660,8 +646,8 @@ std::vector<Tensor> forward(const Tensor& projected, const Tensor& memory0, cons
   Tensor outputs = at::empty({T, B, C}, options);
   Tensor all_reads = at::empty({T, B, s.R * M}, options);
   Tensor all_focus = at::empty({T, B, H, N}, options);
-  Tensor memories = at::empty({T + 1, B, N, M}, options);
-  memories[0].copy_(memory0);
+  Tensor memories = at::empty({T + 1, B, M, N}, options);  // transposed
+  memories[0].copy_(memory0.transpose(1, 2));
   std::vector<Tensor> saved = {
       memories,                             at::empty({T, B, s.P}, options),
       at::empty({T, B, s.P}, options),      at::empty({T, B, H}, options),
@@ -804,7 +790,8 @@ std::vector<Tensor> forward(const Tensor& projected, const Tensor& memory0, cons
       reads = step_reads;
     }
   });
-  std::vector<Tensor> results = {outputs, all_reads, all_focus, memories[T].clone(),
+  std::vector<Tensor> results = {outputs, all_reads, all_focus,
+                                 memories[T].transpose(1, 2).contiguous(),
                                  all_focus[T - 1].clone(), all_reads[T - 1].clone()};
   for (const auto& tensor : state) results.push_back(tensor);
   saved[kMemories] = memories.narrow(0, 0, T);
@@ -828,15 +815,16 @@ std::vector<Tensor> backward(const std::vector<Tensor>& saved, const Tensor& all
   Sizes s;
   {
     const Tensor projected_like = at::empty({T, B, layer_weights[0].size(0)}, memories.options());
-    s = sizes_of(projected_like, memories[0], head_weight, layers, hidden, read_heads,
-                 write_heads, shifts, lstm);
+    s = sizes_of(projected_like, memories[0].transpose(1, 2), head_weight, layers, hidden,
+                 read_heads, write_heads, shifts, lstm);
   }
   const auto options = memories.options();
   const int64_t C = s.C, H = s.H, N = s.N, M = s.M, P = s.P;
   const int64_t per_layer = lstm ? 5 : 2;
   const double bound = k.grad_bound;
 
-  Tensor grad_memory = grad_memory_in.contiguous().clone();
+  Tensor grad_memory = at::empty({B, M, N}, options);  // transposed
+  grad_memory.copy_(grad_memory_in.transpose(1, 2));
   Tensor grad_focus = grad_focus_in.contiguous().clone();
   Tensor grad_reads = grad_reads_in.contiguous().clone();
   std::vector<Tensor> grad_state;
@@ -950,7 +938,8 @@ std::vector<Tensor> backward(const std::vector<Tensor>& saved, const Tensor& all
     }
   });
   // Weight gradients: one matrix product over all steps and sequences each.
-  std::vector<Tensor> grads = {grad_gates_all[0], grad_memory, grad_focus, grad_reads};
+  std::vector<Tensor> grads = {grad_gates_all[0], grad_memory.transpose(1, 2).contiguous(),
+                               grad_focus, grad_reads};
   for (const auto& tensor : grad_state) grads.push_back(tensor);
   Tensor grad_bias = at::zeros({layers, s.G}, options);
   for (int64_t l = 0; l < layers; ++l) {
