@@ -296,7 +296,7 @@ class NTM(nn.Module):
         batch_first: input and output as ``[B, T, *]`` instead of ``[T, B, *]``.
         fused: when gradients are needed, run the sequence as one autograd node with a
             hand-written backward pass: on a CPU a compiled C++ kernel (:mod:`ntm.kernel`;
-            3-10x faster per training step than plain autograd), elsewhere :mod:`ntm.fused`
+            5-12x faster per training step than plain autograd), elsewhere :mod:`ntm.fused`
             (1.2-1.5x). The same numbers to rounding; a second derivative raises. ``False``
             records every operation with autograd.
         device, dtype: factory arguments for the parameters.
