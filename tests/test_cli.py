@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from ntm.cli import main
 from ntm.training import TIMING_FIELDS, read_config, read_metrics
@@ -75,6 +76,19 @@ def test_eval_with_a_setting(tmp_path, capsys):
                  "--batches", "1", "--batch-size", "2", "--json", "--best"]) == 0
     (row,) = json.loads(capsys.readouterr().out)["results"]
     assert row["setting"] == "length=7" and row["params"] == {"min_length": 7, "max_length": 7}
+
+
+def test_eval_runs_on_the_threads_asked_for(tmp_path, capsys, monkeypatch):
+    out = _train(tmp_path / "run")
+    calls = []
+    original = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: calls.append(n) or original(n))
+    arguments = ["eval", str(out), "--set", "task.min_length=3", "--set", "task.max_length=3",
+                 "--batches", "1", "--batch-size", "2"]
+    assert main(arguments) == 0 and calls == [1]  # one thread unless told
+    assert main([*arguments, "--threads", "2"]) == 0 and calls == [1, 2]
+    assert main([*arguments, "--threads", "0"]) == 2
+    assert "--threads" in capsys.readouterr().err
 
 
 def test_resume_continues_to_the_same_metrics(tmp_path):

@@ -140,6 +140,9 @@ def _parser() -> argparse.ArgumentParser:
     add("--seed", type=int, default=0, metavar="S", help="seed of the test sequences")
     add("--best", action="store_true", help="use the weights of the best validation")
     add("--json", action="store_true", help="print JSON instead of a table")
+    add("--threads", type=_positive, default=1, metavar="T",
+        help="torch CPU threads (default 1: on a busy machine more threads make every small "
+             "operation wait for a core)")
     add("--task-module", metavar="MODULE", help=_TASK_MODULE_HELP)
 
     plot = commands.add_parser("plot", help="draw figures of one or more runs")
@@ -314,6 +317,7 @@ def _number(value: float | None) -> str:
 
 def _eval(args: argparse.Namespace) -> int:
     _import_task_module(args.task_module)
+    torch.set_num_threads(args.threads)
     model, config = training.load_run(args.run, best=args.best)
     rows = training.generalisation(model, config, settings=_eval_settings(config, args.overrides),
                                    batches=args.batches, batch_size=args.batch_size,
