@@ -16,7 +16,7 @@
 // slot. It is transposed once on the way in and once on the way out.
 //
 // Every equation of the backward pass is the one written next to ntm/fused.py's code;
-// tests/test_kernel.py checks this file against that path and against plain autograd.
+// tests/test_fused.py checks this file against that path and against plain autograd.
 
 #include <torch/extension.h>
 
@@ -275,8 +275,7 @@ struct StepPointers {
 };
 
 template <typename T>
-void heads_forward(const Sizes& s, const Constants& k, const StepPointers<T>& p,
-                   std::vector<T>& work) {
+void heads_forward(const Sizes& s, const Constants& k, const StepPointers<T>& p) {
   const int64_t H = s.H, N = s.N, M = s.M, W = s.W, R = s.R, S = s.S, K = (S - 1) / 2;
   const T clip = T(k.clip);
   // Clip, then the activations of heads.HeadLayout.activate.
@@ -680,7 +679,6 @@ std::vector<Tensor> forward(const Tensor& projected, const Tensor& memory0, cons
     // the math at batch 32).
     std::vector<T_*> base(kPrevious);
     for (int i = kRaw; i < kPrevious; ++i) base[i] = saved[i].data_ptr<T_>();
-    std::vector<std::vector<T_>> work(at::get_num_threads() + 1);
     for (int64_t t = 0; t < T; ++t) {
       // Controller (ntm/controllers.py): layer 0 sees [reads, hidden], later ones the layer below.
       Tensor below = reads;
@@ -784,7 +782,7 @@ std::vector<Tensor> forward(const Tensor& projected, const Tensor& memory0, cons
             all_reads.data_ptr<T_>() + tb * s.R * M,
             memories.data_ptr<T_>() + (tb + B) * N * M,
         };
-        heads_forward(s, k, p, work[at::get_thread_num()]);
+        heads_forward(s, k, p);
       });
       Tensor step_reads = all_reads[t];
       reads = step_reads;
