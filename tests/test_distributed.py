@@ -8,9 +8,11 @@ together. Each start of a process group costs seconds, so the tests share few of
 import doctest
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -46,7 +48,17 @@ def _torchrun(*args, cwd):
     """``torchrun --standalone`` (a free port) of ``ntm train`` with two CPU processes."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc_per_node={RANKS}", "-m", "ntm", "train", *args, "--no-progress"]
+    before = Path(cwd).with_name(Path(cwd).name + "-before")
+    shutil.rmtree(before, ignore_errors=True)
+    shutil.copytree(cwd, before)
     done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=120)
+    if done.returncode != 0 and "terminate called without an active exception" in done.stderr:
+        # A rank aborting as it exits (seen twice in hundreds of runs, under load, once before
+        # the C++ kernel existed): a shutdown race below ntm. Run it again, once, from the same
+        # files; any other failure, or this one twice, fails the test.
+        shutil.rmtree(cwd)
+        shutil.copytree(before, cwd)
+        done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
