@@ -89,7 +89,7 @@ def _reason(error: Exception) -> str:
     """One line: the compiler's first error where there is one, else the exception's last line."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [""]
     compiler = [line for line in lines if "error:" in line]
-    return f"{type(error).__name__}: {(compiler or lines)[-1 if not compiler else 0]}"
+    return f"{type(error).__name__}: {compiler[0] if compiler else lines[-1]}"
 
 
 def status() -> str:

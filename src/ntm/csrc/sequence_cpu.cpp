@@ -54,20 +54,21 @@ struct Sizes {
   bool lstm;
 };
 
-Sizes sizes_of(const Tensor& projected, const Tensor& memory, const Tensor& head_weight,
-               int64_t layers, int64_t hidden, int64_t read_heads, int64_t write_heads,
-               int64_t shifts, bool lstm) {
+// steps, batch and gates as in projected [T, B, G]; slots and width of the memory.
+Sizes sizes_of(int64_t steps, int64_t batch, int64_t gates, int64_t slots, int64_t width,
+               const Tensor& head_weight, int64_t layers, int64_t hidden, int64_t read_heads,
+               int64_t write_heads, int64_t shifts, bool lstm) {
   Sizes s;
-  s.T = projected.size(0);
-  s.B = projected.size(1);
-  s.G = projected.size(2);
+  s.T = steps;
+  s.B = batch;
+  s.G = gates;
   s.C = hidden;
   s.L = layers;
   s.R = read_heads;
   s.W = write_heads;
   s.H = read_heads + write_heads;
-  s.N = memory.size(1);
-  s.M = memory.size(2);
+  s.N = slots;
+  s.M = width;
   s.S = shifts;
   s.P = head_weight.size(0);
   s.tanh_end = (s.H + s.W) * s.M;
@@ -625,6 +626,23 @@ enum Saved {
               // before the step, tanh(cell) (T, B, C); feedforward: hidden (T, B, C)
 };
 
+// The pointers of sequence b at step t into the per-step buffers (base[kind], in the order of
+// `Saved`), as the forward pass writes them and the backward pass reads them.
+template <typename T>
+StepPointers<T> step_pointers(const std::vector<T*>& base, const Sizes& s, int64_t t, int64_t b,
+                              const T* previous, T* focus, T* reads, T* new_memory) {
+  const int64_t tb = t * s.B + b, H = s.H, N = s.N;
+  return StepPointers<T>{
+      base[kMemories] + tb * N * s.M, previous,
+      base[kRaw] + tb * s.P,          base[kAct] + tb * s.P,
+      base[kKeyInv] + tb * H,         base[kRowInv] + tb * N,
+      base[kSim] + tb * H * N,        base[kContent] + tb * H * N,
+      base[kGated] + tb * H * N,      base[kShifted] + tb * H * N,
+      base[kLogShifted] + tb * H * N, focus + tb * H * N,
+      reads,                          new_memory,
+  };
+}
+
 std::vector<Tensor> forward(const Tensor& projected, const Tensor& memory0, const Tensor& focus0,
                             const Tensor& reads0, const std::vector<Tensor>& state0,
                             const std::vector<Tensor>& layer_weights, const Tensor& bias,
@@ -635,8 +653,9 @@ std::vector<Tensor> forward(const Tensor& projected, const Tensor& memory0, cons
   const int64_t layers = static_cast<int64_t>(layer_weights.size());
   TORCH_CHECK(projected.dim() == 3 && memory0.dim() == 3 && head_weight.dim() == 2 &&
                   layers >= 1, "ntm kernel: inputs of the wrong rank");
-  const Sizes s = sizes_of(projected, memory0, head_weight, layers, hidden, read_heads,
-                           write_heads, shifts, lstm);
+  const Sizes s = sizes_of(projected.size(0), projected.size(1), projected.size(2),
+                           memory0.size(1), memory0.size(2), head_weight, layers, hidden,
+                           read_heads, write_heads, shifts, lstm);
   check_inputs(s, projected, memory0, focus0, reads0, state0, layer_weights, bias, head_weight,
                head_bias);
   const auto options = projected.options();
@@ -678,6 +697,7 @@ std::vector<Tensor> forward(const Tensor& projected, const Tensor& memory0, cons
     // Base pointers of the per-step buffers (views made per sequence would cost more than
     // the math at batch 32).
     std::vector<T_*> base(kPrevious);
+    base[kMemories] = memories.data_ptr<T_>();  // [T + 1, ...]: step t + 1 is the new memory
     for (int i = kRaw; i < kPrevious; ++i) base[i] = saved[i].data_ptr<T_>();
     for (int64_t t = 0; t < T; ++t) {
       // Controller (ntm/controllers.py): layer 0 sees [reads, hidden], later ones the layer below.
@@ -766,23 +786,11 @@ std::vector<Tensor> forward(const Tensor& projected, const Tensor& memory0, cons
           t == 0 ? focus.data_ptr<T_>() : all_focus.data_ptr<T_>() + (t - 1) * B * H * N;
       for_each_sequence(B, [&](int64_t b) {
         const int64_t tb = t * B + b;
-        StepPointers<T_> p{
-            memories.data_ptr<T_>() + tb * N * M,
-            previous_data + b * H * N,
-            base[kRaw] + tb * s.P,
-            base[kAct] + tb * s.P,
-            base[kKeyInv] + tb * H,
-            base[kRowInv] + tb * N,
-            base[kSim] + tb * H * N,
-            base[kContent] + tb * H * N,
-            base[kGated] + tb * H * N,
-            base[kShifted] + tb * H * N,
-            base[kLogShifted] + tb * H * N,
-            all_focus.data_ptr<T_>() + tb * H * N,
-            all_reads.data_ptr<T_>() + tb * s.R * M,
-            memories.data_ptr<T_>() + (tb + B) * N * M,
-        };
-        heads_forward(s, k, p);
+        heads_forward(s, k,
+                      step_pointers(base, s, t, b, previous_data + b * H * N,
+                                    all_focus.data_ptr<T_>(),
+                                    all_reads.data_ptr<T_>() + tb * s.R * M,
+                                    base[kMemories] + (tb + B) * N * M));
       });
       Tensor step_reads = all_reads[t];
       reads = step_reads;
@@ -808,14 +816,10 @@ std::vector<Tensor> backward(const std::vector<Tensor>& saved, const Tensor& all
   const Constants k{constants[0], constants[1], constants[2], constants[3]};
   const int64_t layers = static_cast<int64_t>(layer_weights.size());
   const Tensor& memories = saved[kMemories];
-  const Tensor& raw_all = saved[kRaw];
   const int64_t T = memories.size(0), B = memories.size(1);
-  Sizes s;
-  {
-    const Tensor projected_like = at::empty({T, B, layer_weights[0].size(0)}, memories.options());
-    s = sizes_of(projected_like, memories[0].transpose(1, 2), head_weight, layers, hidden,
-                 read_heads, write_heads, shifts, lstm);
-  }
+  // memories: [T, B, M, N] (transposed).
+  const Sizes s = sizes_of(T, B, layer_weights[0].size(0), memories.size(3), memories.size(2),
+                           head_weight, layers, hidden, read_heads, write_heads, shifts, lstm);
   const auto options = memories.options();
   const int64_t C = s.C, H = s.H, N = s.N, M = s.M, P = s.P;
   const int64_t per_layer = lstm ? 5 : 2;
@@ -857,23 +861,8 @@ std::vector<Tensor> backward(const std::vector<Tensor>& saved, const Tensor& all
       T_* next_grad_focus_data = next_grad_focus.data_ptr<T_>();
       T_* grad_raw_data = grad_raw.data_ptr<T_>();
       for_each_sequence(B, [&](int64_t b) {
-        const int64_t tb = t * B + b;
-        StepPointers<T_> p{
-            base[kMemories] + tb * N * M,
-            previous_data + b * H * N,
-            base[kRaw] + tb * P,
-            base[kAct] + tb * P,
-            base[kKeyInv] + tb * H,
-            base[kRowInv] + tb * N,
-            base[kSim] + tb * H * N,
-            base[kContent] + tb * H * N,
-            base[kGated] + tb * H * N,
-            base[kShifted] + tb * H * N,
-            base[kLogShifted] + tb * H * N,
-            focus_data + tb * H * N,
-            nullptr,
-            nullptr,
-        };
+        const StepPointers<T_> p = step_pointers<T_>(base, s, t, b, previous_data + b * H * N,
+                                                     focus_data, nullptr, nullptr);
         StepGradients<T_> g{
             grad_memory_data + b * N * M,
             grad_focus_data + b * H * N,
