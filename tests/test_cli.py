@@ -198,3 +198,30 @@ def test_python_m_ntm_exits_2_without_traceback():
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "ntm: error: model.memory_slots expects int, got 'lots'")
+
+
+def test_init_fine_tunes_a_run_and_takes_its_model(tmp_path, capsys):
+    source = _train(tmp_path / "source", "copy", "ntm-ff", "--set", "model.memory_init=learned")
+    tuned = tmp_path / "tuned"
+    # No --model and no model settings: they come with the weights.
+    assert main(["train", "copy", "--init", str(source), "--steps", "2", "--out", str(tuned),
+                 "--set", "task.max_length=3", "--set", "optim.lr=1e-5", "--no-progress",
+                 "--batch-size", "2"]) == 0
+    config = read_config(tuned)
+    assert config.model == read_config(source).model
+    assert config.train.init == str(source) and config.optim.lr == 1e-5
+    assert "--model lstm" in _error(capsys, ["train", "copy", "--init", str(source), "--model",
+                                             "lstm", "--out", str(tmp_path / "other")])
+    assert "does not exist" in _error(capsys, ["train", "copy", "--init", str(tmp_path / "no"),
+                                               "--out", str(tmp_path / "other")])
+
+
+def test_init_from_a_pretrained_model(tmp_path):
+    pytest.importorskip("ntm.pretrained")
+    out = tmp_path / "tuned"
+    assert main(["train", "copy", "--init", "pretrained:copy", "--steps", "1", "--out", str(out),
+                 "--batch-size", "2", "--set", "train.val_batch_size=2",
+                 "--set", "train.val_batches=1", "--set", "train.val_every=1",
+                 "--no-progress"]) == 0
+    assert read_config(out).model.memory_init == "learned"  # the shipped model's
+    assert read_metrics(out)[-1]["val_cost"] < 1  # it starts trained: near 0 bits at once

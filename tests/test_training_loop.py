@@ -280,3 +280,44 @@ def test_tensorboard_receives_every_logged_number(tmp_path, monkeypatch):
     record = read_metrics(tmp_path)[-1]
     assert logged[("val_cost", 4)] == record["val_cost"]
     assert logged[("cost", 4)] == record["cost"]
+
+
+def test_init_starts_from_the_weights_of_another_run(tmp_path):
+    train(_config(steps=4), tmp_path / "source", progress=False)
+    source, _ = load_run(tmp_path / "source")
+    # Zero steps: the new run scores and saves the weights it started from, unchanged.
+    for init in (tmp_path / "source", tmp_path / "source" / "model.safetensors"):
+        out = tmp_path / f"init-{init.name}"
+        result = train(_config(f"train.init={init}", steps=0), out, progress=False)
+        started, config = load_run(out)
+        assert config.train.init == str(init)  # recorded, so the run can be repeated
+        for (name, theirs), mine in zip(source.state_dict().items(),
+                                        started.state_dict().values(), strict=True):
+            assert torch.equal(theirs, mine), name
+        assert result.val_cost == pytest.approx(read_metrics(tmp_path / "source")[-1]["val_cost"])
+    # Training from them differs from training from the seed's random weights.
+    train(_config(f"train.init={tmp_path / 'source'}"), tmp_path / "tuned", progress=False)
+    train(_config(), tmp_path / "fresh", progress=False)
+    tuned, fresh = read_metrics(tmp_path / "tuned"), read_metrics(tmp_path / "fresh")
+    assert tuned[0]["cost"] != fresh[0]["cost"]
+
+
+def test_a_resumed_run_keeps_its_own_weights_not_the_init(tmp_path):
+    train(_config(steps=4), tmp_path / "source", progress=False)
+    config = _config(f"train.init={tmp_path / 'source'}", steps=6)
+    train(config, tmp_path / "whole", progress=False)
+    train(apply_overrides(config, ["train.steps=3"]), tmp_path / "pieces", progress=False)
+    (tmp_path / "source" / "model.safetensors").unlink()  # not read again on resuming
+    train(config, tmp_path / "pieces", resume=True, progress=False)
+    assert _without_timing(read_metrics(tmp_path / "pieces")) == \
+        _without_timing(read_metrics(tmp_path / "whole"))
+
+
+def test_init_weights_that_do_not_fit_or_do_not_exist_are_named(tmp_path):
+    train(_config(steps=2), tmp_path / "source", progress=False)
+    with pytest.raises(RunDirError, match="does not fit.*shape"):
+        train(_config(f"train.init={tmp_path / 'source'}", "model.controller_size=7"),
+              tmp_path / "wide", progress=False)
+    with pytest.raises(RunDirError, match="does not exist"):
+        train(_config(f"train.init={tmp_path / 'nowhere'}"), tmp_path / "lost", progress=False)
+    assert not (tmp_path / "wide").exists() and not (tmp_path / "lost").exists()

@@ -102,6 +102,8 @@ def _parser() -> argparse.ArgumentParser:
         "task.max_length=10 (repeatable)", **overrides)
     add("--tensorboard", action="store_true", help="also write TensorBoard logs")
     add("--resume", metavar="DIR", help="continue the run in DIR")
+    add("--init", metavar="WEIGHTS", help="start from trained weights (fine-tuning): a run "
+        "directory or pretrained:NAME, whose model config is taken too, or a .safetensors file")
     add("--no-progress", action="store_true", help="no progress bar")
 
     sweep = commands.add_parser(
@@ -245,13 +247,28 @@ def _train(args: argparse.Namespace) -> int:
 
 def _new_config(args: argparse.Namespace) -> training.RunConfig:
     """The config of a new run from the options of ``ntm train`` (or ``ntm sweep``)."""
-    config = preset_config(args.task, args.model or "ntm-lstm", args.preset or "fast")
+    init = getattr(args, "init", None)
+    source = _init_source_model(init, args.model)
+    kind = args.model or (source.kind if source else "ntm-lstm")
+    config = preset_config(args.task, kind, args.preset or "fast")
+    if source is not None:  # the weights fix the model; --set model.* may still change it
+        config.model = source
     flags = [("train.steps", args.steps), ("train.batch_size", args.batch_size),
              ("train.seed", getattr(args, "seed", None)),
-             ("train.tensorboard", args.tensorboard or None)]
+             ("train.tensorboard", args.tensorboard or None), ("train.init", init)]
     flags.append(("task.module", args.task_module))  # recorded: eval and plot import it
     return apply_overrides(config, args.overrides + [f"{k}={v}" for k, v in flags
                                                      if v is not None])
+
+
+def _init_source_model(init: str | None, model: str | None) -> training.ModelConfig | None:
+    """The model config of the run ``--init`` names (``None`` for a bare weights file)."""
+    if init is None or Path(init).is_file():
+        return None
+    source = training.read_config(init).model
+    if model is not None and model != source.kind:
+        raise _UsageError(f"--init {init} holds a {source.kind} model, not --model {model}")
+    return source
 
 
 def _resume_config(args: argparse.Namespace) -> training.RunConfig:

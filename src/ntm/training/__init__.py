@@ -28,6 +28,7 @@ from .evaluate import (
     read_metrics,
     resolve_run_dir,
     setting_label,
+    weights_file,
 )
 from .loop import (
     RESUMABLE_FIELDS,
@@ -88,6 +89,7 @@ __all__ = [
     "run_sweep",
     "scheduled_lr",
     "setting_label",
+    "weights_file",
     "sweep_table",
     "train",
 ]

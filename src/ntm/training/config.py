@@ -121,7 +121,10 @@ class TrainConfig:
     ``target_val_cost`` (checked at each validation) stop a run early; leave them ``None`` for
     runs that must be reproducible step for step. ``cuda_graphs`` replays each update on a CUDA
     device from a CUDA graph (:mod:`ntm.cuda_graphs`; single-process runs), many times faster
-    than launching its kernels one by one; it changes results by rounding only.
+    than launching its kernels one by one; it changes results by rounding only. ``init`` starts
+    from trained weights instead of random ones (fine-tuning): a run directory (its last
+    weights, ``model.safetensors``), ``"pretrained:NAME"``, or a ``.safetensors`` file; they
+    must fit ``model``. A resumed run loads its own state and ignores it.
     """
 
     steps: int = _bounded(2000, min=0)
@@ -139,6 +142,7 @@ class TrainConfig:
     cuda_graphs: bool = True
     max_seconds: float | None = _bounded(None, gt=0)
     target_val_cost: float | None = None
+    init: str | None = None
 
 
 @dataclass

@@ -165,6 +165,22 @@ def resolve_run_dir(run_dir: str | os.PathLike[str]) -> Path:
     return path
 
 
+def weights_file(source: str | os.PathLike[str]) -> Path:
+    """The weights ``source`` names: a weights file (``.safetensors``), or the last weights
+    (``model.safetensors``) of a run directory or of ``"pretrained:NAME"``.
+
+    Raises:
+        RunDirError: no such file, run directory or pretrained run.
+    """
+    text = os.fspath(source)
+    if Path(text).is_file():
+        return Path(text)
+    path = resolve_run_dir(text) / MODEL_FILE
+    if not path.is_file():
+        raise RunDirError(f"{path} is missing: is {text} a run directory?")
+    return path
+
+
 def read_config(run_dir: str | os.PathLike[str]) -> RunConfig:
     """The :class:`RunConfig` saved in a run directory."""
     path = resolve_run_dir(run_dir) / CONFIG_FILE

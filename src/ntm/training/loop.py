@@ -33,13 +33,14 @@ from .checkpoint import (
     STATE_FILE,
     atomic_write_text,
     load_state,
+    load_weights,
     save_state,
     save_weights,
 )
 from .config import RunConfig
 from .distributed import World, data_seed
 from .errors import ConfigError, RunDirError, TrainingDiverged
-from .evaluate import evaluate_batches, read_config
+from .evaluate import evaluate_batches, read_config, weights_file
 from .optim import build_optimizer, clip_gradients, scheduled_lr, set_capturable, set_lr
 
 __all__ = ["RESUMABLE_FIELDS", "RESUMABLE_OPTIM_FIELDS", "TIMING_FIELDS", "TrainResult",
@@ -151,6 +152,8 @@ def _train(config: RunConfig, out: Path, world: World, *, resume: bool,
     # data; the same seed for both would make the first batch a copy of the first weights' draws.
     torch.manual_seed(2 * config.train.seed)
     model = build_model(config.model, task.input_size, task.output_size, device=device)
+    if config.train.init is not None and not resume:  # a resumed run has its own weights
+        load_weights(model, weights_file(config.train.init))
     # Updates replayed from CUDA graphs (ntm.cuda_graphs) need an optimiser whose step can be
     # captured; PyTorch warns when such a one steps eagerly, so only then.
     graphs = device.type == "cuda" and config.train.cuda_graphs and not world.distributed
