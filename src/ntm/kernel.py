@@ -1,4 +1,4 @@
-"""The CPU kernel: the fused path's sequence node compiled from C++ (``csrc/sequence_cpu.cpp``).
+"""The CPU kernel: the fused path's sequence node compiled from C++ (``csrc/``, three files).
 
 :mod:`ntm.fused` already runs a whole sequence as one autograd node, but in Python it still
 issues about 216 small tensor operations per time step, and on a CPU their overhead is most of
@@ -34,7 +34,8 @@ from torch.autograd.function import once_differentiable
 from .addressing import CARRY_GRAD_BOUND, LOG_FLOOR, NORM_EPS
 from .heads import CLIP
 
-SOURCE = Path(__file__).parent / "csrc" / "sequence_cpu.cpp"
+SOURCE_DIR = Path(__file__).parent / "csrc"
+SOURCE = SOURCE_DIR / "sequence_cpu.cpp"  # the one translation unit; it includes the headers
 # Passed to the kernel, so that each constant has one definition (the Python modules').
 _CONSTANTS = [CLIP, NORM_EPS, LOG_FLOOR, CARRY_GRAD_BOUND]
 _DTYPES = (torch.float32, torch.float64)
@@ -112,8 +113,8 @@ def _build():
     from torch.utils import cpp_extension
 
     _find_ninja()
-    source = SOURCE.read_bytes()
-    # The name carries the source's hash, so that an edited kernel is never mixed up with an
+    source = b"".join(path.read_bytes() for path in sorted(SOURCE_DIR.glob("*.[ch]*")))
+    # The name carries the sources' hash, so that an edited kernel is never mixed up with an
     # older build in torch's cache.
     identity = [torch.__version__, platform.machine(), _cpu_flags(), *_FLAGS]
     digest = hashlib.sha256(source + "\n".join(identity).encode()).hexdigest()[:12]
