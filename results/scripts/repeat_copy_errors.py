@@ -1,0 +1,56 @@
+"""Where the shipped repeat-copy models fail outside their training distribution.
+
+Prints, for each shipped NTM and each (length L, repeats K), the bit errors per sequence in each
+repeat of the answer (data channels), on the end-marker step, and on the marker channel before
+it (markers emitted too early). Used by RESULTS.md, "Repeat copy".
+
+    python results/scripts/repeat_copy_errors.py [--sequences 64] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+import ntm
+from ntm import tasks
+
+SETTINGS = ((10, 20), (20, 10), (10, 12), (10, 14), (15, 8))
+
+
+def errors_by_repeat(model: torch.nn.Module, length: int, repeats: int, sequences: int,
+                     seed: int) -> tuple[list[float], float, float]:
+    """Per-repeat data-bit errors, end-step errors and early-marker errors, per sequence."""
+    task = tasks.make("repeat_copy", min_length=length, max_length=length,
+                      min_repeats=repeats, max_repeats=repeats)
+    batch = task.sample(sequences, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        logits = model(batch.inputs)[0]
+    wrong = ((logits > 0).float() != batch.targets).float()  # [steps, batch, width + 1]
+    first = length + 1  # the first answer step (RepeatCopyTask's docstring)
+    width = task.output_size - 1
+    per_repeat = [wrong[first + r * length:first + (r + 1) * length, :, :width].sum().item()
+                  / sequences for r in range(repeats)]
+    end_step = wrong[first + length * repeats].sum().item() / sequences
+    early_marker = wrong[first:first + length * repeats, :, width].sum().item() / sequences
+    return per_repeat, end_step, early_marker
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sequences", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    for kind in ("ntm-lstm", "ntm-ff"):
+        model = ntm.pretrained.load("repeat_copy", model=kind).eval()
+        for length, repeats in SETTINGS:
+            per_repeat, end_step, early = errors_by_repeat(model, length, repeats,
+                                                           args.sequences, args.seed)
+            cells = " ".join(f"{e:.0f}" for e in per_repeat)
+            print(f"{kind:8} L={length:2} K={repeats:2}  errors in repeat 1..K: {cells}  "
+                  f"| end step {end_step:.2f} | early markers {early:.2f}")
+
+
+if __name__ == "__main__":
+    main()
