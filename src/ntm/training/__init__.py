@@ -89,7 +89,7 @@ __all__ = [
     "run_sweep",
     "scheduled_lr",
     "setting_label",
-    "weights_file",
     "sweep_table",
     "train",
+    "weights_file",
 ]
