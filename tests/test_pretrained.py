@@ -69,12 +69,15 @@ def test_loading_uses_no_pickle(monkeypatch):
     ("repeat_copy", "ntm-ff",
      {"min_length": 5, "max_length": 5, "min_repeats": 3, "max_repeats": 3}),
 ])
-def test_shipped_model_makes_no_bit_errors(task, kind, params):
+def test_shipped_model_makes_almost_no_bit_errors(task, kind, params):
+    # 128 sequences: the models err on about one sequence in several hundred (RESULTS.md), so
+    # a small batch can hold one such sequence; weights that load wrongly err on every one.
     model = ntm.pretrained.load(task, kind)
-    batch = ntm.tasks.make(task, **params).sample(16, generator=torch.Generator().manual_seed(0))
+    batch = ntm.tasks.make(task, **params).sample(128, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         logits, _ = model(batch.inputs)
-    assert ntm.metrics.bit_errors_per_sequence(logits, batch.targets, batch.mask).item() == 0.0
+    errors = ntm.metrics.bit_errors_per_sequence(logits, batch.targets, batch.mask).item()
+    assert errors <= 0.05
 
 
 def test_shipped_ngrams_model_is_near_the_optimal_estimator():
