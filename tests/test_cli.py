@@ -214,6 +214,9 @@ def test_init_fine_tunes_a_run_and_takes_its_model(tmp_path, capsys):
                                              "lstm", "--out", str(tmp_path / "other")])
     assert "does not exist" in _error(capsys, ["train", "copy", "--init", str(tmp_path / "no"),
                                                "--out", str(tmp_path / "other")])
+    # A resumed run continues from its own state: --init there is a mistake, not ignored.
+    assert "not --init" in _error(capsys, ["train", "--resume", str(tuned), "--init",
+                                           str(source), "--steps", "3"])
 
 
 def test_init_from_a_pretrained_model(tmp_path):

@@ -277,7 +277,7 @@ def _resume_config(args: argparse.Namespace) -> training.RunConfig:
     schedule, ...) changed."""
     config = training.read_config(args.resume)
     fixed = {"--model": args.model, "--batch-size": args.batch_size, "--seed": args.seed,
-             "--preset": args.preset, "--out": args.out}
+             "--preset": args.preset, "--out": args.out, "--init": args.init}
     given = [flag for flag, value in fixed.items() if value is not None]
     resumable = training.resumable_overrides()
     for override in args.overrides or []:
