@@ -114,7 +114,7 @@ class FastRecipe(NamedTuple):
 #     between 64 and 131 bits from 112,000 to 324,000 sequences; resumed there with
 #     optim.lr_half_life=150000 it fell to 34 after 632,000 (RESULTS.md). Halved every 150,000
 #     sequences from the start (chosen), seeds 1-4, best validation (after sequences): 48.8
-#     (608,000, stopped), 14.6 (584,000), 3.5 (632,000), 7.8 (344,000, running); under 18
+#     (608,000, stopped), 14.6 (584,000), 3.5 (632,000), 4.7 (488,000); under 18
 #     bits after -, 536,000, 168,000 and 160,000 sequences.
 #   ngrams: after 16,000 sequences 180 (1e-4), 178 (3e-4); 1e-3 was at 177 after 8,000 (3e-4:
 #     180) when a float32 overflow, since bounded (addressing.bound_gradient), stopped it. Too
