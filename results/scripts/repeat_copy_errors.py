@@ -15,6 +15,7 @@ import torch
 
 import ntm
 from ntm import tasks
+from ntm.metrics import bit_errors_per_sequence
 
 SETTINGS = ((10, 20), (20, 10), (10, 12), (10, 14), (15, 8))
 
@@ -27,14 +28,20 @@ def errors_by_repeat(model: torch.nn.Module, length: int, repeats: int, sequence
     batch = task.sample(sequences, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         logits = model(batch.inputs)[0]
-    wrong = ((logits > 0).float() != batch.targets).float()  # [steps, batch, width + 1]
+
+    def errors(steps: slice, channels: slice) -> float:
+        """ntm.metrics' bit errors per sequence, over some steps and channels only."""
+        targets = batch.targets[steps, :, channels]
+        return bit_errors_per_sequence(logits[steps, :, channels], targets,
+                                       batch.mask[steps]).item()
+
     first = length + 1  # the first answer step (RepeatCopyTask's docstring)
+    end = first + length * repeats  # the end-marker step
     width = task.output_size - 1
-    per_repeat = [wrong[first + r * length:first + (r + 1) * length, :, :width].sum().item()
-                  / sequences for r in range(repeats)]
-    end_step = wrong[first + length * repeats].sum().item() / sequences
-    early_marker = wrong[first:first + length * repeats, :, width].sum().item() / sequences
-    return per_repeat, end_step, early_marker
+    data, marker = slice(0, width), slice(width, width + 1)
+    per_repeat = [errors(slice(first + r * length, first + (r + 1) * length), data)
+                  for r in range(repeats)]
+    return per_repeat, errors(slice(end, end + 1), slice(None)), errors(slice(first, end), marker)
 
 
 def main() -> None:
