@@ -5,6 +5,10 @@ repeat of the answer (data channels), on the end-marker step, and on the marker 
 it (markers emitted too early). Used by RESULTS.md, "Repeat copy".
 
     python results/scripts/repeat_copy_errors.py [--sequences 64] [--seed 0]
+        [--run DIR ...] [--best]
+
+With --run, the run directories given (their last weights, or with --best their best
+validation's) instead of the shipped models.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import torch
 import ntm
 from ntm import tasks
 from ntm.metrics import bit_errors_per_sequence
+from ntm.training import load_run
 
 SETTINGS = ((10, 20), (20, 10), (10, 12), (10, 14), (15, 8))
 
@@ -48,14 +53,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sequences", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--run", nargs="+", metavar="DIR",
+                        help="run directories to analyse (default: the shipped models)")
+    parser.add_argument("--best", action="store_true",
+                        help="with --run, the weights of the best validation")
     args = parser.parse_args()
-    for kind in ("ntm-lstm", "ntm-ff"):
-        model = ntm.pretrained.load("repeat_copy", model=kind).eval()
+    if args.run:
+        models = {run: load_run(run, best=args.best, device="cpu")[0] for run in args.run}
+    else:
+        models = {kind: ntm.pretrained.load("repeat_copy", model=kind).eval()
+                  for kind in ("ntm-lstm", "ntm-ff")}
+    for name, model in models.items():
         for length, repeats in SETTINGS:
             per_repeat, end_step, early = errors_by_repeat(model, length, repeats,
                                                            args.sequences, args.seed)
             cells = " ".join(f"{e:.0f}" for e in per_repeat)
-            print(f"{kind:8} L={length:2} K={repeats:2}  errors in repeat 1..K: {cells}  "
+            print(f"{name:8} L={length:2} K={repeats:2}  errors in repeat 1..K: {cells}  "
                   f"| end step {end_step:.2f} | early markers {early:.2f}")
 
 
