@@ -3,7 +3,9 @@
 import json
 
 import pytest
+import torch
 
+from ntm._threads import torch_threads
 from ntm.bench import benchmark, write_json
 
 
@@ -22,6 +24,23 @@ def test_benchmark_times_each_path_and_writes_json(tmp_path):
     write_json(rows, str(path))
     saved = json.loads(path.read_text())
     assert saved["results"][2]["path"] == "plain" and "torch" in saved["environment"]
+
+
+def test_benchmark_leaves_the_thread_count_as_it_found_it():
+    before = torch.get_num_threads()
+    other = 1 if before != 1 else 2
+    benchmark([1], [other], ["fused"], timed_steps=1, warmup_steps=0, length=1, log=lambda _: 0)
+    assert torch.get_num_threads() == before
+
+
+def test_torch_threads_restores_the_count_after_an_error():
+    before = torch.get_num_threads()
+    other = 1 if before != 1 else 2
+    with pytest.raises(RuntimeError, match="inside"):
+        with torch_threads(other):
+            assert torch.get_num_threads() == other
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == before
 
 
 def test_benchmark_rejects_unknown_path():

@@ -85,8 +85,9 @@ def test_eval_runs_on_the_threads_asked_for(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(torch, "set_num_threads", lambda n: calls.append(n) or original(n))
     arguments = ["eval", str(out), "--set", "task.min_length=3", "--set", "task.max_length=3",
                  "--batches", "1", "--batch-size", "2"]
-    assert main(arguments) == 0 and calls == [1]  # one thread unless told
-    assert main([*arguments, "--threads", "2"]) == 0 and calls == [1, 2]
+    before = torch.get_num_threads()
+    assert main(arguments) == 0 and calls == [1, before]  # one thread unless told, then restored
+    assert main([*arguments, "--threads", "2"]) == 0 and calls == [1, before, 2, before]
     assert main([*arguments, "--threads", "0"]) == 2
     assert "--threads" in capsys.readouterr().err
 

@@ -21,6 +21,7 @@ from ntm.training import (
     preset_config,
     read_metrics,
     train,
+    weights_model_config,
 )
 from ntm.training.checkpoint import STATE_FILE, read_counters
 
@@ -284,7 +285,9 @@ def test_tensorboard_receives_every_logged_number(tmp_path, monkeypatch):
 
 def test_init_starts_from_the_weights_of_another_run(tmp_path):
     train(_config(steps=4), tmp_path / "source", progress=False)
-    source, _ = load_run(tmp_path / "source")
+    source, source_config = load_run(tmp_path / "source")
+    assert weights_model_config(tmp_path / "source") == source_config.model  # comes with them
+    assert weights_model_config(tmp_path / "source" / "model.safetensors") is None  # bare file
     # Zero steps: the new run scores and saves the weights it started from, unchanged.
     for init in (tmp_path / "source", tmp_path / "source" / "model.safetensors"):
         out = tmp_path / f"init-{init.name}"

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from . import kernel
+from ._threads import torch_threads
 from .cuda_graphs import GraphedUpdate
 from .metrics import sequence_loss
 from .model import NTM
@@ -126,47 +127,47 @@ def benchmark(
     prepare(device, paths)
     results = []
     for thread_count in threads:
-        torch.set_num_threads(thread_count)
-        for batch_size in batch_sizes:
-            generator = torch.Generator().manual_seed(seed)
-            batch = task.sample(batch_size, generator=generator).to(target)
-            runs = {}
-            if target.type == "cuda":  # before the warm-up: a graph's memory is held from then
-                torch.cuda.reset_peak_memory_stats(target)
-            for path in paths:
-                torch.manual_seed(seed)
-                model = NTM(task.input_size, task.output_size, fused=path != "plain",
-                            device=target)
-                optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-4, momentum=0.9,
-                                                capturable=path == "graph")
-                step = _graphed_step(model, optimizer) if path == "graph" else _training_step
-                if path == "python":
-                    step = _without_kernel(step)
-                for _ in range(warmup_steps):
-                    step(model, optimizer, batch)
-                runs[path] = (model, optimizer, step, [])
-            while any(len(times) < timed_steps for *_, times in runs.values()):
-                for model, optimizer, step, times in runs.values():
-                    for _ in range(min(steps_per_round, timed_steps - len(times))):
-                        _synchronize(target)
-                        start = time.perf_counter()
+        with torch_threads(thread_count):  # the caller's count comes back afterwards
+            for batch_size in batch_sizes:
+                generator = torch.Generator().manual_seed(seed)
+                batch = task.sample(batch_size, generator=generator).to(target)
+                runs = {}
+                if target.type == "cuda":  # before the warm-up: a graph's memory is held from then
+                    torch.cuda.reset_peak_memory_stats(target)
+                for path in paths:
+                    torch.manual_seed(seed)
+                    model = NTM(task.input_size, task.output_size, fused=path != "plain",
+                                device=target)
+                    optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-4, momentum=0.9,
+                                                    capturable=path == "graph")
+                    step = _graphed_step(model, optimizer) if path == "graph" else _training_step
+                    if path == "python":
+                        step = _without_kernel(step)
+                    for _ in range(warmup_steps):
                         step(model, optimizer, batch)
-                        _synchronize(target)
-                        times.append(time.perf_counter() - start)
-            for path, (*_, times) in runs.items():
-                median = statistics.median(times)
-                row = BenchResult(
-                    path=path,
-                    device=str(target),
-                    threads=thread_count,
-                    batch_size=batch_size,
-                    sequences_per_second=batch_size / median,
-                    milliseconds_per_step=median * 1e3,
-                    timed_steps=len(times),
-                    peak_memory_mib=_peak_memory_mib(target),
-                )
-                results.append(row)
-                log(format_row(row))
+                    runs[path] = (model, optimizer, step, [])
+                while any(len(times) < timed_steps for *_, times in runs.values()):
+                    for model, optimizer, step, times in runs.values():
+                        for _ in range(min(steps_per_round, timed_steps - len(times))):
+                            _synchronize(target)
+                            start = time.perf_counter()
+                            step(model, optimizer, batch)
+                            _synchronize(target)
+                            times.append(time.perf_counter() - start)
+                for path, (*_, times) in runs.items():
+                    median = statistics.median(times)
+                    row = BenchResult(
+                        path=path,
+                        device=str(target),
+                        threads=thread_count,
+                        batch_size=batch_size,
+                        sequences_per_second=batch_size / median,
+                        milliseconds_per_step=median * 1e3,
+                        timed_steps=len(times),
+                        peak_memory_mib=_peak_memory_mib(target),
+                    )
+                    results.append(row)
+                    log(format_row(row))
     return results
 
 

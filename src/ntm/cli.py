@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from . import plots, tasks, training
+from ._threads import torch_threads
 from .training import (
     MODEL_KINDS,
     PRESETS,
@@ -263,9 +264,9 @@ def _new_config(args: argparse.Namespace) -> training.RunConfig:
 
 def _init_source_model(init: str | None, model: str | None) -> training.ModelConfig | None:
     """The model config of the run ``--init`` names (``None`` for a bare weights file)."""
-    if init is None or Path(init).is_file():
+    source = None if init is None else training.weights_model_config(init)
+    if source is None:
         return None
-    source = training.read_config(init).model
     if model is not None and model != source.kind:
         raise _UsageError(f"--init {init} holds a {source.kind} model, not --model {model}")
     return source
@@ -334,11 +335,12 @@ def _number(value: float | None) -> str:
 
 def _eval(args: argparse.Namespace) -> int:
     _import_task_module(args.task_module)
-    torch.set_num_threads(args.threads)
     model, config = training.load_run(args.run, best=args.best)
-    rows = training.generalisation(model, config, settings=_eval_settings(config, args.overrides),
-                                   batches=args.batches, batch_size=args.batch_size,
-                                   seed=args.seed)
+    with torch_threads(args.threads):
+        rows = training.generalisation(model, config,
+                                       settings=_eval_settings(config, args.overrides),
+                                       batches=args.batches, batch_size=args.batch_size,
+                                       seed=args.seed)
     if args.json:
         print(json.dumps({"run": str(args.run), "task": config.task.name,
                           "model": config.model.kind, "results": rows}, indent=2))

@@ -29,6 +29,7 @@ from .evaluate import (
     resolve_run_dir,
     setting_label,
     weights_file,
+    weights_model_config,
 )
 from .loop import (
     RESUMABLE_FIELDS,
@@ -92,4 +93,5 @@ __all__ = [
     "sweep_table",
     "train",
     "weights_file",
+    "weights_model_config",
 ]

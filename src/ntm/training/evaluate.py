@@ -15,7 +15,7 @@ from .. import tasks
 from ..metrics import bit_errors_per_sequence, bits_per_sequence
 from .build import build_model, build_task
 from .checkpoint import BEST_FILE, CONFIG_FILE, METRICS_FILE, MODEL_FILE, load_weights
-from .config import RunConfig
+from .config import ModelConfig, RunConfig
 from .errors import ConfigError, RunDirError
 
 __all__ = [
@@ -28,6 +28,8 @@ __all__ = [
     "read_metrics",
     "resolve_run_dir",
     "setting_label",
+    "weights_file",
+    "weights_model_config",
 ]
 
 PRETRAINED_PREFIX = "pretrained:"
@@ -173,12 +175,28 @@ def weights_file(source: str | os.PathLike[str]) -> Path:
         RunDirError: no such file, run directory or pretrained run.
     """
     text = os.fspath(source)
-    if Path(text).is_file():
+    if _is_bare_weights(text):
         return Path(text)
     path = resolve_run_dir(text) / MODEL_FILE
     if not path.is_file():
         raise RunDirError(f"{path} is missing: is {text} a run directory?")
     return path
+
+
+def weights_model_config(source: str | os.PathLike[str]) -> ModelConfig | None:
+    """The model config that comes with the weights ``source`` names (see :func:`weights_file`):
+    its run directory's or pretrained run's, or ``None`` for a bare weights file.
+
+    Raises:
+        RunDirError: no such run directory or pretrained run, or its config is missing.
+    """
+    text = os.fspath(source)
+    return None if _is_bare_weights(text) else read_config(text).model
+
+
+def _is_bare_weights(source: str) -> bool:
+    """An existing file is a weights file; anything else names a run (directory or pretrained)."""
+    return Path(source).is_file()
 
 
 def read_config(run_dir: str | os.PathLike[str]) -> RunConfig:
