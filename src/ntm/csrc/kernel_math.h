@@ -3,10 +3,7 @@
 
 #pragma once
 
-
 #include <torch/extension.h>
-
-#include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cmath>

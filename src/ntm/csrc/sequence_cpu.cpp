@@ -21,9 +21,12 @@
 // Files: kernel_math.h (sizes, scalar math, vectorised loops), heads_cpu.h (one step of the
 // heads and the memory), this file (the sequence: controller, steps, batch, bindings).
 
+#include <ATen/Parallel.h>
+
 #include "heads_cpu.h"
 
 namespace ntm_kernel {
+namespace {  // internal linkage: the bindings below are the only users
 
 // The checks the Python node's operations make, so that a wrong input raises the same kind of
 // error here instead of being converted or read out of bounds.
@@ -418,6 +421,7 @@ Tensor elementwise(const Tensor& input, bool logarithm) {
   return y;
 }
 
+}  // namespace
 }  // namespace ntm_kernel
 
 using ntm_kernel::Tensor;
