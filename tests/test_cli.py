@@ -78,6 +78,21 @@ def test_eval_with_a_setting(tmp_path, capsys):
     assert row["setting"] == "length=7" and row["params"] == {"min_length": 7, "max_length": 7}
 
 
+def test_eval_with_a_longer_memory(tmp_path, capsys):
+    out = _train(tmp_path / "run")
+    arguments = ["eval", str(out), "--set", "task.min_length=3", "--set", "task.max_length=3",
+                 "--batches", "1", "--batch-size", "2"]
+    capsys.readouterr()  # the training's output
+    assert main([*arguments, "--memory-slots", "40", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["memory_slots"] == 40 and len(report["results"]) == 1
+    assert main([*arguments, "--memory-slots", "40"]) == 0
+    assert "memory of 40 slots" in capsys.readouterr().out
+    assert "--memory-slots" in _error(capsys, [*arguments, "--memory-slots", "0"])
+    learned = _train(tmp_path / "learned", "copy", "ntm-lstm", "--set", "model.memory_init=learned")
+    assert "learned" in _error(capsys, ["eval", str(learned), "--memory-slots", "40"])
+
+
 def test_eval_runs_on_the_threads_asked_for(tmp_path, capsys, monkeypatch):
     out = _train(tmp_path / "run")
     calls = []

@@ -324,3 +324,29 @@ def test_init_weights_that_do_not_fit_or_do_not_exist_are_named(tmp_path):
     with pytest.raises(RunDirError, match="does not exist"):
         train(_config(f"train.init={tmp_path / 'nowhere'}"), tmp_path / "lost", progress=False)
     assert not (tmp_path / "wide").exists() and not (tmp_path / "lost").exists()
+
+
+def test_a_run_loads_with_a_longer_memory_and_the_same_weights(tmp_path):
+    train(_config(steps=2), tmp_path / "run", progress=False)
+    trained, _ = load_run(tmp_path / "run")
+    longer, config = load_run(tmp_path / "run", memory_slots=40)
+    assert config.model.memory_slots == 40 and longer.cell.memory_slots == 40
+    for (name, theirs), mine in zip(trained.state_dict().items(), longer.state_dict().values(),
+                                    strict=True):
+        assert torch.equal(theirs, mine), name
+    inputs = tasks.make("copy", max_length=3).sample(2, torch.Generator().manual_seed(0)).inputs
+    with torch.no_grad():
+        logits, state = longer(inputs)
+        same_length, _ = load_run(tmp_path / "run", memory_slots=12)  # the trained length
+        assert torch.equal(same_length(inputs)[0], trained(inputs)[0])
+    assert state.memory.shape == (2, 40, 6) and torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize(("extra", "kind", "message"), [
+    (("model.memory_init=learned",), "ntm-lstm", "learned its initial memory"),
+    (("model.hidden_size=8", "model.num_layers=1"), "lstm", "has no memory"),
+])
+def test_a_longer_memory_is_refused_where_weights_depend_on_it(tmp_path, extra, kind, message):
+    train(_config(*extra, kind=kind, steps=0), tmp_path / "run", progress=False)
+    with pytest.raises(ConfigError, match=message):
+        load_run(tmp_path / "run", memory_slots=40)

@@ -143,6 +143,9 @@ def _parser() -> argparse.ArgumentParser:
     add("--seed", type=int, default=0, metavar="S", help="seed of the test sequences")
     add("--best", action="store_true", help="use the weights of the best validation")
     add("--json", action="store_true", help="print JSON instead of a table")
+    add("--memory-slots", type=_positive, metavar="N",
+        help="test the NTM with a memory of N slots (default: the one it trained with; the "
+             "weights fit any; not with a learned initial memory)")
     add("--threads", type=_positive, default=1, metavar="T",
         help="torch CPU threads (default 1: on a busy machine more threads make every small "
              "operation wait for a core)")
@@ -335,7 +338,7 @@ def _number(value: float | None) -> str:
 
 def _eval(args: argparse.Namespace) -> int:
     _import_task_module(args.task_module)
-    model, config = training.load_run(args.run, best=args.best)
+    model, config = training.load_run(args.run, best=args.best, memory_slots=args.memory_slots)
     with torch_threads(args.threads):
         rows = training.generalisation(model, config,
                                        settings=_eval_settings(config, args.overrides),
@@ -343,9 +346,11 @@ def _eval(args: argparse.Namespace) -> int:
                                        seed=args.seed)
     if args.json:
         print(json.dumps({"run": str(args.run), "task": config.task.name,
-                          "model": config.model.kind, "results": rows}, indent=2))
+                          "model": config.model.kind, "memory_slots": args.memory_slots,
+                          "results": rows}, indent=2))
     else:
-        print(f"{config.task.name}, {config.model.kind}, {args.run}: "
+        memory = f", memory of {args.memory_slots} slots" if args.memory_slots else ""
+        print(f"{config.task.name}, {config.model.kind}{memory}, {args.run}: "
               f"{args.batches} x {args.batch_size} sequences per setting")
         print(_table(rows))
     return 0

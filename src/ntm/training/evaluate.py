@@ -15,7 +15,7 @@ from .. import tasks
 from ..metrics import bit_errors_per_sequence, bits_per_sequence
 from .build import build_model, build_task
 from .checkpoint import BEST_FILE, CONFIG_FILE, METRICS_FILE, MODEL_FILE, load_weights
-from .config import ModelConfig, RunConfig
+from .config import ModelConfig, RunConfig, apply_overrides
 from .errors import ConfigError, RunDirError
 
 __all__ = [
@@ -212,7 +212,7 @@ def read_config(run_dir: str | os.PathLike[str]) -> RunConfig:
 
 def load_run(
     run_dir: str | os.PathLike[str], *, best: bool = False,
-    device: torch.device | str | None = None,
+    device: torch.device | str | None = None, memory_slots: int | None = None,
 ) -> tuple[nn.Module, RunConfig]:
     """Load a trained model and its config from a run directory, in eval mode.
 
@@ -222,12 +222,20 @@ def load_run(
             last ones (``model.safetensors``).
         device: where to put the model; ``None`` means CUDA if the run asked for it (or for
             ``auto``) and it is available, else the CPU.
+        memory_slots: give the NTM a memory of this many slots instead of the one it trained
+            with (the returned config says so). No weight depends on the memory's length, so a
+            model that ran out of memory on long sequences can be tested with more; a learned
+            initial memory (``model.memory_init=learned``) is the exception and is refused.
 
     Raises:
         RunDirError: missing or corrupt directory, or weights that do not fit the config.
+        ConfigError: ``memory_slots`` for a model that has no memory or learned its initial one,
+            or too few slots for its shifts.
     """
     path = resolve_run_dir(run_dir)
     config = read_config(path)
+    if memory_slots is not None:
+        config = _with_memory_slots(config, memory_slots)
     if device is None:
         wants_cuda = config.train.device in ("auto", "cuda")
         device = "cuda" if wants_cuda and torch.cuda.is_available() else "cpu"
@@ -235,6 +243,19 @@ def load_run(
     model = build_model(config.model, task.input_size, task.output_size, device=device)
     load_weights(model, path / (BEST_FILE if best else MODEL_FILE))
     return model.eval(), config
+
+
+def _with_memory_slots(config: RunConfig, memory_slots: int) -> RunConfig:
+    """``config`` with ``memory_slots`` memory rows, if its model's weights allow that."""
+    model = config.model
+    if model.kind == "lstm":
+        raise ConfigError("memory_slots applies to an NTM (ntm-lstm, ntm-ff), not to the "
+                          "LSTM baseline, which has no memory")
+    if model.memory_init == "learned":
+        raise ConfigError("memory_slots cannot change for a model that learned its initial "
+                          "memory (model.memory_init=learned): that memory is a weight of "
+                          f"{model.memory_slots} rows")
+    return apply_overrides(config, [f"model.memory_slots={memory_slots}"])
 
 
 def read_metrics(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
