@@ -110,8 +110,8 @@ class FastRecipe(NamedTuple):
 #   repeat_copy: after 88,000 sequences 203 (1e-4), 10.8 (3e-4), 185 (1e-3) bits; lr 3e-4
 #     went under 0.1 bits after 144,000 and to 0.012 after 176,000 (chosen). Later, seeds 2-9
 #     (H200, 233,000 sequences each): only 7 and 8 under 0.1 (216,000 and 120,000). The paper's
-#     recipe (batch 1, lr 1e-4), seeds 1-4: under 0.1 after 60,000 and 65,000 sequences, seeds 3
-#     and 4 not by 250,000. Neither is reliable; kept (RESULTS.md, "Repeat copy").
+#     recipe (batch 1, lr 1e-4), seeds 1-4: under 0.1 after 60,000, 65,000 and 325,000
+#     sequences, seed 4 not by 250,000. Neither is reliable; kept (RESULTS.md, "Repeat copy").
 #   priority_sort: after 32,000 sequences 123 (1e-4), 119 (3e-4), 113 (1e-3); after 72,000
 #     101 (3e-4) and 67 (1e-3, noisy: 127 at 48,000) (1e-3 chosen). Later, 1e-3 was noisy
 #     between 64 and 131 bits from 112,000 to 324,000 sequences; resumed there with
