@@ -352,3 +352,15 @@ def test_a_longer_memory_is_refused_where_weights_depend_on_it(tmp_path, extra, 
     train(_config(*extra, kind=kind, steps=0), tmp_path / "run", progress=False)
     with pytest.raises(ConfigError, match=message):
         load_run(tmp_path / "run", memory_slots=40)
+
+
+def test_training_runs_on_its_threads_and_restores_the_callers(tmp_path, monkeypatch):
+    before = torch.get_num_threads()
+    other = 1 if before != 1 else 2
+    seen = []
+    original = loop.sequence_loss
+    monkeypatch.setattr(loop, "sequence_loss",
+                        lambda *args: seen.append(torch.get_num_threads()) or original(*args))
+    train(_config(f"train.threads={other}", steps=2), tmp_path / "run", progress=False)
+    assert seen and set(seen) == {other}
+    assert torch.get_num_threads() == before

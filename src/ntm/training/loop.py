@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from .._threads import torch_threads
 from ..cuda_graphs import GraphedUpdate
 from ..metrics import LN_2, sequence_loss
 from . import distributed
@@ -223,15 +224,13 @@ def _train(config: RunConfig, out: Path, world: World, *, resume: bool,
     bar = tqdm(total=steps * per_step, initial=counters["sequences"], unit="seq",
                disable=not (progress and world.main), dynamic_ncols=True, leave=True)
     started, seconds_before = time.perf_counter(), counters["seconds"]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(config.train.threads)
     stopped = "steps"
     last_checkpoint = counters["step"] if resume else None
     replica.train()
     metrics_file = (open(out / METRICS_FILE, "a", encoding="utf-8") if world.main  # noqa: SIM115
                     else contextlib.nullcontext())
     try:
-        with metrics_file as metrics, _interruptible() as stop:
+        with metrics_file as metrics, _interruptible() as stop, torch_threads(config.train.threads):
             while counters["step"] < steps:
                 lr = scheduled_lr(config.optim, counters["sequences"])
                 set_lr(optimizer, lr)  # also replaces the rate a resumed optimiser state holds
@@ -292,7 +291,6 @@ def _train(config: RunConfig, out: Path, world: World, *, resume: bool,
                     validate_aside()
                 checkpoint()
     finally:
-        torch.set_num_threads(threads)
         bar.close()
         if writer is not None:
             writer.close()
