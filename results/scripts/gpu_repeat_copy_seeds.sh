@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Repeat copy, LSTM-controller NTM, the fast preset, several seeds at once on one GPU (MPS).
-# Asks whether any seed learns to count repeats (and so generalises to 20 repeats) rather than
-# to time its answer (RESULTS.md, "Repeat copy").
+# Asked whether other seeds generalise where seed 1 does not; they fail the same way, their write
+# head coming round the 128-slot memory onto the inputs (RESULTS.md, "Repeat copy").
 #   SEEDS="2 3 4 5 6 7 8 9" SECONDS_EACH=400 bash results/scripts/gpu_repeat_copy_seeds.sh
 # Writes runs/repeat_copy-seeds/seedS/ and, where $OUT is set, a tarball of them there.
 set -u

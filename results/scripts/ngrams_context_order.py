@@ -2,7 +2,8 @@
 
 The task's optimal estimator counts, per sequence, the ones and zeros seen after each 5-bit
 context. The same estimator with k-bit contexts (k = 0..5, ``optimal_predictions(bits, k + 1)``)
-is the best a predictor can do that remembers only the last k bits; its cost rises as k falls.
+stands for a predictor that uses only the last k bits (near the best such a one can do); its
+cost rises as k falls.
 A model whose cost sits between two of them, and whose predictions are closest to one of them
 (the KL divergence from that estimator's predictions to the model's, in bits per sequence), has
 learned about that much context. Used by RESULTS.md, "Ngrams".
