@@ -51,7 +51,7 @@ class LSTMBaseline(nn.Module):
     Args:
         input_size: channels of the input, ``I``.
         output_size: channels of the output logits, ``O``.
-        hidden_size: units per LSTM layer (paper: 128 to 512, see SPEC.md).
+        hidden_size: units per LSTM layer (paper: 128 to 512, Tables 1-3).
         num_layers: stacked LSTM layers (paper: 3).
         batch_first: if ``True``, inputs and outputs are ``[batch, steps, channels]``
             (the state stays ``[num_layers, batch, hidden_size]``, as in :class:`torch.nn.LSTM`).

@@ -484,7 +484,8 @@ def _demo(args: argparse.Namespace) -> int:
     status = _report_training(config, out, resume=False, progress=not args.no_progress)
     if status != 0:
         return status
-    # Validation cost can spike late in a run (SPEC.md), so the demo shows its best weights.
+    # Validation cost can spike late in a run (RESULTS.md, repeat copy), so the demo shows
+    # its best weights.
     model, config = training.load_run(out, best=True)
     print("\nThe best validated weights, on lengths past training (trained on 1 to 20):")
     rows = training.generalisation(model, config, batches=2, batch_size=16)

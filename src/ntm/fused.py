@@ -3,7 +3,7 @@
 Plain autograd records about 260 tensor operations per time step of an NTM and, in its
 backward pass, forms one outer product per step for every weight matrix. On a CPU, at the
 small sizes of the paper's models, that per-operation overhead is nearly all of the time
-(../shared/SPEC.md, "Speed"). This module runs the same math (it calls the pure functions of
+(README, "Speed"). This module runs the same math (it calls the pure functions of
 :mod:`ntm.addressing` and :mod:`ntm.memory` for the forward pass) with autograd switched off,
 keeps what the backward pass needs, and computes the gradients step by step by hand, with the
 weight gradients accumulated over the whole sequence in one matrix product each.

@@ -1,4 +1,4 @@
-"""Scores of a model's logits against a task's targets (SPEC.md, "Training").
+"""Scores of a model's logits against a task's targets (the paper's cost, section 4).
 
 The paper reports cost in **bits per sequence**: binary cross-entropy in base 2, summed over the
 scored bits of a sequence, averaged over sequences. Every function here takes

@@ -20,7 +20,8 @@ from ntm.tasks.priority_sort import PrioritySortTask
 from ntm.tasks.registry import TASKS, import_module, make, names, register
 from ntm.tasks.repeat_copy import REPEAT_MEAN, REPEAT_STD, RepeatCopyTask
 
-# The paper's generalisation tests (SPEC.md), as parameter overrides of `make(name, **overrides)`.
+# The paper's generalisation tests (Graves et al. 2014, section 4), as parameter overrides of
+# `make(name, **overrides)`.
 # ngrams and priority_sort are tested on their training distribution; ngrams is compared with
 # the optimal estimator (NGramsTask.optimal_bits_per_sequence).
 GENERALISATION: dict[str, list[dict[str, int]]] = {

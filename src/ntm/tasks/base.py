@@ -1,6 +1,6 @@
 """The task interface, the batch type, and helpers shared by the task generators.
 
-Every task produces time-major batches (SPEC.md, "Tasks"):
+Every task produces time-major batches (as in the paper, section 4):
 
 - ``inputs``  ``[steps, batch, input_size]``  float32
 - ``targets`` ``[steps, batch, output_size]`` float32, values 0 or 1

@@ -17,7 +17,7 @@ from ntm.tasks.base import (
 
 # The repeat count is fed normalised with the mean and standard deviation of the TRAINING
 # distribution (K uniform in 1..10), fixed as constants so that a generalisation test with
-# K = 20 shows the model a value it never saw, as in the paper (SPEC.md).
+# K = 20 shows the model a value it never saw, as in the paper.
 REPEAT_MEAN = 5.5
 REPEAT_STD = 2.872
 

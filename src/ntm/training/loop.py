@@ -192,7 +192,7 @@ def _train(config: RunConfig, out: Path, world: World, *, resume: bool,
         counters.update(val_cost=scores["cost"], val_bit_errors=scores["bit_errors"],
                         val_step=counters["step"])
         best = counters["best_val_cost"]
-        if best is None or scores["cost"] < best:  # validation spikes happen (SPEC.md)
+        if best is None or scores["cost"] < best:  # validation spikes happen (RESULTS.md)
             counters.update(best_val_cost=scores["cost"], best_step=counters["step"])
             save_weights(model, out / BEST_FILE, {"step": counters["step"],
                                                   "val_cost": scores["cost"]})

@@ -1,7 +1,7 @@
 """Preset run configurations: the paper's models and recipe, and the fast recipe used by default.
 
-``--preset paper`` reproduces the paper's setup: the architecture of Tables 1-3 (SPEC.md, "Paper
-models"), RMSProp with momentum 0.9, every gradient component clipped to (-10, 10), the table's
+``--preset paper`` reproduces the paper's setup: the architecture of Tables 1-3 of Graves et al.
+(2014), RMSProp with momentum 0.9, every gradient component clipped to (-10, 10), the table's
 learning rate and one sequence per update. ``--preset fast`` (the default) keeps the paper's
 architecture but trains with the recipe that solves fastest in wall-clock time on the development
 machine; it lives in the one table :data:`FAST` below, to be retuned by measurement.
@@ -45,7 +45,7 @@ class PaperModel(NamedTuple):
     params: int
 
 
-# SPEC.md "Paper models" (Tables 1-3 of Graves et al. 2014); memory 128 x 20 for every NTM.
+# The paper's models (Tables 1-3 of Graves et al. 2014); memory 128 x 20 for every NTM.
 PAPER_MODELS: dict[tuple[str, str], PaperModel] = {
     ("copy", "ntm-ff"): PaperModel(1, 1, 100, 1e-4, 17_162),
     ("copy", "ntm-lstm"): PaperModel(1, 1, 100, 1e-4, 67_561),
@@ -91,7 +91,7 @@ class FastRecipe(NamedTuple):
 # component clipped to +-10 (OptimConfig's defaults), with the batch and learning rate below.
 # Measured on copy, one thread of the development machine, validation cost under 0.1 bits per
 # sequence (benchmarks/time_to_solve.py, seeds 1-5, interleaving nothing else):
-#   batch 16, lr 1e-4 (SPEC.md's recipe) ........ seed 1: 52,000 sequences, 216 s
+#   batch 16, lr 1e-4 (the paper's rate) ........ seed 1: 52,000 sequences, 216 s
 #   batch 32, lr 2e-4 ........................... seed 1: 64,000 sequences
 #   batch 32, lr 5e-4 ........................... seed 1: 38,400 sequences
 #   batch 32, lr 1e-3 ........................... seeds 1-5: 12,800 / 16,000 / 27,200 / not
