@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from ntm.cli import main
+from ntm.cli import _labels, main
 from ntm.training import TIMING_FIELDS, read_config, read_metrics
 
 SMALL = ["--set", "model.memory_slots=12", "--set", "model.memory_width=6",
@@ -141,6 +141,27 @@ def test_plot_writes_png_figures(tmp_path, capsys):
     assert len(written) == 5  # 2 sequences + 1 weightings (NTM only) + curves + generalisation
     for path in out.iterdir():
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 1000
+
+
+def test_plot_curves_only_reads_metrics_alone(tmp_path, capsys):
+    first, second = _train(tmp_path / "ntm"), _train(tmp_path / "lstm", "copy", "lstm")
+    for name in ("model.safetensors", "best.safetensors"):  # no weights are needed
+        for run in (first, second):
+            (run / name).unlink(missing_ok=True)
+    capsys.readouterr()
+    out = tmp_path / "curves"
+    assert main(["plot", "--curves-only", str(first), str(second), "--out", str(out)]) == 0
+    assert capsys.readouterr().out.split() == [str(out / "learning_curve.png")]
+    assert [p.name for p in out.iterdir()] == ["learning_curve.png"]
+    assert (out / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    sweep_run = tmp_path / "sweep" / "seed3"  # a sweep's run is named by its sweep too
+    shutil.copytree(first, sweep_run)
+    assert main(["plot", "--curves-only", str(sweep_run), "--out", str(out)]) == 0
+    assert _labels([str(sweep_run), str(first), "pretrained:copy"]) == [
+        "sweep-seed3", "ntm", "pretrained-copy"]
+    (second / "metrics.jsonl").unlink()
+    assert main(["plot", "--curves-only", str(first), str(second), "--out", str(out)]) == 2
+    assert "metrics.jsonl is missing" in capsys.readouterr().err
 
 
 def test_demo_trains_evaluates_and_draws(tmp_path, capsys):

@@ -9,7 +9,7 @@ it (markers emitted too early). Used by RESULTS.md, "Repeat copy".
 
 With --run, the run directories given (their last weights, or with --best their best
 validation's) instead of the shipped models; with --memory-slots, the same weights with a memory
-of N slots instead of the 128 they trained with.
+of N slots instead of the one their config names.
 """
 
 from __future__ import annotations

@@ -159,6 +159,9 @@ def _parser() -> argparse.ArgumentParser:
     add("--batches", type=_positive, default=2, metavar="K", help="batches per test setting")
     add("--batch-size", type=_positive, default=16, metavar="B", help="sequences per batch")
     add("--best", action="store_true", help="use the weights of the best validation")
+    add("--curves-only", action="store_true",
+        help="draw only the learning curves, from each run's metrics.jsonl: no weights are "
+             "loaded and nothing is evaluated (fast; compares runs of different lengths)")
     add("--task-module", metavar="MODULE", help=_TASK_MODULE_HELP)
 
     demo = commands.add_parser("demo", help="train an NTM to copy on the CPU, test, draw")
@@ -393,6 +396,9 @@ def _table(rows: list[dict[str, Any]]) -> str:
 def _plot(args: argparse.Namespace) -> int:
     _import_task_module(args.task_module)
     out = Path(args.out or (Path(args.runs[0]) / "figures" if len(args.runs) == 1 else "figures"))
+    if args.curves_only:
+        print(_draw_curves(args.runs, out))
+        return 0
     for path in _draw(args.runs, out, batches=args.batches, batch_size=args.batch_size,
                       best=args.best):
         print(path)
@@ -434,10 +440,37 @@ def _draw(runs: Sequence[str], out: Path, *, batches: int, batch_size: int, best
     return written
 
 
+def _draw_curves(runs: Sequence[str], out: Path) -> str:
+    """Draw the learning curves of ``runs`` into ``out/learning_curve.png``; return its path.
+
+    Each run is labelled by its directory and model, and the title names the task when the
+    runs share one, so that a figure comparing models reads like the paper's.
+    """
+    configs = [training.read_config(training.resolve_run_dir(run)) for run in runs]
+    curves = {}
+    for run, label, config in zip(runs, _labels(runs), configs, strict=True):
+        kind = config.model.kind
+        curves[label if kind in label else f"{label} ({kind})"] = training.read_metrics(run)
+    task_names = {config.task.name for config in configs}
+    title = f"Learning curves: {task_names.pop()}" if len(task_names) == 1 else None
+    out.mkdir(parents=True, exist_ok=True)
+    return plots.save_figure(plots.learning_curve_figure(curves, title=title),
+                             out / "learning_curve.png")
+
+
 def _labels(runs: Sequence[str]) -> list[str]:
-    """Short, distinct names for runs: the directory names, made unique by their parents."""
-    names = [Path(run).resolve().name if not run.startswith("pretrained:") else
-             run.replace(":", "-") for run in runs]
+    """Short, distinct names for runs: the directory names, made unique by their parents.
+
+    A sweep's ``OUT/seedS`` is named ``OUT-seedS``: ``seedS`` alone says nothing in a legend.
+    """
+    def name(run: str) -> str:
+        if run.startswith("pretrained:"):
+            return run.replace(":", "-")
+        path = Path(run).resolve()
+        is_seed = path.name.startswith("seed") and path.name[4:].isdigit()
+        return f"{path.parent.name}-{path.name}" if is_seed else path.name
+
+    names = [name(run) for run in runs]
     if len(set(names)) < len(names):
         names = [str(run).replace("/", "-").replace(":", "-").strip("-.") for run in runs]
     return names
