@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from ntm.cli import _labels, main
-from ntm.training import TIMING_FIELDS, read_config, read_metrics
+from ntm.training import TIMING_FIELDS, apply_overrides, read_config, read_metrics
+from ntm.training.presets import demo_config
 
 SMALL = ["--set", "model.memory_slots=12", "--set", "model.memory_width=6",
          "--set", "model.controller_size=12", "--set", "model.hidden_size=12",
@@ -159,21 +160,54 @@ def test_plot_curves_only_reads_metrics_alone(tmp_path, capsys):
     assert main(["plot", "--curves-only", str(sweep_run), "--out", str(out)]) == 0
     assert _labels([str(sweep_run), str(first), "pretrained:copy"]) == [
         "sweep-seed3", "ntm", "pretrained-copy"]
+    (second / "metrics.jsonl").write_text("")
+    assert main(["plot", "--curves-only", str(first), str(second), "--out", str(out)]) == 2
+    assert "has no metrics records yet" in capsys.readouterr().err
     (second / "metrics.jsonl").unlink()
     assert main(["plot", "--curves-only", str(first), str(second), "--out", str(out)]) == 2
     assert "metrics.jsonl is missing" in capsys.readouterr().err
+    assert main(["plot", str(first), str(second), "--out", str(tmp_path / "none")]) == 2
+    assert not (tmp_path / "none").exists()  # nothing drawn, no folder left behind
 
 
 def test_demo_trains_evaluates_and_draws(tmp_path, capsys):
     out = tmp_path / "demo"
     out.mkdir()
-    for name in ("config.json", "metrics.jsonl"):  # a previous demo, which is replaced
-        (out / name).write_text("old")
+    # A previous demo, with other limits, which is replaced.
+    (out / "config.json").write_text(apply_overrides(demo_config(), ["train.steps=7"]).to_json())
+    (out / "metrics.jsonl").write_text("old")
     assert main(["demo", "--steps", "2", "--out", str(out), "--no-progress"]) == 0
     text = capsys.readouterr().out
     assert "length=120" in text and str(out / "figures" / "sequence.png") in text
     assert (out / "figures" / "weightings.png").stat().st_size > 0
     assert len(read_metrics(out)) <= 2
+
+
+def test_more_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
+    run = _train(tmp_path / "run")  # 2 steps
+    line = _error(capsys, ["eval", str(run), "--set", "task.width=4"])
+    assert "changes the task's input size from 9 to 5" in line
+    assert "expected cpu or cuda" in _error(capsys, ["bench", "--device", "tpu"])
+    assert "valid paths: fused" in _error(capsys, ["bench", "--paths", "foo"])
+    line = _error(capsys, ["bench", "--json", str(tmp_path / "no" / "such.json")])
+    assert "its directory does not exist" in line
+    line = _error(capsys, ["train", "--resume", str(run), "--steps", "1", "--no-progress"])
+    assert "train.steps=1 is below the step" in line
+    assert main(["train", "--resume", str(run), "--steps", "2", "--no-progress"]) == 0
+    assert "Nothing to train: the run is already at step 2" in capsys.readouterr().err
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("ntm 0.")
+
+
+def test_demo_leaves_other_runs_alone(tmp_path, capsys):
+    run = _train(tmp_path / "run")
+    before = {path.name: path.read_bytes() for path in run.iterdir() if path.is_file()}
+    line = _error(capsys, ["demo", "--steps", "2", "--out", str(run), "--no-progress"])
+    assert "not a demo" in line and "another --out" in line
+    assert {path.name: path.read_bytes() for path in run.iterdir() if path.is_file()} == before
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "corrupt" / "config.json").write_text("{")
+    assert "not a demo" in _error(capsys, ["demo", "--out", str(tmp_path / "corrupt")])
 
 
 def test_bad_inputs_exit_2_with_one_line(tmp_path, capsys):

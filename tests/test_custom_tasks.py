@@ -111,6 +111,14 @@ class Wrong(tasks.Task):
             inputs = inputs.double()
         elif self.kind == "tuple":
             return inputs, targets, mask
+        elif self.kind == "targets_range":
+            targets = torch.full_like(targets, 2.0)
+        elif self.kind == "targets_nan":
+            targets = torch.full_like(targets, torch.nan)
+        elif self.kind == "inputs_inf":
+            inputs = torch.full_like(inputs, torch.inf)
+        elif self.kind == "mask_empty":
+            mask = torch.zeros_like(mask)
         return tasks.Batch(inputs, targets, mask)
 
 
@@ -150,6 +158,10 @@ def test_default_params_come_from_init_keywords():
     ("mask_shape", r"Batch.mask must have shape \[steps, batch\] = \[4, 2\], got \[3, 2\]"),
     ("float64", r"Batch.inputs must be a float32 tensor, got torch.float64"),
     ("tuple", r"sample\(\) must return an ntm.tasks.Batch, got tuple"),
+    ("targets_range", r"Batch.targets must lie in \[0, 1\] .* got 2.0"),
+    ("targets_nan", r"Batch.targets must lie in \[0, 1\] .* got nan"),
+    ("inputs_inf", r"Batch.inputs must be finite, got NaN or infinite values"),
+    ("mask_empty", r"Batch.mask marks no step to score \(all False\).*"),
 ])
 def test_a_wrong_batch_stops_training_with_one_line(fresh_registry, tmp_path, kind, message):
     tasks.register("wrong", Wrong)

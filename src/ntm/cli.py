@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from . import plots, tasks, training
+from . import __version__, plots, tasks, training
 from ._threads import torch_threads
 from .training import (
     MODEL_KINDS,
@@ -82,6 +82,7 @@ def _import_task_module(module: str | None) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Neural Turing Machines: train, evaluate, plot.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     overrides = {"dest": "overrides", "action": "append", "default": [], "metavar": "KEY=VALUE"}
 
@@ -198,13 +199,26 @@ def _int_list(text: str) -> list[int]:
 def _bench(args: argparse.Namespace) -> int:
     from . import bench  # timing code, loaded only for this command
 
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise _UsageError("--device cuda: no CUDA device is available")
-    bench.prepare(args.device, args.paths.split(","))
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise _UsageError(f"--device {args.device}: expected cpu or cuda (or cuda:N)")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise _UsageError(f"--device {args.device}: no CUDA device is available")
+    paths = args.paths.split(",")
+    unknown = sorted(set(paths) - set(bench.PATHS))
+    if unknown:  # checked again by bench.benchmark; here, before anything is printed
+        raise _UsageError(f"--paths: unknown path {unknown[0]!r}; valid paths: "
+                          f"{', '.join(bench.PATHS)}")
+    if args.json and not Path(args.json).resolve().parent.is_dir():
+        raise _UsageError(f"--json {args.json}: its directory does not exist")
+    bench.prepare(args.device, paths)
     print(bench.environment())
     print(bench.HEADER)
     try:
-        results = bench.benchmark(args.batch_sizes, args.threads, args.paths.split(","),
+        results = bench.benchmark(args.batch_sizes, args.threads, paths,
                                   device=args.device, timed_steps=args.steps)
     except ValueError as error:
         raise _UsageError(str(error)) from None
@@ -325,6 +339,9 @@ def _report_training(config: training.RunConfig, out: Path, *, resume: bool,
         print(f"Interrupted; checkpoint saved. Continue with: {PROG} train --resume {out}",
               file=sys.stderr)
         return EXIT_INTERRUPTED
+    if result.resumed_from is not None and result.resumed_from == result.step:
+        print(f"Nothing to train: the run is already at step {result.step}; continue it with "
+              f"--steps above {result.step}.", file=sys.stderr)
     if result.best_step is not None and result.best_step != result.step:
         print(f"Best validation: {_number(result.best_val_cost)} bits per sequence at step "
               f"{result.best_step} ({training.BEST_FILE}; use --best with eval and plot).")
@@ -348,8 +365,9 @@ def _eval(args: argparse.Namespace) -> int:
                                        batches=args.batches, batch_size=args.batch_size,
                                        seed=args.seed)
     if args.json:
+        slots = config.model.memory_slots if config.model.kind != "lstm" else None
         print(json.dumps({"run": str(args.run), "task": config.task.name,
-                          "model": config.model.kind, "memory_slots": args.memory_slots,
+                          "model": config.model.kind, "memory_slots": slots,
                           "results": rows}, indent=2))
     else:
         memory = f", memory of {args.memory_slots} slots" if args.memory_slots else ""
@@ -368,8 +386,16 @@ def _eval_settings(config: training.RunConfig, overrides: list[str]) -> list[dic
         if not item.startswith("task.") or item.startswith("task.name="):
             raise ConfigError(f"eval takes task parameters only (task.KEY=VALUE), got {item!r}")
     changed = apply_overrides(config, overrides).task.params
-    return [{key: value for key, value in changed.items()
-             if config.task.params.get(key, not value) != value}]
+    setting = {key: value for key, value in changed.items()
+               if config.task.params.get(key, not value) != value}
+    trained, tested = training.build_task(config.task), training.build_task(config.task, **setting)
+    for what in ("input_size", "output_size"):
+        if getattr(trained, what) != getattr(tested, what):
+            raise ConfigError(
+                f"{' '.join(overrides)} changes the task's {what.replace('_', ' ')} from "
+                f"{getattr(trained, what)} to {getattr(tested, what)}, which the model cannot "
+                "take; change only the lengths, counts or other parameters that keep it")
+    return [setting]
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
@@ -412,13 +438,14 @@ def _draw(runs: Sequence[str], out: Path, *, batches: int, batch_size: int, best
     ``best`` draws the weights of each run's best validation; ``tests`` holds generalisation
     results already computed, by run label (see ``_labels``).
     """
-    out.mkdir(parents=True, exist_ok=True)
     labels = _labels(runs)
     prefix = (lambda label: "") if len(runs) == 1 else (lambda label: f"{label}-")
-    written, curves, tests = [], {}, dict(tests or {})
-    for run, label in zip(runs, labels, strict=True):
-        model, config = training.load_run(run, best=best)
-        curves[label] = training.read_metrics(run)
+    written, tests = [], dict(tests or {})
+    # Every run is read before anything is written, so a bad one leaves no half-drawn folder.
+    loaded = [training.load_run(run, best=best) for run in runs]
+    curves = {label: _records(run) for run, label in zip(runs, labels, strict=True)}
+    out.mkdir(parents=True, exist_ok=True)
+    for label, (model, config) in zip(labels, loaded, strict=True):
         if label not in tests:
             tests[label] = training.generalisation(model, config, batches=batches,
                                                    batch_size=batch_size)
@@ -450,12 +477,21 @@ def _draw_curves(runs: Sequence[str], out: Path) -> str:
     curves = {}
     for run, label, config in zip(runs, _labels(runs), configs, strict=True):
         kind = config.model.kind
-        curves[label if kind in label else f"{label} ({kind})"] = training.read_metrics(run)
+        curves[label if kind in label else f"{label} ({kind})"] = _records(run)
     task_names = {config.task.name for config in configs}
     title = f"Learning curves: {task_names.pop()}" if len(task_names) == 1 else None
     out.mkdir(parents=True, exist_ok=True)
     return plots.save_figure(plots.learning_curve_figure(curves, title=title),
                              out / "learning_curve.png")
+
+
+def _records(run: str) -> list[dict[str, Any]]:
+    """The metrics records of ``run``; an error if it has none to draw."""
+    records = training.read_metrics(run)
+    if not records:
+        raise _UsageError(f"{run} has no metrics records yet (it logs every train.log_every "
+                          "steps), so there is no learning curve to draw")
+    return records
 
 
 def _labels(runs: Sequence[str]) -> list[str]:
@@ -507,6 +543,9 @@ def _demo(args: argparse.Namespace) -> int:
     config = apply_overrides(config, [f"{k}={v}" for k, v in flags if v is not None])
     out = Path(args.out)
     if (out / training.CONFIG_FILE).exists():
+        if not _holds_demo(out):
+            raise _UsageError(f"{out} holds a run that is not a demo; the demo replaces only "
+                              "an earlier demo, so choose another --out")
         print(f"Replacing the previous demo in {out}", file=sys.stderr)
         for name in RUN_FILES:
             (out / name).unlink(missing_ok=True)
@@ -529,6 +568,19 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"Metrics: {out / training.METRICS_FILE}\nWeights: {out / training.BEST_FILE} "
           f"(best), {out / training.MODEL_FILE} (last)")
     return 0
+
+
+def _holds_demo(out: Path) -> bool:
+    """Whether ``out`` holds a run of ``ntm demo`` (the demo's config, whatever its limits)."""
+    try:
+        saved = training.read_config(out).to_dict()
+    except (training.RunDirError, training.ConfigError):
+        return False
+    demo = demo_config().to_dict()
+    for config in (saved, demo):
+        config["train"] = {k: v for k, v in config["train"].items()
+                           if k not in ("steps", "max_seconds")}
+    return saved == demo
 
 
 # -- sweep ------------------------------------------------------------------------------------

@@ -131,9 +131,10 @@ def _shape(tensor: torch.Tensor) -> str:
 def check_batch(task: Any, batch: Any, batch_size: int) -> None:
     """Checks that ``batch`` is what ``task.sample(batch_size)`` promises.
 
-    Expected: a :class:`Batch` with ``inputs [steps, batch_size, task.input_size]`` float32,
-    ``targets [steps, batch_size, task.output_size]`` float32 and ``mask [steps, batch_size]``
-    bool, one ``steps`` for all three.
+    Expected: a :class:`Batch` with ``inputs [steps, batch_size, task.input_size]`` float32 and
+    finite, ``targets [steps, batch_size, task.output_size]`` float32 in [0, 1] (they are scored
+    by binary cross-entropy) and ``mask [steps, batch_size]`` bool with at least one step to
+    score, one ``steps`` for all three.
 
     Raises:
         ValueError: one line naming the field, what was expected and what came.
@@ -160,6 +161,16 @@ def check_batch(task: Any, batch: Any, batch_size: int) -> None:
     if mask.shape != (steps, batch_size):
         raise ValueError(f"Batch.mask must have shape [steps, batch] = [{steps}, {batch_size}], "
                          f"got {_shape(mask)}")
+    if not torch.isfinite(batch.inputs).all():
+        raise ValueError("Batch.inputs must be finite, got NaN or infinite values")
+    targets = batch.targets
+    outside = ~((targets >= 0) & (targets <= 1))  # NaN fails both comparisons
+    if outside.any():
+        raise ValueError("Batch.targets must lie in [0, 1] (they are scored by binary "
+                         f"cross-entropy), got {targets[outside][0].item()}")
+    if not mask.any():
+        raise ValueError("Batch.mask marks no step to score (all False), so every cost would "
+                         "be 0; set it True where the targets are scored")
 
 
 def check_task(task: Any) -> None:

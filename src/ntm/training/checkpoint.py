@@ -3,7 +3,8 @@
 A run directory holds
 
 - ``config.json``: the resolved :class:`~ntm.training.config.RunConfig`;
-- ``metrics.jsonl``: one JSON object per logging interval;
+- ``metrics.jsonl``: one JSON object per logging interval, and one (``"final": true``) for the
+  last step of a run that ends between two;
 - ``model.safetensors``: the model's weights (what :func:`~ntm.training.load_run` reads);
 - ``best.safetensors``: the weights at the validation with the lowest cost so far (training
   cost can spike back up late in a run, so the last weights are not always the best);

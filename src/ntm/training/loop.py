@@ -67,7 +67,8 @@ class TrainResult:
         out_dir: the run directory.
         step: updates done in total (including those before a resume).
         sequences: training sequences seen in total.
-        cost: training bits per sequence over the last logging interval (None before one).
+        cost: training bits per sequence over the last logging interval, or over the part of
+            one the run ended in (None before any update).
         val_cost, val_bit_errors: the final model's scores on the held-out set.
         seconds: training wall-clock time in total (including before a resume).
         stopped: ``"steps"`` (reached ``train.steps``), ``"target"`` (validation cost under
@@ -77,6 +78,8 @@ class TrainResult:
             ``best.safetensors``.
         world_size: processes that trained together (torchrun's ``WORLD_SIZE``). Only rank 0
             validates, so on other ranks the validation fields are None.
+        resumed_from: the step a resumed run started from (None for a new run); equal to
+            ``step`` when there was nothing left to train.
     """
 
     out_dir: Path
@@ -90,6 +93,7 @@ class TrainResult:
     best_step: int | None = None
     best_val_cost: float | None = None
     world_size: int = 1
+    resumed_from: int | None = None
 
 
 def train(
@@ -102,7 +106,9 @@ def train(
     ``sequences``, ``cost`` in bits per sequence averaged over the interval, ``seconds``,
     ``sequences_per_second``, ``lr`` (the learning rate of the interval's last update), and
     every ``train.val_every`` steps ``val_cost`` and
-    ``val_bit_errors`` on a fixed held-out set, plus ``val_optimal_cost`` for ngrams), the
+    ``val_bit_errors`` on a fixed held-out set, plus ``val_optimal_cost`` for ngrams; a run
+    that ends between two records adds one more for its last step, marked ``"final": true``,
+    whose cost covers the steps since the last record and which a resumed run replaces), the
     weights and a resumable training state every ``train.checkpoint_every`` steps and at the end
     (see :mod:`ntm.training.checkpoint`), the weights of the best validation so far
     (``best.safetensors``), and TensorBoard logs if ``train.tensorboard``.
@@ -129,9 +135,11 @@ def train(
     and every rank reads the saved state, so ``out_dir`` must be on a file system all see.
 
     Raises:
-        ConfigError: an invalid config, or one that differs from the saved run's when resuming.
+        ConfigError: an invalid config, or one that differs from the saved run's when resuming,
+            or, resuming, ``train.steps`` below the step the run has reached.
         RunDirError: ``out_dir`` holds a run (not resuming), or no resumable state (resuming).
-        TrainingDiverged: the loss became NaN or infinite; the last checkpoint is kept.
+        TrainingDiverged: the loss or the weights became NaN or infinite; the last checkpoint
+            is kept.
     """
     config = RunConfig.from_dict(config.to_dict())  # checks every type and bound, and the task
     with distributed.process_group(config.train.device) as world:
@@ -145,6 +153,10 @@ def _train(config: RunConfig, out: Path, world: World, *, resume: bool,
         _check_resumable(config, out)
     elif world.main and ((out / STATE_FILE).exists() or (out / METRICS_FILE).exists()):
         # Rank 0 alone looks: another rank could see the files rank 0 has just begun to write.
+        if not (out / STATE_FILE).exists():
+            raise RunDirError(f"{out} holds a run that stopped before its first checkpoint "
+                              f"(no {STATE_FILE}), so it cannot be continued; delete it or "
+                              "choose another output directory")
         raise RunDirError(f"{out} already holds a run; continue it with --resume {out} "
                           "or choose another output directory")
     device = world.device
@@ -177,6 +189,10 @@ def _train(config: RunConfig, out: Path, world: World, *, resume: bool,
                               f"process(es), not {world.size}; resume it with as many, so that "
                               "every rank draws the data it would have drawn")
         counters.update(saved)
+        if config.train.steps < counters["step"]:
+            raise ConfigError(f"train.steps={config.train.steps} is below the step the run in "
+                              f"{out} has reached ({counters['step']}); give a larger number "
+                              "of steps to continue it")
         distributed.restore_generators(out / STATE_FILE, generators, world)
         set_capturable(optimizer, graphs)  # the saved groups carry the saved run's setting
     if world.main:
@@ -192,20 +208,28 @@ def _train(config: RunConfig, out: Path, world: World, *, resume: bool,
         counters.update(val_cost=scores["cost"], val_bit_errors=scores["bit_errors"],
                         val_step=counters["step"])
         best = counters["best_val_cost"]
-        if best is None or scores["cost"] < best:  # validation spikes happen (RESULTS.md)
+        # Validation spikes happen (RESULTS.md); weights that score NaN are never the best.
+        if math.isfinite(scores["cost"]) and (best is None or scores["cost"] < best):
             counters.update(best_val_cost=scores["cost"], best_step=counters["step"])
             save_weights(model, out / BEST_FILE, {"step": counters["step"],
                                                   "val_cost": scores["cost"]})
         return scores
 
-    def validate_aside() -> None:
+    def validate_aside() -> dict[str, float]:
         # The final model is scored off the schedule of val_every. Random memory draws on the
         # global generators, so they are put back: a run stopped here and resumed must draw
         # what one that never stopped draws.
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            validate()
+            return validate()
 
     def checkpoint() -> None:
+        # An update from a finite loss can still leave non-finite weights (a rate far too
+        # high); they must not replace the last good checkpoint. The ranks' weights are equal.
+        if not all(bool(torch.isfinite(p).all()) for p in parameters):
+            kept = ("no checkpoint was saved yet" if last_checkpoint is None else
+                    f"the checkpoint of step {last_checkpoint} is kept in {out}")
+            raise TrainingDiverged(f"the weights became NaN or infinite by step "
+                                   f"{counters['step']}; {kept} (try a lower optim.lr)")
         others = distributed.gather_generators(generators, world)  # collective: every rank
         if not world.main:
             return
@@ -225,6 +249,8 @@ def _train(config: RunConfig, out: Path, world: World, *, resume: bool,
                disable=not (progress and world.main), dynamic_ncols=True, leave=True)
     started, seconds_before = time.perf_counter(), counters["seconds"]
     stopped = "steps"
+    resumed_from = counters["step"] if resume else None
+    final_cost = None  # the cost of the steps after the last record, if the run ends there
     last_checkpoint = counters["step"] if resume else None
     replica.train()
     metrics_file = (open(out / METRICS_FILE, "a", encoding="utf-8") if world.main  # noqa: SIM115
@@ -281,7 +307,12 @@ def _train(config: RunConfig, out: Path, world: World, *, resume: bool,
                 if final:  # the same on every rank, so the collectives below meet
                     rescored = world.main and counters["val_step"] != step
                     if rescored:
-                        validate_aside()
+                        scores = validate_aside()
+                        if counters["interval_steps"]:  # the run ended between two records
+                            record = _final_record(counters, config, scores, lr)
+                            final_cost = record["cost"]
+                            metrics.write(json.dumps(record) + "\n")
+                            metrics.flush()
                     if distributed.agree(int(rescored), world):
                         checkpoint()
                 if stopped != "steps":
@@ -294,9 +325,11 @@ def _train(config: RunConfig, out: Path, world: World, *, resume: bool,
         bar.close()
         if writer is not None:
             writer.close()
-    return TrainResult(out, counters["step"], counters["sequences"], counters["cost"],
+    cost = counters["cost"] if final_cost is None else final_cost
+    return TrainResult(out, counters["step"], counters["sequences"], cost,
                        counters["val_cost"], counters["val_bit_errors"], counters["seconds"],
-                       stopped, counters["best_step"], counters["best_val_cost"], world.size)
+                       stopped, counters["best_step"], counters["best_val_cost"], world.size,
+                       resumed_from)
 
 
 def validation_set(config: RunConfig, task, device: torch.device | str = "cpu") -> list:
@@ -344,6 +377,23 @@ def _log(counters: dict[str, Any], config: RunConfig, validate, lr: float) -> di
     return record
 
 
+def _final_record(counters: dict[str, Any], config: RunConfig, scores: dict[str, float],
+                  lr: float) -> dict[str, Any]:
+    """The record of a run's last step when it ends between two records: its cost covers the
+    steps since the last record. The interval sums are kept, as saved in the checkpoint, so a
+    resumed run (which drops this record) logs the whole interval as one that never stopped."""
+    elapsed = counters["seconds"] - counters["interval_start"]
+    sequences = counters["interval_steps"] * config.train.batch_size * counters["world_size"]
+    record = {"step": counters["step"], "sequences": counters["sequences"],
+              "cost": counters["interval_cost"] / counters["interval_steps"],
+              "seconds": round(counters["seconds"], 3),
+              "sequences_per_second": round(sequences / elapsed, 2) if elapsed > 0 else None,
+              "lr": lr}
+    record.update({f"val_{key}": value for key, value in scores.items()})
+    record["final"] = True
+    return record
+
+
 def _check_resumable(config: RunConfig, out: Path) -> None:
     if not (out / STATE_FILE).is_file():
         raise RunDirError(f"{out} has no training state to resume ({STATE_FILE} is missing)")
@@ -370,11 +420,14 @@ def resumable_overrides() -> list[str]:
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop the records logged after the checkpoint: the resumed run logs them again."""
+    """Drop the records logged after the checkpoint, and the record of where the last piece
+    ended between two records: the resumed run logs them as one that never stopped."""
     if not path.is_file():
         return
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+    records = [(line, json.loads(line)) for line in lines if line.strip()]
+    kept = [line for line, record in records
+            if record["step"] <= step and not record.get("final")]
     atomic_write_text(path, "".join(kept))
 
 
