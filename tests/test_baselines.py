@@ -1,5 +1,7 @@
 """Tests of the stacked-LSTM baseline (ntm.baselines)."""
 
+import re
+
 import pytest
 import torch
 
@@ -76,3 +78,14 @@ def test_gradients_flow():
     logits, _ = model(torch.randn(4, 2, 9))
     logits.sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_input_of_another_dtype_says_both_and_the_fix():
+    message = (
+        "input has dtype torch.float64 but the model's parameters are torch.float32; "
+        "convert the model with model.double() or the input with input.float()"
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        _model()(torch.zeros(2, 1, 9, dtype=torch.float64))
+    with pytest.raises(ValueError, match=re.escape("convert the input with input.float()")):
+        _model()(torch.zeros(2, 1, 9, dtype=torch.int64))

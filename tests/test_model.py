@@ -451,6 +451,44 @@ def test_state_of_another_batch_size_or_controller_is_rejected() -> None:
 
 
 @pytest.mark.parametrize(
+    ("dtype", "fixes"),
+    [
+        (torch.float64, "convert the model with model.double() or the input with input.float()"),
+        (torch.float16, "convert the model with model.half() or the input with input.float()"),
+        (torch.int64, "convert the input with input.float()"),
+    ],
+)
+def test_input_of_another_dtype_is_rejected(dtype, fixes) -> None:
+    model = small_ntm()
+    message = f"input has dtype {dtype} but the model's parameters are torch.float32; {fixes}"
+    for run in (model, model.trace):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            run(torch.zeros(3, 2, 9, dtype=dtype))
+        with pytest.raises(ValueError, match=re.escape(message)):
+            run(torch.zeros(3, 9, dtype=dtype))  # unbatched
+    with pytest.raises(ValueError, match=re.escape(message)):
+        model.cell(torch.zeros(2, 9, dtype=dtype))
+    double = small_ntm(dtype=torch.float64)
+    with pytest.raises(ValueError, match=re.escape("model with model.float() or the input with "
+                                                   "input.double()")):  # fmt: skip
+        double(torch.zeros(3, 2, 9))
+    # The fixes the message gives work.
+    assert model.double()(torch.zeros(3, 2, 9, dtype=torch.float64))[0].dtype == torch.float64
+
+
+def test_state_of_another_dtype_is_rejected() -> None:
+    model = small_ntm()
+    state = model.initial_state(2)
+    bad = state._replace(memory=state.memory.double())
+    message = "state.memory must have the model's dtype torch.float32, got torch.float64"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        model(torch.zeros(3, 2, 9), bad)
+    bad = state._replace(controller=(state.controller[0], state.controller[1].half()))
+    with pytest.raises(ValueError, match=re.escape("state.controller[1] must have the model's")):
+        model.cell(torch.zeros(2, 9), bad)
+
+
+@pytest.mark.parametrize(
     ("arguments", "message"),
     [
         ({"controller": "gru"}, "controller must be one of ['feedforward', 'lstm'], got 'gru'"),
@@ -493,6 +531,42 @@ def test_a_thousand_steps_give_no_nan_or_inf(fused) -> None:
     loss.backward()
     for name, parameter in model.named_parameters():
         assert torch.isfinite(parameter.grad).all(), name
+
+
+@pytest.mark.parametrize("controller", ["lstm", "feedforward"])
+@pytest.mark.parametrize("unbatched", [False, True], ids=["batched", "unbatched"])
+def test_detach_gives_the_same_values_without_a_graph(controller, unbatched) -> None:
+    model = small_ntm(controller=controller)
+    x = torch.randn(5, 9) if unbatched else torch.randn(5, 2, 9)
+    _, state = model(x)
+    assert all(t.grad_fn is not None for t in state_fields(state))
+    detached = state.detach()
+    assert isinstance(detached, NTMState) and isinstance(detached.controller, tuple)
+    assert len(detached.controller) == (2 if controller == "lstm" else 0)
+    assert_states_close(detached, state, rtol=0, atol=0)
+    for tensor in state_fields(detached):
+        assert not tensor.requires_grad and tensor.grad_fn is None
+    assert all(t.grad_fn is not None for t in state_fields(state))  # the original is kept
+
+
+@FUSED
+def test_truncated_backpropagation_with_a_detached_state(fused) -> None:
+    model = small_ntm(fused=fused)
+    x = torch.randn(6, 2, 9)
+    logits, state = model(x[:3])
+    logits.sum().backward()  # frees the first chunk's graph
+    model.zero_grad()
+    logits, _ = model(x[3:], state.detach())
+    logits.sum().backward()  # would backpropagate into the freed graph without detach
+    # The gradient is that of the second chunk alone, started from the state as a constant.
+    expected = small_ntm(fused=fused)  # the same parameters (the same seed)
+    constant = NTMState(
+        *(t.detach().clone() for t in state[:4]),
+        tuple(t.detach().clone() for t in state.controller),
+    )
+    expected(x[3:], constant)[0].sum().backward()
+    for (name, p), q in zip(model.named_parameters(), expected.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, msg=name)
 
 
 @pytest.mark.parametrize("memory_init", ["constant", "learned", "random"])

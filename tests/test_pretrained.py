@@ -111,3 +111,34 @@ def test_shipped_repeat_copy_model_copies_length_20_ten_times():
     with torch.no_grad():
         logits, _ = model(batch.inputs)
     assert ntm.metrics.bit_errors_per_sequence(logits, batch.targets, batch.mask).item() < 20
+
+
+def test_an_unknown_model_names_the_task_and_model_asked_for():
+    with pytest.raises(KeyError, match="no model 'ntm-lstm' was shipped for task 'nope'; "
+                       "shipped models: .*copy-ntm-lstm"):  # fmt: skip
+        ntm.pretrained.load("nope")
+    with pytest.raises(KeyError, match="no model 'gru' was shipped for task 'copy'"):
+        ntm.pretrained.load("copy", "gru")
+
+
+def test_load_with_another_memory_length_keeps_the_weights():
+    shipped = ntm.pretrained.load("repeat_copy", "ntm-ff")
+    assert shipped.cell.memory_init == "constant" and shipped.cell.memory_slots == 128
+    longer = ntm.pretrained.load("repeat_copy", "ntm-ff", memory_slots=200)
+    assert longer.cell.memory_slots == 200 and not longer.training
+    for (name, theirs), mine in zip(
+        shipped.state_dict().items(), longer.state_dict().values(), strict=True
+    ):
+        assert torch.equal(theirs, mine), name
+    with torch.no_grad():
+        _, state = longer(torch.zeros(3, 2, longer.input_size))
+    assert state.memory.shape == (2, 200, longer.cell.memory_width)
+
+
+def test_a_learned_memory_keeps_its_length():
+    shipped = ntm.pretrained.load("copy")  # copy-ntm-lstm learned its initial memory
+    assert shipped.cell.memory_init == "learned"
+    with pytest.raises(ntm.training.ConfigError, match="learned its initial memory"):
+        ntm.pretrained.load("copy", memory_slots=200)
+    same = ntm.pretrained.load("copy", memory_slots=shipped.cell.memory_slots)
+    assert torch.equal(same.cell.initial_memory, shipped.cell.initial_memory)

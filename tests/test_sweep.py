@@ -96,3 +96,95 @@ def test_a_sweep_does_not_overwrite_runs(tmp_path, capsys):
     assert main(["sweep", "copy", "--seeds", "1-2", "--out", str(out), *SETS]) == 2
     assert "seed2 already holds a run" in capsys.readouterr().err
     assert not (out / "seed1").exists()
+
+
+def test_a_second_sweep_into_the_directory_keeps_the_first_seeds(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    common = ["--steps", "2", "--target", "1000", "--out", str(out), *SETS]
+    assert main(["sweep", "copy", "--seeds", "3", *common]) == 0
+    first = json.loads((out / "summary.json").read_text())
+    capsys.readouterr()
+    assert main(["sweep", "copy", "--seeds", "1", *common]) == 0
+    table = capsys.readouterr().out  # every seed of the folder, the first sweep's too
+    assert [line.split()[0] for line in table.splitlines()[2:4]] == ["1", "3"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert [run["seed"] for run in summary["runs"]] == [1, 3]  # sorted by seed
+    assert summary["runs"][1] == first["runs"][0]  # the first sweep's entry, unchanged
+    assert (summary["seeds"], summary["finished"], summary["converged"]) == (2, 2, 2)
+    assert (summary["train_args"], summary["target"]) == (first["train_args"], 1000.0)
+    assert sorted(path.name for path in out.iterdir()) == ["seed1", "seed3", "summary.json"]
+    assert "Seed" not in capsys.readouterr().out  # no failures
+
+
+def _fake_seeds(monkeypatch, results):
+    """Replace the child processes: seed S ends as ``results[S]`` (sequences to target, or
+    "failed"); a seed not in ``results`` fails the test."""
+
+    def run_seed(seed, folder, train_args, environment, target):
+        outcome = results[seed]
+        if outcome == "failed":
+            return ntm_sweep.SeedRun(seed, str(folder), 2, error="boom")
+        return ntm_sweep.SeedRun(seed, str(folder), 0, steps=50, sequences=100, val_cost=0.5,
+                                 sequences_to_target=outcome)
+
+    monkeypatch.setattr(ntm_sweep, "_run_seed", run_seed)
+
+
+def test_merged_summary_counts_over_every_seed(tmp_path, monkeypatch):
+    out = tmp_path / "sweep"
+    _fake_seeds(monkeypatch, {5: 40, 1: None})
+    ntm_sweep.run_sweep(["copy"], [5, 1], out, jobs=1, target=0.5)
+    _fake_seeds(monkeypatch, {3: 10, 2: "failed", 1: 70})
+    runs = ntm_sweep.run_sweep(["copy"], [3, 2, 1], out, jobs=1, target=0.5)
+    assert [run.seed for run in runs] == [3, 2, 1]  # this sweep's, in the order asked
+    summary = json.loads((out / "summary.json").read_text())
+    # Seed 1 (its directory held no run) was run again: its new result replaces the old one.
+    assert [(run["seed"], run["sequences_to_target"], run["returncode"])
+            for run in summary["runs"]] == [(1, 70, 0), (2, None, 2), (3, 10, 0), (5, 40, 0)]
+    assert (summary["seeds"], summary["finished"], summary["converged"]) == (4, 3, 3)
+    assert summary["converged_fraction"] == 0.75 and summary["median_sequences_to_target"] == 40
+    assert summary == {**summary, **ntm_sweep.summarize(ntm_sweep.read_summary(out)["runs"])}
+    assert [path.name for path in out.iterdir()] == ["summary.json"]  # no temporary file left
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("{", "Expecting property name"),
+    ("[]", "expected a JSON object, got list"),
+    ('{"train_args": ["copy"], "target": 0.1}', "'runs' is missing"),
+    ('{"train_args": ["copy"], "target": 0.1, "runs": [{"seed": 1}]}',
+     "runs[0].out_dir is missing or of the wrong type"),
+    ('{"train_args": ["copy"], "target": 0.1, "runs": [{"seed": "1", "out_dir": "x", '
+     '"returncode": 0}]}', "runs[0].seed is missing or of the wrong type"),
+    ('{"train_args": ["copy"], "target": 0.1, "runs": [{"seed": 1, "out_dir": "x", '
+     '"returncode": 0}, {"seed": 1, "out_dir": "x", "returncode": 0}]}', "listed twice"),
+])
+def test_a_corrupt_summary_is_refused_before_any_seed_trains(tmp_path, monkeypatch, capsys,
+                                                             text, problem):
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / "summary.json").write_text(text)
+    _fake_seeds(monkeypatch, {})  # a seed that starts fails the test
+    with pytest.raises(ntm_sweep.RunDirError, match=re.escape(problem)):
+        ntm_sweep.run_sweep(["copy"], [1], out)
+    assert main(["sweep", "copy", "--seeds", "1", "--out", str(out), *SETS]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]  # after the "Training" banner
+    assert error.startswith("ntm: error: ") and "summary.json is corrupt" in error, error
+    assert error.endswith("; repair or remove it, or choose another output directory")
+    assert (out / "summary.json").read_text() == text
+    assert [path.name for path in out.iterdir()] == ["summary.json"]
+
+
+@pytest.mark.parametrize(("train_args", "target", "problem"), [
+    (["copy", "--steps", "3"], 0.5, "trained with copy --steps 2, not copy --steps 3"),
+    (["copy", "--steps", "2"], 0.1, "under a target of 0.5, not 0.1"),
+])
+def test_seeds_of_another_sweep_are_not_added(tmp_path, monkeypatch, train_args, target,
+                                              problem):
+    out = tmp_path / "sweep"
+    _fake_seeds(monkeypatch, {1: 10})
+    ntm_sweep.run_sweep(["copy", "--steps", "2"], [1], out, target=0.5)
+    before = (out / "summary.json").read_text()
+    _fake_seeds(monkeypatch, {})
+    with pytest.raises(ntm_sweep.RunDirError, match=re.escape(problem)):
+        ntm_sweep.run_sweep(train_args, [2], out, target=target)
+    assert (out / "summary.json").read_text() == before

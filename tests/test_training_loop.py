@@ -364,3 +364,13 @@ def test_training_runs_on_its_threads_and_restores_the_callers(tmp_path, monkeyp
     train(_config(f"train.threads={other}", steps=2), tmp_path / "run", progress=False)
     assert seen and set(seen) == {other}
     assert torch.get_num_threads() == before
+
+
+def test_a_learned_memory_loads_with_its_own_length(tmp_path):
+    train(_config("model.memory_init=learned", steps=0), tmp_path / "run", progress=False)
+    trained, _ = load_run(tmp_path / "run")
+    same, config = load_run(tmp_path / "run", memory_slots=12)  # the length it has: allowed
+    assert config.model.memory_slots == 12 and same.cell.memory_slots == 12
+    assert torch.equal(same.cell.initial_memory, trained.cell.initial_memory)
+    with pytest.raises(ConfigError, match="learned its initial memory"):
+        load_run(tmp_path / "run", memory_slots=11)

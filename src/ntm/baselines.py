@@ -14,6 +14,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from .model import check_input_dtype
+
 __all__ = ["LSTMBaseline", "LSTMState", "lstm_baseline_parameter_count"]
 
 
@@ -121,6 +123,7 @@ class LSTMBaseline(nn.Module):
                 "input.size(-1) must be equal to input_size. "
                 f"Expected {self.input_size}, got {input.size(-1)}"
             )
+        check_input_dtype(input, self.output.weight.dtype)
         hidden, (h, c) = self.lstm(input, None if state is None else tuple(state))
         return self.output(hidden), LSTMState(h, c)
 

@@ -614,7 +614,8 @@ def _sweep(args: argparse.Namespace) -> int:
 
     runs = training.run_sweep(train_args, seeds, out, jobs=jobs, target=args.target,
                               report=report)
-    print(training.sweep_table(runs, args.target))
+    every = training.read_summary(out)  # with the seeds of earlier sweeps into this folder
+    print(training.sweep_table(every["runs"] if every else runs, args.target))
     print(f"Summary: {out / training.SUMMARY_FILE}")
     return 0 if all(run.finished for run in runs) else EXIT_SOME_FAILED
 

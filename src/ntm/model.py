@@ -42,6 +42,29 @@ class NTMState(NamedTuple):
     read_vectors: Tensor  # [B, R, M]
     controller: tuple[Tensor, ...]  # LSTM: (hidden [L, B, C], cell [L, B, C]); feedforward: ()
 
+    def detach(self) -> NTMState:
+        """The same state with every tensor, the controller's included, detached from the graph.
+
+        For truncated backpropagation through time: the values carry on into the next chunk
+        of steps, the gradient stops at the chunk boundary. (``NTMState(*(t.detach() for t in
+        state))`` does not work: ``controller`` is a tuple of tensors.)
+
+        Example:
+            >>> import torch, ntm
+            >>> model = ntm.NTM(9, 8, memory_slots=16, memory_width=4, controller_size=8)
+            >>> optimiser = torch.optim.Adam(model.parameters())
+            >>> state = None
+            >>> for chunk in torch.rand(40, 2, 9).split(10):  # 4 chunks of 10 steps
+            ...     logits, state = model(chunk, state)
+            ...     optimiser.zero_grad()
+            ...     logits.pow(2).mean().backward()  # through this chunk only
+            ...     optimiser.step()
+            ...     state = state.detach()
+            >>> state.memory.requires_grad, state.controller[0].grad_fn
+            (False, None)
+        """
+        return NTMState(*(t.detach() for t in self[:4]), tuple(t.detach() for t in self.controller))
+
 
 class NTMTrace(NamedTuple):
     """What the heads did at every step, recorded by :meth:`NTM.trace` (for figures)."""
@@ -205,9 +228,14 @@ class NTMCell(nn.Module):
             (f"controller[{i}]", t, e)
             for i, (t, e) in enumerate(zip(state.controller, expected.controller, strict=True))
         ]
+        dtype = self.initial_reads.dtype
         for name, tensor, shape in pairs:
             if _shape(tensor) != shape:
                 raise ValueError(f"state.{name} must have shape {shape}, got {_shape(tensor)}")
+            if tensor.dtype != dtype:
+                raise ValueError(
+                    f"state.{name} must have the model's dtype {dtype}, got {tensor.dtype}"
+                )
 
     # -- one step ---------------------------------------------------------------------------
 
@@ -239,7 +267,7 @@ class NTMCell(nn.Module):
 
     def forward(self, input: Tensor, state: NTMState | None = None) -> tuple[Tensor, NTMState]:
         """One step: ``input [B, I]`` (or ``[I]``) -> ``(logits [B, O], state)``."""
-        _check_input(input, self.input_size, batched_rank=2)
+        _check_input(input, self.input_size, self.initial_reads.dtype, batched_rank=2)
         unbatched = input.dim() == 1
         if unbatched:
             input = input.unsqueeze(0)
@@ -373,7 +401,7 @@ class NTM(nn.Module):
 
     def _run(self, input: Tensor, state: NTMState | None, record: bool):
         cell = self.cell
-        _check_input(input, cell.input_size, batched_rank=3)
+        _check_input(input, cell.input_size, cell.initial_reads.dtype, batched_rank=3)
         unbatched = input.dim() == 2
         if unbatched:
             input = input.unsqueeze(1)
@@ -470,7 +498,7 @@ def _check_arguments(arguments: dict) -> None:
         )
 
 
-def _check_input(input: Tensor, input_size: int, batched_rank: int) -> None:
+def _check_input(input: Tensor, input_size: int, dtype: torch.dtype, batched_rank: int) -> None:
     if not isinstance(input, Tensor):
         raise ValueError(f"input must be a Tensor, got {type(input).__name__}")
     if input.dim() not in (batched_rank - 1, batched_rank):
@@ -483,6 +511,31 @@ def _check_input(input: Tensor, input_size: int, batched_rank: int) -> None:
             "input.size(-1) must be equal to input_size. "
             f"Expected {input_size}, got {input.size(-1)}"
         )
+    check_input_dtype(input, dtype)
+
+
+def check_input_dtype(input: Tensor, dtype: torch.dtype) -> None:
+    """Raise a ValueError naming both dtypes and the fix if ``input`` is not of ``dtype``."""
+    if input.dtype != dtype:
+        # Else the first matrix product fails with "mat1 and mat2 must have the same dtype".
+        fixes = [f"the input with input{_conversion(dtype)}"]
+        if input.is_floating_point():
+            fixes.insert(0, f"the model with model{_conversion(input.dtype)}")
+        raise ValueError(
+            f"input has dtype {input.dtype} but the model's parameters are {dtype}; "
+            f"convert {' or '.join(fixes)}"
+        )
+
+
+def _conversion(dtype: torch.dtype) -> str:
+    """The method call that converts a module or tensor to ``dtype``: ``.double()``, ..."""
+    methods = {
+        torch.float64: "double",
+        torch.float32: "float",
+        torch.float16: "half",
+        torch.bfloat16: "bfloat16",
+    }
+    return f".{methods[dtype]}()" if dtype in methods else f".to({dtype})"
 
 
 def _add_batch(state: NTMState) -> NTMState:

@@ -39,18 +39,33 @@ def run_dir(name: str) -> Path:
     raise KeyError(f"shipped models: {', '.join(available) or 'none'}")
 
 
-def load(task: str, model: str = DEFAULT_MODEL, *, device=None) -> nn.Module:
+def load(
+    task: str, model: str = DEFAULT_MODEL, *, device=None, memory_slots: int | None = None
+) -> nn.Module:
     """The shipped model trained on ``task`` (an :class:`ntm.NTM`), in eval mode.
 
     Args:
         task: a task name, e.g. ``"copy"``.
         model: ``"ntm-lstm"`` or ``"ntm-ff"``.
         device: where to put it (default: the CPU, or CUDA if available).
+        memory_slots: give it a memory of this many slots instead of the one it trained with,
+            as :func:`ntm.training.load_run` does (a model that learned its initial memory,
+            such as ``copy-ntm-lstm``, keeps its own size).
 
     Raises:
-        KeyError: no model was shipped for ``task`` and ``model``.
+        KeyError: no model was shipped for ``task`` and ``model``; the message lists the
+            shipped ones.
+        ntm.training.ConfigError: a ``memory_slots`` that the model's weights do not allow.
+
+    >>> load("repeat_copy", "ntm-ff", memory_slots=200).cell.memory_slots
+    200
     """
     from ..training import load_run  # the run-directory reader; imported late, it imports us
 
-    loaded, _ = load_run(run_dir(f"{task}-{model}"), device=device)
+    try:
+        path = run_dir(f"{task}-{model}")
+    except KeyError as error:
+        reason = error.args[0]  # the shipped models
+        raise KeyError(f"no model {model!r} was shipped for task {task!r}; {reason}") from None
+    loaded, _ = load_run(path, device=device, memory_slots=memory_slots)
     return loaded

@@ -41,7 +41,15 @@ from .loop import (
 )
 from .optim import build_optimizer, clip_gradients, scheduled_lr
 from .presets import FAST, PAPER_MODELS, PRESETS, preset_config
-from .sweep import SUMMARY_FILE, SeedRun, cpu_cores, parse_seeds, run_sweep, sweep_table
+from .sweep import (
+    SUMMARY_FILE,
+    SeedRun,
+    cpu_cores,
+    parse_seeds,
+    read_summary,
+    run_sweep,
+    sweep_table,
+)
 
 __all__ = [
     "BEST_FILE",
@@ -87,6 +95,7 @@ __all__ = [
     "resolve_device",
     "resolve_run_dir",
     "resumable_overrides",
+    "read_summary",
     "run_sweep",
     "scheduled_lr",
     "setting_label",

@@ -225,12 +225,13 @@ def load_run(
         memory_slots: give the NTM a memory of this many slots instead of the one it trained
             with (the returned config says so). No weight depends on the memory's length, so a
             model that ran out of memory on long sequences can be tested with more; a learned
-            initial memory (``model.memory_init=learned``) is the exception and is refused.
+            initial memory (``model.memory_init=learned``) is the exception: only its own size
+            is accepted.
 
     Raises:
         RunDirError: missing or corrupt directory, or weights that do not fit the config.
-        ConfigError: ``memory_slots`` for a model that has no memory or learned its initial one,
-            or too few slots for its shifts.
+        ConfigError: ``memory_slots`` for a model that has no memory, another size for one
+            that learned its initial memory, or too few slots for its shifts.
     """
     path = resolve_run_dir(run_dir)
     config = read_config(path)
@@ -251,7 +252,7 @@ def _with_memory_slots(config: RunConfig, memory_slots: int) -> RunConfig:
     if model.kind == "lstm":
         raise ConfigError("memory_slots applies to an NTM (ntm-lstm, ntm-ff), not to the "
                           "LSTM baseline, which has no memory")
-    if model.memory_init == "learned":
+    if model.memory_init == "learned" and memory_slots != model.memory_slots:
         raise ConfigError("memory_slots cannot change for a model that learned its initial "
                           "memory (model.memory_init=learned): that memory is a weight of "
                           f"{model.memory_slots} rows")

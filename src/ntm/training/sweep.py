@@ -7,6 +7,11 @@ sequences it needed to get there, and for the sweep the fraction of seeds that c
 the median of those sequences. Seeds run in separate processes, each with one thread, so that
 they neither share an interpreter nor compete for the cores (``--set train.threads=N`` in
 ``train_args`` overrides that).
+
+A sweep into a directory that already holds a summary adds its seeds to it: the summary then
+lists the earlier seeds and the new ones, sorted by seed, and its counts are over all of them.
+Only seeds of the same sweep are added (the same ``train_args`` and target), so that the
+counts compare like with like.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +34,7 @@ from .evaluate import evaluate_batches, load_run, read_metrics
 from .loop import validation_set
 
 __all__ = ["LOG_FILE", "MAX_SEEDS", "SUMMARY_FILE", "SeedRun", "cpu_cores", "parse_seeds",
-           "run_sweep", "summarize", "sweep_table"]
+           "read_summary", "run_sweep", "summarize", "sweep_table"]
 
 SUMMARY_FILE = "summary.json"
 LOG_FILE = "train.log"
@@ -122,7 +127,10 @@ def run_sweep(
 
     Each seed runs ``python -m ntm train --set train.threads=1 *train_args --seed S --out
     OUT/seedS --no-progress`` in the current directory, its output going to
-    ``OUT/seedS/train.log``. A failed seed is recorded, not raised.
+    ``OUT/seedS/train.log``. A failed seed is recorded, not raised. If ``OUT/summary.json``
+    exists (an earlier sweep into ``OUT``), these seeds are added to it: it keeps the earlier
+    seeds (a seed run again, which can only be one whose directory holds no run, takes the
+    new result), lists them all sorted by seed, and counts over all of them.
 
     Args:
         train_args: the task and the options of ``ntm train`` that every seed shares.
@@ -133,16 +141,21 @@ def run_sweep(
         report: called with each seed's result as it ends, in the calling thread.
 
     Returns:
-        The runs in the order of ``seeds``.
+        The runs in the order of ``seeds`` (this sweep's only; :func:`read_summary` gives all).
 
     Raises:
-        RunDirError: a seed's run directory already holds a run (nothing is started then).
+        RunDirError: a seed's run directory already holds a run, or ``OUT/summary.json`` is
+            corrupt or summarises a sweep with other ``train_args`` or ``target`` (nothing is
+            started then).
     """
     out = Path(out_dir)
     folders = {seed: out / f"seed{seed}" for seed in seeds}
     for folder in folders.values():
         if (folder / STATE_FILE).exists() or (folder / METRICS_FILE).exists():
             raise RunDirError(f"{folder} already holds a run; choose another output directory")
+    earlier = read_summary(out)
+    if earlier is not None:
+        _check_same_sweep(earlier, out / SUMMARY_FILE, train_args, target)
     environment = {key: value for key, value in os.environ.items()
                    if key not in _LAUNCHER_VARIABLES}
     environment["OMP_NUM_THREADS"] = "1"  # also the threads torch starts before train() runs
@@ -160,12 +173,83 @@ def run_sweep(
         # On Ctrl-C the running seeds get the signal too and checkpoint; start no more.
         pool.shutdown(wait=True, cancel_futures=True)
     ordered = [runs[seed] for seed in seeds]
+    every = {run.seed: run for run in (earlier["runs"] if earlier else [])}
+    every.update(runs)  # a seed run again takes its new result
+    every_run = sorted(every.values(), key=lambda run: run.seed)
     out.mkdir(parents=True, exist_ok=True)
-    summary = {"train_args": list(train_args), "target": target, **summarize(ordered),
+    summary = {"train_args": list(train_args), "target": target, **summarize(every_run),
                "runs": [{**asdict(run), "finished": run.finished, "converged": run.converged}
-                        for run in ordered]}
+                        for run in every_run]}
     atomic_write_text(out / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     return ordered
+
+
+# The type of every SeedRun field in summary.json (bool is an int to Python: refused apart).
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "seed": (int,), "out_dir": (str,), "returncode": (int, type(None)),
+    "steps": (int, type(None)), "sequences": (int, type(None)),
+    "val_cost": (int, float, type(None)), "sequences_to_target": (int, type(None)),
+    "error": (str, type(None)),
+}
+
+
+def read_summary(out_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The ``summary.json`` of the sweep in ``out_dir``, checked; None if there is none.
+
+    Returns:
+        ``{"train_args": [...], "target": float, "runs": [SeedRun, ...]}`` (the counts are
+        left out: :func:`summarize` recomputes them from the runs).
+
+    Raises:
+        RunDirError: the file cannot be read or is not a summary written by :func:`run_sweep`.
+    """
+    path = Path(out_dir) / SUMMARY_FILE
+    if not path.exists():
+        return None
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        return _parse_summary(summary)
+    except (OSError, UnicodeDecodeError, ValueError) as error:  # JSONDecodeError: ValueError
+        raise RunDirError(f"{path} is corrupt ({error}); repair or remove it, or choose "
+                          "another output directory") from None
+
+
+def _parse_summary(summary: Any) -> dict[str, Any]:
+    """The checked contents of a summary; ValueError says what is wrong."""
+    if not isinstance(summary, dict):
+        raise ValueError(f"expected a JSON object, got {type(summary).__name__}")
+    for key, kinds in (("train_args", list), ("target", (int, float)), ("runs", list)):
+        if isinstance(summary.get(key), bool) or not isinstance(summary.get(key), kinds):
+            raise ValueError(f"{key!r} is missing or of the wrong type")
+    if not all(isinstance(arg, str) for arg in summary["train_args"]):
+        raise ValueError("'train_args' must hold strings")
+    runs = []
+    for number, entry in enumerate(summary["runs"]):
+        if not isinstance(entry, dict):
+            raise ValueError(f"runs[{number}] is not a JSON object")
+        values = {field.name: entry.get(field.name, field.default) for field in fields(SeedRun)}
+        for name, value in values.items():
+            if isinstance(value, bool) or not isinstance(value, _FIELD_TYPES[name]):
+                raise ValueError(f"runs[{number}].{name} is missing or of the wrong type")
+        runs.append(SeedRun(**values))
+    if len({run.seed for run in runs}) != len(runs):
+        raise ValueError("a seed is listed twice")
+    return {"train_args": summary["train_args"], "target": float(summary["target"]),
+            "runs": runs}
+
+
+def _check_same_sweep(earlier: dict[str, Any], path: Path, train_args: Sequence[str],
+                      target: float) -> None:
+    """Refuse to add seeds to a summary of a sweep with other options: its counts would mix
+    them."""
+    if earlier["target"] != target:
+        raise RunDirError(f"{path} counts seeds converged under a target of "
+                          f"{earlier['target']:g}, not {target:g}; sweep with that target to "
+                          "add seeds to it, or choose another output directory")
+    if earlier["train_args"] != list(train_args):
+        raise RunDirError(f"{path} summarises seeds trained with {' '.join(earlier['train_args'])}"
+                          f", not {' '.join(train_args)}; sweep with those options to add seeds "
+                          "to it, or choose another output directory")
 
 
 def summarize(runs: Sequence[SeedRun]) -> dict[str, Any]:
