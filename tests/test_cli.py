@@ -195,6 +195,11 @@ def test_more_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
     assert "train.steps=1 is below the step" in line
     assert main(["train", "--resume", str(run), "--steps", "2", "--no-progress"]) == 0
     assert "Nothing to train: the run is already at step 2" in capsys.readouterr().err
+    line = _error(capsys, ["eval", str(run / "model.safetensors")])
+    assert "is a file, not a run directory" in line and str(run) in line
+    line = _error(capsys, ["train", "copy", "--init", str(tmp_path / "nosuch.safetensors")])
+    assert "weights file" in line and "does not exist" in line
+    assert "expected integers" in _error(capsys, ["bench", "--batch-sizes", "1,,2"])
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.startswith("ntm 0.")
 

@@ -188,7 +188,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _int_list(text: str) -> list[int]:
     try:
-        values = [int(part) for part in text.split(",") if part]
+        values = [int(part) for part in text.split(",")]  # an empty item is an error
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected integers like 1,8,32, got {text!r}") from None
     if not values or min(values) < 1:

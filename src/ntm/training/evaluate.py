@@ -162,6 +162,10 @@ def resolve_run_dir(run_dir: str | os.PathLike[str]) -> Path:
             reason = error.args[0] if error.args else ""  # str(KeyError) adds quotes
             raise RunDirError(f"no pretrained run {name!r}; {reason}") from None
     path = Path(text)
+    if path.is_file():
+        raise RunDirError(f"{text} is a file, not a run directory; give the directory that "
+                          "holds it (with config.json), e.g. "
+                          f"{path.parent if str(path.parent) != '.' else 'runs/NAME'}")
     if not path.is_dir():
         raise RunDirError(f"run directory {text} does not exist")
     return path
@@ -195,8 +199,16 @@ def weights_model_config(source: str | os.PathLike[str]) -> ModelConfig | None:
 
 
 def _is_bare_weights(source: str) -> bool:
-    """An existing file is a weights file; anything else names a run (directory or pretrained)."""
-    return Path(source).is_file()
+    """An existing file is a weights file; anything else names a run (directory or pretrained).
+
+    Raises:
+        RunDirError: ``source`` ends in ``.safetensors`` but no such file exists.
+    """
+    if Path(source).is_file():
+        return True
+    if source.endswith(".safetensors"):
+        raise RunDirError(f"weights file {source} does not exist")
+    return False
 
 
 def read_config(run_dir: str | os.PathLike[str]) -> RunConfig:

@@ -158,7 +158,8 @@ def _train(config: RunConfig, out: Path, world: World, *, resume: bool,
                               f"(no {STATE_FILE}), so it cannot be continued; delete it or "
                               "choose another output directory")
         raise RunDirError(f"{out} already holds a run; continue it with --resume {out} "
-                          "or choose another output directory")
+                          "(train(..., resume=True) in Python) or choose another output "
+                          "directory")
     device = world.device
     task = build_task(config.task)
     # Two streams from one seed: even for the initial weights (and random memory), odd for the
