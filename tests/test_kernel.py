@@ -172,12 +172,14 @@ def test_ninja_is_found_next_to_the_interpreter_when_not_on_path(monkeypatch):
 
 @pytest.mark.parametrize("cpu_kernel", [True, False], ids=["kernel", "python"])
 def test_a_state_of_another_dtype_raises(cpu_kernel, monkeypatch):
-    """Both nodes refuse a float32 state in a float64 model (neither converts it silently)."""
+    """Both nodes refuse a float32 state in a float64 model (neither converts it silently):
+    the module checks the state's dtype before either node runs."""
     monkeypatch.setattr(kernel, "_enabled", cpu_kernel)
     model = ntm.NTM(3, 2, memory_slots=8, memory_width=4, controller_size=8, dtype=torch.float64)
     state = model.initial_state(2)
     state = state._replace(memory=state.memory.float())
-    with pytest.raises(RuntimeError, match="[Dd]ouble|[Ff]loat"):
+    with pytest.raises(ValueError, match="state.memory must have the model's dtype "
+                       "torch.float64, got torch.float32"):
         model(torch.zeros(3, 2, 3, dtype=torch.float64), state)
 
 

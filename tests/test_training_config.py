@@ -18,11 +18,12 @@ from ntm.training.presets import FAST, demo_config
 def test_overrides_parse_each_type():
     config = apply_overrides(RunConfig(), [
         "model.memory_slots=64", "optim.lr=3e-5", "optim.centered=false", "train.tensorboard=yes",
-        "model.kind=lstm", "optim.eps=none", "train.max_seconds=2", "task.max_length=10",
+        "model.memory_init=learned", "optim.eps=none", "train.max_seconds=2",
+        "task.max_length=10",
     ])
     assert config.model.memory_slots == 64 and config.optim.lr == 3e-5
     assert config.optim.centered is False and config.train.tensorboard is True
-    assert config.model.kind == "lstm" and config.optim.eps is None
+    assert config.model.memory_init == "learned" and config.optim.eps is None
     assert config.train.max_seconds == 2.0 and isinstance(config.train.max_seconds, float)
     assert config.task.params == {"max_length": 10}
     assert RunConfig().model.memory_slots == 128  # the input is not changed
@@ -41,7 +42,7 @@ def test_overrides_parse_each_type():
     ("task.max_lenght=3", "unknown key 'task.max_lenght'; valid keys of task 'copy': name, "),
     ("task.max_length=ten", "task.max_length expects int"),
     ("task.max_length=0", "max_length"),
-    ("task.name=nosuch", "unknown task 'nosuch'"),
+    ("task.name=nosuch", "name the task as the positional TASK instead"),
     ("memory_slots", "must look like section.key=value"),
 ])
 def test_bad_overrides_name_the_problem(override, message):
@@ -64,6 +65,11 @@ def test_json_round_trip_and_strict_loading():
         RunConfig.from_dict(data)
     with pytest.raises(ConfigError, match="not valid JSON"):
         RunConfig.from_json("{")
+    with pytest.raises(ConfigError, match="unknown task 'nosuch'"):
+        RunConfig.from_dict({"task": {"name": "nosuch"}})
+    with pytest.raises(ConfigError, match=re.escape("optim.beta2 must be greater than 0 and "
+                                                    "less than 1, got 2")):
+        RunConfig.from_dict({"optim": {"name": "adam", "beta2": 2}})
     # Missing keys take their defaults, so older files still load.
     assert RunConfig.from_dict({"model": {"memory_slots": 32}}).model.memory_slots == 32
 
@@ -132,3 +138,88 @@ def test_a_learning_rate_schedule_round_trips_through_json():
                                                      "optim.min_lr=1e-5"])
     assert RunConfig.from_json(config.to_json()) == config
     assert apply_overrides(config, ["optim.lr_half_life=none"]).optim.lr_half_life is None
+
+
+@pytest.mark.parametrize("overrides, message", [
+    # Adam takes momentum as beta1; torch raised "Invalid beta parameter" from deep in training.
+    (["optim.name=adam", "optim.beta2=2"],
+     "optim.beta2 must be greater than 0 and less than 1, got 2.0"),
+    (["optim.name=adam", "optim.momentum=2"],
+     "optim.momentum must be at least 0 and less than 1, got 2.0"),
+    (["optim.beta2=1"], "optim.beta2 must be greater than 0 and less than 1, got 1.0"),
+    # RMSProp took these silently and diverged.
+    (["optim.momentum=1.5"], "optim.momentum must be at least 0 and less than 1, got 1.5"),
+    (["optim.momentum=1"], "optim.momentum must be at least 0 and less than 1, got 1.0"),
+    (["optim.momentum=-0.1"], "optim.momentum must be at least 0 and less than 1, got -0.1"),
+    (["optim.alpha=1.5"], "optim.alpha must be greater than 0 and less than 1, got 1.5"),
+    (["optim.alpha=1"], "optim.alpha must be greater than 0 and less than 1, got 1.0"),
+    (["optim.alpha=nan"], "optim.alpha must be a finite number, got nan"),
+    (["optim.eps=0"], "optim.eps must be greater than 0, got 0.0"),
+    (["optim.lr=nan"], "optim.lr must be a finite number, got nan"),
+    (["optim.min_lr=-1"], "optim.min_lr must be at least 0, got -1.0"),
+    (["optim.clip_value=0"], "optim.clip_value must be greater than 0, got 0.0"),
+    (["optim.max_norm=-1"], "optim.max_norm must be greater than 0, got -1.0"),
+])
+def test_optimiser_settings_out_of_range_are_refused(overrides, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        apply_overrides(preset_config("copy"), overrides)
+
+
+@pytest.mark.parametrize("override", [
+    "optim.momentum=0", "optim.momentum=0.999", "optim.alpha=0.99", "optim.alpha=1e-6",
+    "optim.beta2=0.9999", "optim.eps=1e-12", "optim.min_lr=0", "optim.lr_half_life=1",
+    "train.target_val_cost=0", "train.target_val_cost=none", "train.val_seed=0",
+    f"train.val_seed={2**63 - 1}", f"train.seed={2**63 - 1}",
+])
+def test_edge_values_inside_the_ranges_are_accepted(override):
+    key, value = override.split("=")
+    section, name = key.split(".")
+    config = apply_overrides(preset_config("copy"), [override])
+    expected = None if value == "none" else int(value) if value.isdigit() else float(value)
+    assert getattr(getattr(config, section), name) == expected
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.target_val_cost=-1", "train.target_val_cost must be at least 0, got -1.0"),
+    ("train.target_val_cost=nan", "train.target_val_cost must be a finite number, got nan"),
+    ("train.target_val_cost=inf", "train.target_val_cost must be a finite number, got inf"),
+    ("train.val_seed=-1", f"train.val_seed must be at least 0 and less than {2**63}, got -1"),
+    ("train.seed=-1", f"train.seed must be at least 0 and less than {2**63}, got -1"),
+    # torch takes seeds below 2**64, and the data seed is 2 * seed + 1.
+    (f"train.seed={2**63}", f"less than {2**63}, got {2**63}"),
+    (f"train.val_seed={2**64}", f"less than {2**63}, got {2**64}"),
+    ("train.seed=1" + "0" * 400, "train.seed must be at least 0 and less than"),
+])
+def test_training_settings_out_of_range_are_refused(override, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        apply_overrides(preset_config("copy"), [override])
+
+
+@pytest.mark.parametrize("override, message", [
+    # The task and the model picked the preset; an override would keep the other one's recipe.
+    ("task.name=ngrams", "task.name=ngrams would keep the preset of task 'copy'; name the task "
+                         "as the positional TASK instead (ntm train ngrams, or "
+                         "preset_config('ngrams') in Python)"),
+    ("model.kind=lstm", "model.kind=lstm would keep the preset of model 'ntm-lstm'; choose the "
+                        "model with --model instead (--model lstm, or "
+                        "preset_config(task, 'lstm') in Python)"),
+])
+def test_the_task_and_model_kind_cannot_be_overridden(override, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        apply_overrides(preset_config("copy"), [override])
+
+
+def test_overriding_the_task_or_model_kind_with_its_own_value_is_allowed():
+    config = apply_overrides(preset_config("ngrams", "lstm"),
+                             ["task.name=ngrams", "model.kind=lstm"])
+    assert config == preset_config("ngrams", "lstm")
+    with pytest.raises(ConfigError, match="model.kind must be one of ntm-lstm, ntm-ff, lstm"):
+        apply_overrides(preset_config("copy"), ["model.kind=gru"])  # type checks come first
+
+
+@pytest.mark.parametrize("overrides", ["model.memory_slots=3", ["model.memory_slots=3", 3]])
+def test_overrides_must_be_a_list_of_strings(overrides):
+    with pytest.raises(TypeError, match='overrides must be a list of "section.key=value" '
+                                        "strings, got "):
+        apply_overrides(RunConfig(), overrides)
+    assert apply_overrides(RunConfig(), ("model.memory_slots=3",)).model.memory_slots == 3

@@ -3,7 +3,15 @@
 import pytest
 import torch
 
-from ntm.training import OptimConfig, build_optimizer, clip_gradients, scheduled_lr
+from ntm.training import (
+    ConfigError,
+    OptimConfig,
+    RunConfig,
+    apply_overrides,
+    build_optimizer,
+    clip_gradients,
+    scheduled_lr,
+)
 from ntm.training.optim import set_lr
 
 
@@ -66,3 +74,29 @@ def test_set_lr_sets_every_group_and_says_whether_it_changed():
     assert set_lr(optimizer, 0.25)
     assert [group["lr"] for group in optimizer.param_groups] == [0.25, 0.25]
     assert not set_lr(optimizer, 0.25)
+
+
+@pytest.mark.parametrize("name", ["rmsprop", "adam"])
+@pytest.mark.parametrize("setting", ["momentum=1", "momentum=2", "momentum=-0.5", "beta2=1",
+                                     "beta2=2", "alpha=1", "alpha=1.5", "eps=0"])
+def test_the_config_refuses_what_the_optimiser_rejects_or_diverges_on(name, setting):
+    # Adam raised torch's "Invalid beta parameter" at the start of training; RMSProp took
+    # momentum or alpha of 1 and more and trained to NaN.
+    with pytest.raises(ConfigError, match=f"optim.{setting.split('=')[0]} must be"):
+        apply_overrides(RunConfig(), [f"optim.name={name}", f"optim.{setting}"])
+
+
+@pytest.mark.parametrize("name", ["rmsprop", "adam"])
+def test_edge_settings_the_config_accepts_build_an_optimiser_that_steps(name):
+    config = apply_overrides(RunConfig(), [f"optim.name={name}", "optim.momentum=0",
+                                           "optim.alpha=0.99", "optim.beta2=0.9999",
+                                           "optim.eps=1e-12", "optim.lr=0.01"]).optim
+    parameter = _parameter_with_gradient([1.0, -1.0])
+    optimizer = build_optimizer([parameter], config)
+    optimizer.step()
+    assert parameter[0] < 0 < parameter[1]
+    group = optimizer.param_groups[0]
+    if name == "adam":  # momentum is beta1
+        assert group["betas"] == (0.0, 0.9999) and group["eps"] == 1e-12
+    else:
+        assert (group["momentum"], group["alpha"], group["eps"]) == (0.0, 0.99, 1e-12)

@@ -4,7 +4,7 @@ Every field has a type annotation that is enforced when the config is read from 
 from the command line (``--set model.memory_slots=256``). Task parameters live in
 ``TaskConfig.params`` and are checked against the types of the task's own defaults, then validated
 by :func:`ntm.tasks.make`. Bounds sit in the field metadata (``min``: at least, ``gt``: greater
-than) so that the declaration is the single source of truth.
+than, ``lt``: less than) so that the declaration is the single source of truth.
 """
 
 from __future__ import annotations
@@ -36,10 +36,15 @@ __all__ = [
 ModelKind = Literal["ntm-lstm", "ntm-ff", "lstm"]
 MODEL_KINDS: tuple[str, ...] = typing.get_args(ModelKind)
 
+# Training draws its data from seed 2 * seed + 1 (distributed.data_seed), and torch takes seeds
+# below 2**64, so seeds stay below 2**63.
+SEED_LIMIT = 2**63
 
-def _bounded(default: Any, *, min: float | None = None, gt: float | None = None) -> Any:
-    """A dataclass field with a lower bound checked on every assignment through this module."""
-    return field(default=default, metadata={"min": min, "gt": gt})
+
+def _bounded(default: Any, *, min: float | None = None, gt: float | None = None,
+             lt: float | None = None) -> Any:
+    """A dataclass field with bounds checked on every assignment through this module."""
+    return field(default=default, metadata={"min": min, "gt": gt, "lt": lt})
 
 
 @dataclass
@@ -89,7 +94,8 @@ class OptimConfig:
     of Graves (2013, eqs. 38-41) that the NTM paper used: ``alpha`` is Graves' decay (0.95) and
     ``momentum`` his 0.9. Graves adds ``eps = 1e-4`` inside the square root, PyTorch adds it
     outside; we keep his value (``eps=None`` means 1e-4 for RMSProp and 1e-8 for Adam). For
-    ``adam``, ``momentum`` is beta1 and ``beta2`` the second-moment decay. ``clip="value"`` clips
+    ``adam``, ``momentum`` is beta1 and ``beta2`` the second-moment decay; decays and momentum
+    are below 1 (at 1 the averages never forget, above it they diverge). ``clip="value"`` clips
     every gradient component to ``[-clip_value, clip_value]`` (the paper: 10); ``clip="norm"``
     rescales the whole gradient to a norm of at most ``max_norm``. ``lr_half_life`` (training
     sequences; ``None``: a constant rate) halves the learning rate every that many sequences,
@@ -99,11 +105,11 @@ class OptimConfig:
 
     name: Literal["rmsprop", "adam"] = "rmsprop"
     lr: float = _bounded(1e-4, gt=0)
-    momentum: float = _bounded(0.9, min=0)
-    alpha: float = _bounded(0.95, gt=0)
+    momentum: float = _bounded(0.9, min=0, lt=1)  # Adam's beta1
+    alpha: float = _bounded(0.95, gt=0, lt=1)
     eps: float | None = _bounded(None, gt=0)
     centered: bool = True
-    beta2: float = _bounded(0.999, gt=0)
+    beta2: float = _bounded(0.999, gt=0, lt=1)
     clip: Literal["value", "norm", "none"] = "value"
     clip_value: float = _bounded(10.0, gt=0)
     max_norm: float = _bounded(10.0, gt=0)
@@ -129,19 +135,19 @@ class TrainConfig:
 
     steps: int = _bounded(2000, min=0)
     batch_size: int = _bounded(16, min=1)
-    seed: int = _bounded(1, min=0)
+    seed: int = _bounded(1, min=0, lt=SEED_LIMIT)
     log_every: int = _bounded(50, min=1)
     val_every: int = _bounded(250, min=1)
     val_batches: int = _bounded(4, min=1)
     val_batch_size: int = _bounded(32, min=1)
-    val_seed: int = 123456789
+    val_seed: int = _bounded(123456789, min=0, lt=SEED_LIMIT)
     checkpoint_every: int = _bounded(500, min=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = _bounded(1, min=1)
     tensorboard: bool = False
     cuda_graphs: bool = True
     max_seconds: float | None = _bounded(None, gt=0)
-    target_val_cost: float | None = None
+    target_val_cost: float | None = _bounded(None, min=0)
     init: str | None = None
 
 
@@ -200,22 +206,45 @@ def apply_overrides(config: RunConfig, overrides: list[str] | tuple[str, ...]) -
     Values are parsed as the field's type: ``int`` and ``float`` as numbers, ``bool`` as
     ``true``/``false`` (also ``1``/``0``, ``yes``/``no``), optional fields accept ``none``.
     ``task.<param>`` sets a task parameter, typed like the task's default for it.
+    ``task.name`` and ``model.kind`` may not change: they picked the preset that ``config``
+    came from (:func:`~ntm.training.preset_config`), whose sizes and rates would stay.
 
     Raises:
+        TypeError: ``overrides`` is not a list of strings.
         ConfigError: malformed override, unknown section or key (the message lists the valid
-            ones), a value of the wrong type or out of bounds, or task parameters the task rejects.
+            ones), a value of the wrong type or out of bounds, a changed ``task.name`` or
+            ``model.kind``, or task parameters the task rejects.
     """
-    config = copy.deepcopy(config)
-    for item in overrides:
+    items = [] if isinstance(overrides, str) else list(overrides)
+    if isinstance(overrides, str) or not all(isinstance(item, str) for item in items):
+        raise TypeError(f'overrides must be a list of "section.key=value" strings, '
+                        f"got {overrides!r}")
+    original, config = config, copy.deepcopy(config)
+    for item in items:
         key, sep, raw = item.partition("=")
         section, dot, name = key.strip().partition(".")
         if not sep or not dot or not name:
             raise ConfigError(f"override {item!r} must look like section.key=value, e.g. "
                               "model.memory_slots=256")
         _assign(config, section, name, raw.strip())
+    _check_preset_choices(original, config)
     validate_task(config.task)
     _check_learning_rates(config.optim)
     return config
+
+
+def _check_preset_choices(before: RunConfig, after: RunConfig) -> None:
+    """Refuse overrides of the task and model kind, which picked the preset of ``before``."""
+    if after.task.name != before.task.name:
+        raise ConfigError(f"task.name={after.task.name} would keep the preset of task "
+                          f"{before.task.name!r}; name the task as the positional TASK instead "
+                          f"(ntm train {after.task.name}, or preset_config({after.task.name!r}) "
+                          "in Python)")
+    if after.model.kind != before.model.kind:
+        raise ConfigError(f"model.kind={after.model.kind} would keep the preset of model "
+                          f"{before.model.kind!r}; choose the model with --model instead "
+                          f"(--model {after.model.kind}, or "
+                          f"preset_config(task, {after.model.kind!r}) in Python)")
 
 
 def _check_learning_rates(optim: OptimConfig) -> None:
@@ -368,12 +397,22 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
 
 
 def _check_bounds(value: Any, metadata: Any, where: str) -> None:
+    """Raise :class:`ConfigError` naming the whole valid range unless ``value`` lies in it."""
     if value is None or isinstance(value, (str, bool)):
         return
-    low, above = metadata.get("min"), metadata.get("gt")
-    if (low is not None or above is not None) and not math.isfinite(value):
+    low, above, below = metadata.get("min"), metadata.get("gt"), metadata.get("lt")
+    if (low, above, below) == (None, None, None):
+        return
+    if isinstance(value, float) and not math.isfinite(value):  # ints are finite, maybe huge
         raise ConfigError(f"{where} must be a finite number, got {value!r}")
-    if low is not None and value < low:
-        raise ConfigError(f"{where} must be at least {low}, got {value!r}")
-    if above is not None and not value > above:
-        raise ConfigError(f"{where} must be greater than {above}, got {value!r}")
+    if ((low is not None and value < low) or (above is not None and not value > above)
+            or (below is not None and not value < below)):
+        raise ConfigError(f"{where} must be {_range_text(low, above, below)}, got {value!r}")
+
+
+def _range_text(low: float | None, above: float | None, below: float | None) -> str:
+    """``"at least 0 and less than 1"``: the bounds of a field in words."""
+    parts = [f"{word} {bound}" for word, bound in
+             (("at least", low), ("greater than", above), ("less than", below))
+             if bound is not None]
+    return " and ".join(parts)
