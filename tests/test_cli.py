@@ -163,6 +163,16 @@ def test_plot_curves_only_reads_metrics_alone(tmp_path, capsys):
     (second / "metrics.jsonl").write_text("")
     assert main(["plot", "--curves-only", str(first), str(second), "--out", str(out)]) == 2
     assert "has no metrics records yet" in capsys.readouterr().err
+    # Without records a run still gets its other figures, and no curve.
+    third, fourth = _train(tmp_path / "third"), _train(tmp_path / "fourth")
+    (fourth / "metrics.jsonl").write_text("")
+    whole = tmp_path / "whole"
+    assert main(["plot", str(third), str(fourth), "--out", str(whole), "--batches", "1",
+                 "--batch-size", "1"]) == 0
+    assert (whole / "generalisation.png").is_file() and (whole / "learning_curve.png").is_file()
+    assert main(["plot", str(fourth), "--out", str(tmp_path / "one"), "--batches", "1",
+                 "--batch-size", "1"]) == 0
+    assert not (tmp_path / "one" / "learning_curve.png").exists()
     (second / "metrics.jsonl").unlink()
     assert main(["plot", "--curves-only", str(first), str(second), "--out", str(out)]) == 2
     assert "metrics.jsonl is missing" in capsys.readouterr().err

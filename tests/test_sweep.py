@@ -69,6 +69,9 @@ def test_seed_lists():
     for bad in ["", "a", "1-", "-1", "3-1", "1,,2", "1.5", "1-2-3", "0-10000"]:
         with pytest.raises(ConfigError):
             parse_seeds(bad)
+    with pytest.raises(ConfigError, match=r"seeds must be less than 2\*\*63|less than 9223"):
+        parse_seeds(str(2**63))
+    assert parse_seeds(str(2**63 - 1)) == [2**63 - 1]
     assert doctest.testmod(ntm_sweep, verbose=False).failed == 0
 
 

@@ -75,6 +75,14 @@ def test_resuming_to_fewer_steps_is_refused_and_changes_nothing(tmp_path):
     assert read_counters(tmp_path / STATE_FILE)["step"] == 6
 
 
+def test_resuming_a_run_that_ended_between_records_with_nothing_to_train(tmp_path):
+    first = train(_config(steps=7), tmp_path, progress=False)
+    records = read_metrics(tmp_path)
+    again = train(_config(steps=7), tmp_path, resume=True, progress=False)
+    assert read_metrics(tmp_path) == records  # the final record is kept: nothing replaces it
+    assert (again.step, again.resumed_from, again.cost) == (7, 7, first.cost)
+
+
 def test_a_run_that_never_checkpointed_says_so(tmp_path):
     (tmp_path / "metrics.jsonl").write_text("")
     (tmp_path / "config.json").write_text(_config().to_json())

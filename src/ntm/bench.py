@@ -86,6 +86,13 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def check_paths(paths: Sequence[str]) -> None:
+    """Raise a ValueError naming the first of ``paths`` that is not in :data:`PATHS`."""
+    unknown = sorted(set(paths) - set(PATHS))
+    if unknown:
+        raise ValueError(f"unknown path {unknown[0]!r}; valid paths: {', '.join(PATHS)}")
+
+
 def prepare(device: str, paths: Sequence[str]) -> None:
     """Build the CPU kernel before any timing (once per machine) where a timed path uses it."""
     if torch.device(device).type == "cpu" and "fused" in paths and kernel.is_enabled():
@@ -117,9 +124,7 @@ def benchmark(
         timed_steps: timed steps per row, after ``warmup_steps`` untimed ones.
         steps_per_round: steps of one path before the next path's turn.
     """
-    unknown = sorted(set(paths) - set(PATHS))
-    if unknown:
-        raise ValueError(f"unknown path {unknown[0]!r}; valid paths: {', '.join(PATHS)}")
+    check_paths(paths)
     target = torch.device(device)
     if "graph" in paths and target.type != "cuda":
         raise ValueError("the graph path (CUDA graphs) needs a CUDA device: --device cuda")

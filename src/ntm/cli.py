@@ -208,10 +208,10 @@ def _bench(args: argparse.Namespace) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise _UsageError(f"--device {args.device}: no CUDA device is available")
     paths = args.paths.split(",")
-    unknown = sorted(set(paths) - set(bench.PATHS))
-    if unknown:  # checked again by bench.benchmark; here, before anything is printed
-        raise _UsageError(f"--paths: unknown path {unknown[0]!r}; valid paths: "
-                          f"{', '.join(bench.PATHS)}")
+    try:
+        bench.check_paths(paths)  # before anything is printed
+    except ValueError as error:
+        raise _UsageError(f"--paths: {error}") from None
     if args.json and not Path(args.json).resolve().parent.is_dir():
         raise _UsageError(f"--json {args.json}: its directory does not exist")
     bench.prepare(args.device, paths)
@@ -443,7 +443,7 @@ def _draw(runs: Sequence[str], out: Path, *, batches: int, batch_size: int, best
     written, tests = [], dict(tests or {})
     # Every run is read before anything is written, so a bad one leaves no half-drawn folder.
     loaded = [training.load_run(run, best=best) for run in runs]
-    curves = {label: _records(run) for run, label in zip(runs, labels, strict=True)}
+    records = [training.read_metrics(run) for run in runs]
     out.mkdir(parents=True, exist_ok=True)
     for label, (model, config) in zip(labels, loaded, strict=True):
         if label not in tests:
@@ -458,8 +458,10 @@ def _draw(runs: Sequence[str], out: Path, *, batches: int, batch_size: int, best
             figure = plots.weightings_figure(example["read_weights"], example["write_weights"],
                                              title=name)
             written.append(plots.save_figure(figure, out / f"{prefix(label)}weightings.png"))
-    written.append(plots.save_figure(plots.learning_curve_figure(curves),
-                                     out / "learning_curve.png"))
+    curves = {label: rows for label, rows in zip(labels, records, strict=True) if rows}
+    if curves:  # a run stopped before its first record has no curve
+        written.append(plots.save_figure(plots.learning_curve_figure(curves),
+                                         out / "learning_curve.png"))
     metric = "cost" if any("optimal_cost" in row for rows in tests.values() for row in rows) \
         else "bit_errors"
     written.append(plots.save_figure(plots.generalisation_figure(tests, metric=metric),
@@ -477,7 +479,8 @@ def _draw_curves(runs: Sequence[str], out: Path) -> str:
     curves = {}
     for run, label, config in zip(runs, _labels(runs), configs, strict=True):
         kind = config.model.kind
-        curves[label if kind in label else f"{label} ({kind})"] = _records(run)
+        named = label == kind or label.endswith(f"-{kind}")  # e.g. pretrained-copy-ntm-ff
+        curves[label if named else f"{label} ({kind})"] = _records(run)
     task_names = {config.task.name for config in configs}
     title = f"Learning curves: {task_names.pop()}" if len(task_names) == 1 else None
     out.mkdir(parents=True, exist_ok=True)
@@ -571,16 +574,16 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _holds_demo(out: Path) -> bool:
-    """Whether ``out`` holds a run of ``ntm demo`` (the demo's config, whatever its limits)."""
+    """Whether ``out`` holds a run of ``ntm demo``: its task, model and the settings that only
+    the demo uses (a later retuning of the fast recipe still recognises an earlier demo)."""
     try:
-        saved = training.read_config(out).to_dict()
+        saved = training.read_config(out)
     except (training.RunDirError, training.ConfigError):
         return False
-    demo = demo_config().to_dict()
-    for config in (saved, demo):
-        config["train"] = {k: v for k, v in config["train"].items()
-                           if k not in ("steps", "max_seconds")}
-    return saved == demo
+    demo = demo_config()
+    return (saved.task.name, saved.model.kind, saved.train.device,
+            saved.train.target_val_cost) == (demo.task.name, demo.model.kind, demo.train.device,
+                                             demo.train.target_val_cost)
 
 
 # -- sweep ------------------------------------------------------------------------------------

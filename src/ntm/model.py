@@ -63,7 +63,9 @@ class NTMState(NamedTuple):
             >>> state.memory.requires_grad, state.controller[0].grad_fn
             (False, None)
         """
-        return NTMState(*(t.detach() for t in self[:4]), tuple(t.detach() for t in self.controller))
+        tensors = {name: getattr(self, name).detach() for name in self._fields
+                   if name != "controller"}
+        return NTMState(**tensors, controller=tuple(t.detach() for t in self.controller))
 
 
 class NTMTrace(NamedTuple):

@@ -50,7 +50,7 @@ def load(
         device: where to put it (default: the CPU, or CUDA if available).
         memory_slots: give it a memory of this many slots instead of the one it trained with,
             as :func:`ntm.training.load_run` does (a model that learned its initial memory,
-            such as ``copy-ntm-lstm``, keeps its own size).
+            such as ``copy-ntm-lstm``, accepts only its own size).
 
     Raises:
         KeyError: no model was shipped for ``task`` and ``model``; the message lists the

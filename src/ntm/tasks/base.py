@@ -3,7 +3,8 @@
 Every task produces time-major batches (as in the paper, section 4):
 
 - ``inputs``  ``[steps, batch, input_size]``  float32
-- ``targets`` ``[steps, batch, output_size]`` float32, values 0 or 1
+- ``targets`` ``[steps, batch, output_size]`` float32, values 0 or 1 for the paper's tasks (a
+  custom task's may lie anywhere in [0, 1])
 - ``mask``    ``[steps, batch]``              bool, True on the steps that are scored
 
 Data bits occupy input channels ``0..width-1`` and control channels follow them. A batch whose

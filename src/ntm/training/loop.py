@@ -196,9 +196,11 @@ def _train(config: RunConfig, out: Path, world: World, *, resume: bool,
                               "of steps to continue it")
         distributed.restore_generators(out / STATE_FILE, generators, world)
         set_capturable(optimizer, graphs)  # the saved groups carry the saved run's setting
+    # A resumed run with nothing left to train keeps the record of where it ended.
+    nothing_to_train = resume and config.train.steps == counters["step"]
     if world.main:
         out.mkdir(parents=True, exist_ok=True)
-        if resume:
+        if resume and not nothing_to_train:
             _truncate_metrics(out / METRICS_FILE, counters["step"])
         atomic_write_text(out / CONFIG_FILE, config.to_json())
     replica = distributed.wrap(model, world)  # after loading: DDP broadcasts rank 0's weights
@@ -227,10 +229,9 @@ def _train(config: RunConfig, out: Path, world: World, *, resume: bool,
         # An update from a finite loss can still leave non-finite weights (a rate far too
         # high); they must not replace the last good checkpoint. The ranks' weights are equal.
         if not all(bool(torch.isfinite(p).all()) for p in parameters):
-            kept = ("no checkpoint was saved yet" if last_checkpoint is None else
-                    f"the checkpoint of step {last_checkpoint} is kept in {out}")
             raise TrainingDiverged(f"the weights became NaN or infinite by step "
-                                   f"{counters['step']}; {kept} (try a lower optim.lr)")
+                                   f"{counters['step']}; {_kept(last_checkpoint, out)} "
+                                   "(try a lower optim.lr)")
         others = distributed.gather_generators(generators, world)  # collective: every rank
         if not world.main:
             return
@@ -251,7 +252,8 @@ def _train(config: RunConfig, out: Path, world: World, *, resume: bool,
     started, seconds_before = time.perf_counter(), counters["seconds"]
     stopped = "steps"
     resumed_from = counters["step"] if resume else None
-    final_cost = None  # the cost of the steps after the last record, if the run ends there
+    # The cost of the steps after the last record, if the run ended there (before now too).
+    final_cost = _final_cost(out / METRICS_FILE) if nothing_to_train and world.main else None
     last_checkpoint = counters["step"] if resume else None
     replica.train()
     metrics_file = (open(out / METRICS_FILE, "a", encoding="utf-8") if world.main  # noqa: SIM115
@@ -267,10 +269,9 @@ def _train(config: RunConfig, out: Path, world: World, *, resume: bool,
                 else:  # the update is done even if the loss is not finite: the run stops
                     value = graphed(*batch).item()
                 if not math.isfinite(value):
-                    kept = ("no checkpoint was saved yet" if last_checkpoint is None else
-                            f"the checkpoint of step {last_checkpoint} is kept in {out}")
                     raise TrainingDiverged(f"the loss became {value} at step "
-                                           f"{counters['step'] + 1}; {kept} (try a lower optim.lr)")
+                                           f"{counters['step'] + 1}; "
+                                           f"{_kept(last_checkpoint, out)} (try a lower optim.lr)")
                 step = counters["step"] = counters["step"] + 1
                 counters["sequences"] += per_step
                 counters["interval_cost"] += value / LN_2  # nats -> bits per sequence
@@ -361,17 +362,22 @@ def _update(model, optimizer, parameters, batch, config: RunConfig, world: World
     return value
 
 
-def _log(counters: dict[str, Any], config: RunConfig, validate, lr: float) -> dict[str, Any]:
-    """One metrics record; resets the interval sums. Validation runs every ``val_every``."""
-    step = counters["step"]
+def _interval_record(counters: dict[str, Any], config: RunConfig, lr: float) -> dict[str, Any]:
+    """The record of the steps since the last one: cost, speed and learning rate."""
     elapsed = counters["seconds"] - counters["interval_start"]
     sequences = counters["interval_steps"] * config.train.batch_size * counters["world_size"]
-    counters["cost"] = counters["interval_cost"] / counters["interval_steps"]
-    record = {"step": step, "sequences": counters["sequences"], "cost": counters["cost"],
-              "seconds": round(counters["seconds"], 3),
-              "sequences_per_second": round(sequences / elapsed, 2) if elapsed > 0 else None,
-              "lr": lr}
-    if step % config.train.val_every == 0:
+    return {"step": counters["step"], "sequences": counters["sequences"],
+            "cost": counters["interval_cost"] / counters["interval_steps"],
+            "seconds": round(counters["seconds"], 3),
+            "sequences_per_second": round(sequences / elapsed, 2) if elapsed > 0 else None,
+            "lr": lr}
+
+
+def _log(counters: dict[str, Any], config: RunConfig, validate, lr: float) -> dict[str, Any]:
+    """One metrics record; resets the interval sums. Validation runs every ``val_every``."""
+    record = _interval_record(counters, config, lr)
+    counters["cost"] = record["cost"]
+    if counters["step"] % config.train.val_every == 0:
         scores = validate()
         record.update({f"val_{key}": value for key, value in scores.items()})
     counters.update(interval_cost=0.0, interval_steps=0, interval_start=counters["seconds"])
@@ -383,16 +389,25 @@ def _final_record(counters: dict[str, Any], config: RunConfig, scores: dict[str,
     """The record of a run's last step when it ends between two records: its cost covers the
     steps since the last record. The interval sums are kept, as saved in the checkpoint, so a
     resumed run (which drops this record) logs the whole interval as one that never stopped."""
-    elapsed = counters["seconds"] - counters["interval_start"]
-    sequences = counters["interval_steps"] * config.train.batch_size * counters["world_size"]
-    record = {"step": counters["step"], "sequences": counters["sequences"],
-              "cost": counters["interval_cost"] / counters["interval_steps"],
-              "seconds": round(counters["seconds"], 3),
-              "sequences_per_second": round(sequences / elapsed, 2) if elapsed > 0 else None,
-              "lr": lr}
+    record = _interval_record(counters, config, lr)
     record.update({f"val_{key}": value for key, value in scores.items()})
     record["final"] = True
     return record
+
+
+def _final_cost(path: Path) -> float | None:
+    """The cost of the ``"final"`` record that ends ``metrics.jsonl``, if it ends with one."""
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    lines = [line for line in text.splitlines() if line.strip()]
+    last = json.loads(lines[-1]) if lines else {}
+    return last.get("cost") if last.get("final") else None
+
+
+def _kept(last_checkpoint: int | None, out: Path) -> str:
+    """What a stopped run keeps, for its error message."""
+    if last_checkpoint is None:
+        return "no checkpoint was saved yet"
+    return f"the checkpoint of step {last_checkpoint} is kept in {out}"
 
 
 def _check_resumable(config: RunConfig, out: Path) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 
 from .build import build_task
 from .checkpoint import METRICS_FILE, STATE_FILE, atomic_write_text, read_counters
+from .config import SEED_LIMIT
 from .errors import ConfigError, RunDirError
 from .evaluate import evaluate_batches, load_run, read_metrics
 from .loop import validation_set
@@ -72,6 +73,8 @@ def parse_seeds(text: str) -> list[int]:
             raise ConfigError(f"seeds must look like 1-10, 1,3,5 or 1-3,7; got {text!r}") from None
         if low < 0 or high < low:
             raise ConfigError(f"seed range {part.strip()!r} must go up from a seed of at least 0")
+        if high >= SEED_LIMIT:
+            raise ConfigError(f"seeds must be less than {SEED_LIMIT}, got {high}")
         if len(seeds) + high - low + 1 > MAX_SEEDS:
             raise ConfigError(f"a sweep takes at most {MAX_SEEDS} seeds; got {text!r}")
         seeds.update(dict.fromkeys(range(low, high + 1)))
