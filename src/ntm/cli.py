@@ -139,7 +139,8 @@ def _parser() -> argparse.ArgumentParser:
     add("run", metavar="RUN_DIR", help="run directory, or pretrained:TASK")
     add("--set", help="a task setting to test, e.g. task.min_length=120 "
         "(default: the training distribution and the generalisation tests)", **overrides)
-    add("--batches", type=_positive, default=4, metavar="K", help="batches per setting")
+    add("--batches", type=_positive, default=8, metavar="K",
+        help="batches per setting (default 8, so 256 sequences: RESULTS.md's numbers)")
     add("--batch-size", type=_positive, default=32, metavar="B", help="sequences per batch")
     add("--seed", type=int, default=0, metavar="S", help="seed of the test sequences")
     add("--best", action="store_true", help="use the weights of the best validation")
