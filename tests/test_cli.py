@@ -87,6 +87,9 @@ def test_eval_with_a_longer_memory(tmp_path, capsys):
     assert main([*arguments, "--memory-slots", "40", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["memory_slots"] == 40 and len(report["results"]) == 1
+    assert main([*arguments, "--json"]) == 0  # the memory it trained with, when not changed
+    trained = read_config(out).model.memory_slots
+    assert json.loads(capsys.readouterr().out)["memory_slots"] == trained
     assert main([*arguments, "--memory-slots", "40"]) == 0
     assert "memory of 40 slots" in capsys.readouterr().out
     assert "--memory-slots" in _error(capsys, [*arguments, "--memory-slots", "0"])
