@@ -213,6 +213,8 @@ def test_more_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
     line = _error(capsys, ["train", "copy", "--init", str(tmp_path / "nosuch.safetensors")])
     assert "weights file" in line and "does not exist" in line
     assert "expected integers" in _error(capsys, ["bench", "--batch-sizes", "1,,2"])
+    line = _error(capsys, ["train", "copy", "--set", "task.module=nosuchmod"])
+    assert "--task-module MODULE" in line
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.startswith("ntm 0.")
 

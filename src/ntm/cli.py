@@ -269,6 +269,10 @@ def _train(args: argparse.Namespace) -> int:
 
 def _new_config(args: argparse.Namespace) -> training.RunConfig:
     """The config of a new run from the options of ``ntm train`` (or ``ntm sweep``)."""
+    if any(item.split("=", 1)[0].strip() == "task.module" for item in args.overrides):
+        # Set there, it would be recorded but never imported: the task is looked up first.
+        raise _UsageError("name a task module with --task-module MODULE, not --set "
+                          "task.module=...: it is imported before the task is looked up")
     init = getattr(args, "init", None)
     source = _init_source_model(init, args.model)
     kind = args.model or (source.kind if source else "ntm-lstm")
