@@ -135,7 +135,7 @@ class FastRecipe(NamedTuple):
 #   ngrams: lr 3e-4 rose from 180 to 248 bits and its loss became NaN after 89,000 sequences;
 #     lr 1e-4 was at 179 after 48,000 (chosen, provisionally). Later, on the CPU, --preset paper
 #     (batch 1, lr 3e-5) reached 152.5 after 460,000 sequences (seed 1; seed 2 163.3 after
-#     250,000), against 163.5 at best for batch 32 in 720,000: a candidate once run to 1M.
+#     250,000), against 163.5 at best for batch 32 in about 710,000: a candidate once run to 1M.
 # Retune here, by measurement; nothing else needs to change.
 # ---------------------------------------------------------------------------------------------
 # A (task, model) key overrides the task's recipe for that model.
