@@ -480,7 +480,7 @@ def _draw_curves(runs: Sequence[str], out: Path) -> str:
     Each run is labelled by its directory and model, and the title names the task when the
     runs share one, so that a figure comparing models reads like the paper's.
     """
-    configs = [training.read_config(training.resolve_run_dir(run)) for run in runs]
+    configs = [training.read_config(run) for run in runs]  # resolves pretrained: names too
     curves = {}
     for run, label, config in zip(runs, _labels(runs), configs, strict=True):
         kind = config.model.kind
