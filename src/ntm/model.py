@@ -358,12 +358,16 @@ class NTM(nn.Module):
         shift_range: int = 1,
         memory_init: str = "constant",
         batch_first: bool = False,
-        fused: bool = True,
+        fused: bool | None = None,
         device=None,
         dtype=None,
+        backend: str = "auto",
     ):
         super().__init__()
-        self.batch_first, self.fused = batch_first, fused
+        if fused is not None:  # the older spelling: fused=True is "auto", False "autograd"
+            backend = "auto" if fused else "autograd"
+        self.backend = backend
+        self.batch_first, self.fused = batch_first, backend != "autograd"
         self.cell = NTMCell(
             input_size,
             output_size,
