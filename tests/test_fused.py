@@ -1,8 +1,9 @@
-"""The fused path (hand-written backpropagation through time) against plain autograd.
+"""The NTM's fast backends (hand-written backpropagation through time) against plain autograd.
 
-Every test runs twice: with the C++ CPU kernel (ntm/kernel.py, the default on a CPU) and with
-the Python node of ntm/fused.py (the path on other devices and where the kernel cannot be
-built).
+Every test runs twice: with the C++ CPU kernel (ntm/backends/kernel.py, the default on a CPU)
+and with the Python node of ntm/backends/python.py (the path on other devices and where the
+kernel cannot be built), chosen by ``backend="auto"`` with the kernel switched on or off.
+tests/test_parity.py runs every registered backend of every access by name.
 """
 
 import gc
@@ -139,18 +140,19 @@ def test_fused_node_passes_gradcheck():
     assert torch.autograd.gradcheck(run, (inputs, *parameters), eps=1e-6, atol=1e-6, fast_mode=True)
 
 
-def test_fused_is_the_default_and_used_only_with_gradients(monkeypatch):
+def test_fused_is_the_default_and_used_only_with_gradients(monkeypatch, fused_node):
     model = _tiny(dtype=torch.float32)
     assert model.fused
     calls = []
-    original = ntm.model.run_sequence
-    monkeypatch.setattr(ntm.model, "run_sequence", lambda *a: calls.append(1) or original(*a))
+    original = ntm.backends.choose
+    monkeypatch.setattr(ntm.backends, "choose",
+                        lambda *a: calls.append(original(*a)) or calls[-1])
     inputs = torch.randn(4, 2, 5)
     with torch.no_grad():
         expected, _ = model(inputs)
     assert not calls
     logits, _ = model(inputs)
-    assert calls
+    assert [backend.name for backend in calls] == [fused_node]  # auto: kernel where it is on
     torch.testing.assert_close(logits, expected)
 
 
@@ -168,7 +170,7 @@ def test_fused_stays_finite_with_zero_keys_and_memory():
     """A zero memory and saturated parameters must not give NaN gradients."""
     model = _tiny(dtype=torch.float32)
     with torch.no_grad():
-        model.cell.heads.linear.weight.mul_(1000.0)
+        model.cell.interface.weight.mul_(1000.0)
     state = model.initial_state(2)
     state = state._replace(memory=torch.zeros_like(state.memory))
     logits, final = model(torch.randn(20, 2, 5) * 10, state)
@@ -203,12 +205,12 @@ def test_a_second_derivative_raises_instead_of_being_wrong():
     model = _tiny()
     inputs = torch.randn(3, 2, 5, dtype=torch.float64)
     logits, _ = model(inputs)
-    (gradient,) = torch.autograd.grad(logits.pow(2).sum(), model.cell.heads.linear.weight,
+    (gradient,) = torch.autograd.grad(logits.pow(2).sum(), model.cell.interface.weight,
                                       create_graph=True)
     with pytest.raises(RuntimeError, match="once_differentiable"):
         gradient.sum().backward()
     model.fused = False  # plain autograd has second derivatives
     logits, _ = model(inputs)
-    (gradient,) = torch.autograd.grad(logits.pow(2).sum(), model.cell.heads.linear.weight,
+    (gradient,) = torch.autograd.grad(logits.pow(2).sum(), model.cell.interface.weight,
                                       create_graph=True)
     gradient.sum().backward()

@@ -88,7 +88,7 @@ def test_gradcheck_cell_wrt_parameters_over_two_steps(controller) -> None:
     torch.manual_seed(0)
     cell = NTMCell(3, 2, controller=controller, memory_init="learned", **TINY)
     names = [name for name, _ in cell.named_parameters()]
-    assert "initial_memory" in names and "initial_reads" in names
+    assert "access.initial_memory" in names and "initial_reads" in names
     x = torch.randn(2, 2, 3, dtype=torch.float64)
 
     def two_steps(*parameters):
@@ -171,7 +171,7 @@ def reference_step(cell: NTMCell, x: torch.Tensor, state: NTMState):
             new_controller.append((below, cell_state))
         else:
             below = torch.tanh(below @ weight.T + c.bias[layer])
-    p = cell.heads.layout.activate(below @ cell.heads.linear.weight.T + cell.heads.linear.bias)
+    p = cell.access.layout.activate(below @ cell.interface.weight.T + cell.interface.bias)
     previous = torch.cat([state.read_weights, state.write_weights], dim=1)
     weights = address(
         state.memory, previous, p.keys, p.key_strengths, p.gates, p.shift_weights, p.sharpening
@@ -673,7 +673,8 @@ def test_extra_repr_shows_the_non_default_arguments() -> None:
         9, 8, controller="feedforward", memory_slots=32, memory_init="random", batch_first=True
     )
     assert model.extra_repr() == "batch_first=True"
-    assert NTM(9, 8, fused=False).extra_repr() == "fused=False"
+    assert NTM(9, 8, fused=False).extra_repr() == "backend='autograd'"
+    assert NTM(9, 8, backend="python").extra_repr() == "backend='python'"
     assert model.cell.extra_repr() == (
         "9, 8, controller='feedforward', memory_slots=32, memory_init='random'"
     )

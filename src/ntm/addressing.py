@@ -1,8 +1,8 @@
 """The older import path of :mod:`ntm.functional.addressing`, kept for code written against it.
 
-``ntm.addressing`` is the very same module object as ``ntm.functional.addressing`` (not a copy): reading
-or setting an attribute of one reads or sets the other's. New code imports from
-``ntm.functional``.
+``ntm.addressing`` is the very same module object as ``ntm.functional.addressing``
+(not a copy): reading or setting an attribute of one reads or sets the other's. New code
+imports from ``ntm.functional``.
 """
 
 import sys

@@ -33,6 +33,14 @@ class HeadParameters(NamedTuple):
     add: Tensor  # a, tanh: [batch, write_heads, memory_width]
 
 
+class ActivationParts(NamedTuple):
+    """The activated blocks as :meth:`HeadLayout.activate` computed them, for a backward pass."""
+
+    tanh: Tensor  # [batch, tanh_end]: keys, add
+    sigmoid: Tensor  # [batch, sigmoid_end - tanh_end]: gates, erase
+    softplus_input: Tensor  # [batch, softplus_end - sigmoid_end]: clipped, before softplus
+
+
 class HeadLayout:
     """How the projection's output splits into head parameters.
 
@@ -80,17 +88,23 @@ class HeadLayout:
         Returns:
             :class:`HeadParameters` (views into one activated tensor where possible).
         """
+        return self.activate_parts(raw)[0]
+
+    def activate_parts(self, raw: Tensor) -> tuple[HeadParameters, ActivationParts]:
+        """:meth:`activate`, also returning the activated blocks whole (the fused backward
+        differentiates them as such)."""
         batch = raw.size(0)
         heads, writes, width = self.heads, self.write_heads, self.memory_width
         raw = raw.clamp(-CLIP, CLIP)
         tanh = torch.tanh(raw[:, : self.tanh_end])
         sigmoid = torch.sigmoid(raw[:, self.tanh_end : self.sigmoid_end])
-        softplus = F.softplus(raw[:, self.sigmoid_end : self.softplus_end])
+        softplus_input = raw[:, self.sigmoid_end : self.softplus_end]
+        softplus = F.softplus(softplus_input)
         shift_logits = raw[:, self.softplus_end :].reshape(batch, heads, self.shifts)
         keys, add = tanh.split([heads * width, writes * width], dim=1)
         gates, erase = sigmoid.split([heads, writes * width], dim=1)
         key_strengths, sharpening = softplus.split([heads, heads], dim=1)
-        return HeadParameters(
+        parameters = HeadParameters(
             keys=keys.reshape(batch, heads, width),
             key_strengths=key_strengths,
             gates=gates,
@@ -99,6 +113,7 @@ class HeadLayout:
             erase=erase.reshape(batch, writes, width),
             add=add.reshape(batch, writes, width),
         )
+        return parameters, ActivationParts(tanh, sigmoid, softplus_input)
 
 
 class HeadProjection(nn.Module):

@@ -1,0 +1,33 @@
+"""Fast paths registered per access type; ``"autograd"`` is the reference (see registry.py).
+
+Registered here: the NTM's two, fastest first. ``"kernel"``: the sequence node compiled from
+C++ (:mod:`ntm.backends.kernel`; CPU, float32 and float64; 5-12x faster per training step than
+autograd on the paper's sizes). ``"python"``: the same node in Python
+(:mod:`ntm.backends.python`; any device, 1.2-1.5x), which CUDA uses.
+"""
+
+from ..access.ntm import NTMAccess
+from . import kernel, python
+from .registry import (
+    AUTO,
+    AUTOGRAD,
+    Backend,
+    Carry,
+    SequenceRun,
+    backends_for,
+    check_choice,
+    choices,
+    choose,
+    register,
+)
+
+__all__ = ["AUTO", "AUTOGRAD", "Backend", "Carry", "SequenceRun", "backends_for",
+           "check_choice", "choices", "choose", "kernel", "python", "register"]
+
+
+def _run_on_kernel(cell, projected, carry) -> SequenceRun:
+    return python.run_sequence(cell, projected, carry, node=kernel.KernelSequence)
+
+
+register("kernel", NTMAccess, _run_on_kernel, kernel.unavailable)
+register("python", NTMAccess, python.run_sequence)

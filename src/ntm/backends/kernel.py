@@ -171,12 +171,19 @@ def _cpu_flags() -> str:
 
 def applies(projected: Tensor) -> bool:
     """Whether a sequence with these inputs runs on the kernel."""
-    return (
-        _enabled
-        and projected.device.type == "cpu"
-        and projected.dtype in _DTYPES
-        and load() is not None
-    )
+    return unavailable(projected) is None
+
+
+def unavailable(projected: Tensor) -> str | None:
+    """Why a sequence with these inputs cannot run on the kernel, or ``None`` if it can."""
+    if not _enabled:
+        return "the kernel is switched off (NTM_CPU_KERNEL=0 or ntm.kernel.set_enabled(False))"
+    if projected.device.type != "cpu" or projected.dtype not in _DTYPES:
+        return (f"it runs on the CPU in float32 and float64, not on {projected.device.type} "
+                f"in {projected.dtype}")
+    if load() is None:
+        return f"it could not be built ({_failure})"
+    return None
 
 
 class KernelSequence(torch.autograd.Function):

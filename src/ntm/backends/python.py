@@ -26,17 +26,19 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from . import kernel
+from ..access.ntm import NTMAccessState, NTMAccessTrace
 from ..functional.addressing import (
     CARRY_GRAD_BOUND,
     LOG_FLOOR,
-    cosine_similarity_parts,
+    content_weights_parts,
     interpolate,
+    sharpen_parts,
     shift,
     shift_windows,
 )
-from ..heads import CLIP
 from ..functional.memory import read, write
+from ..heads import CLIP
+from .registry import Carry, SequenceRun
 
 
 class Spec(NamedTuple):
@@ -126,40 +128,25 @@ def _controller_forward(spec: Spec, projected: Tensor, reads: Tensor, state, wei
 
 
 def _step_forward(spec: Spec, projected, carry, weights, bias, head_weight, head_bias):
-    """One NTM step (the same math as ``NTMCell._step``) with what the backward step needs."""
+    """One NTM step (the math of ``MemoryCell._step`` with ``NTMAccess.step``), keeping what
+    the backward step needs."""
     memory, previous, reads, state = carry
     output, state, controller_saved = _controller_forward(
         spec, projected, reads, state, weights, bias
     )
-    layout = spec.layout
-    batch, heads, writes, width = output.size(0), layout.heads, spec.write_heads, spec.width
     raw = torch.addmm(head_bias, output, head_weight.t())
-    clipped = raw.clamp(-CLIP, CLIP)
-    tanh = torch.tanh(clipped[:, : layout.tanh_end])
-    sig = torch.sigmoid(clipped[:, layout.tanh_end : layout.sigmoid_end])
-    softplus_input = clipped[:, layout.sigmoid_end : layout.softplus_end]
-    softplus = torch.nn.functional.softplus(softplus_input)
-    shift_weights = torch.softmax(
-        clipped[:, layout.softplus_end :].reshape(batch, heads, layout.shifts), dim=-1
-    )
-    keys, add = tanh.split([heads * width, writes * width], dim=1)
-    gates, erase = sig.split([heads, writes * width], dim=1)
-    keys, add, erase = (
-        keys.reshape(batch, heads, width),
-        add.reshape(batch, writes, width),
-        erase.reshape(batch, writes, width),
-    )
-    strengths, sharpening = softplus[:, :heads], softplus[:, heads:] + 1.0
-    # Addressing, as addressing.address, keeping every stage.
-    similarity, key_inv_norm, row_inv_norm = cosine_similarity_parts(memory, keys)  # (B, H, N)
-    content = torch.softmax(similarity * strengths.unsqueeze(-1), dim=-1)
-    gated = interpolate(content, previous, gates)
-    shifted = shift(gated, shift_weights)
-    log_shifted = torch.log(shifted.clamp_min(LOG_FLOOR))
-    focus = torch.softmax(log_shifted * sharpening.unsqueeze(-1), dim=-1)  # (B, H, N)
+    # The same functions as the plain path (NTMAccess.step), keeping their intermediates.
+    p, (tanh, sig, softplus_input) = spec.layout.activate_parts(raw)
+    content, similarity, key_inv_norm, row_inv_norm = content_weights_parts(
+        memory, p.keys, p.key_strengths)  # (B, H, N)
+    gated = interpolate(content, previous, p.gates)
+    shifted = shift(gated, p.shift_weights)
+    focus, log_shifted = sharpen_parts(shifted, p.sharpening)  # (B, H, N)
+    shift_weights, strengths, sharpening = p.shift_weights, p.key_strengths, p.sharpening
+    writes = spec.write_heads
     read_weights, write_weights = focus.split([spec.read_heads, writes], dim=1)
     new_reads = read(memory, read_weights).flatten(1)  # (B, R * M)
-    new_memory = write(memory, write_weights, erase, add)
+    new_memory = write(memory, write_weights, p.erase, p.add)
     saved = _StepSaved(
         controller_saved, output, raw, tanh, sig, softplus_input, shift_weights, memory,
         previous, key_inv_norm, row_inv_norm, similarity, strengths, content, gated, shifted,
@@ -412,33 +399,37 @@ class _FusedSequence(torch.autograd.Function):
                 grad_head_bias)  # fmt: skip
 
 
-def run_sequence(cell, projected: Tensor, carry):
-    """Run an :class:`ntm.NTMCell` over a whole sequence through the fused node.
+def run_sequence(cell, projected: Tensor, carry, node=None) -> SequenceRun:
+    """Run a :class:`ntm.MemoryCell` with an :class:`ntm.access.NTMAccess` through one node.
 
     Args:
         cell: the cell whose parameters and sizes to use.
         projected: ``[T, B, gates]``, ``cell.controller.project_input(input)``.
-        carry: the cell's loop-form state (``model._Carry``).
+        carry: the cell's loop-form state (:class:`ntm.core.Carry`).
+        node: the autograd Function to run: this module's (the default) or the C++ kernel's
+            (:class:`ntm.backends.kernel.KernelSequence`), which takes the same inputs.
 
     Returns:
-        ``(outputs [T,B,C], reads [T,B,R*M], focus [T,B,R+W,N], final carry fields)``.
+        :class:`ntm.backends.SequenceRun`.
     """
-    controller = cell.controller
+    controller, access = cell.controller, cell.access
     spec = Spec(
         lstm=controller.states_per_layer == 2,
         layers=controller.num_layers,
         hidden=controller.hidden_size,
-        read_heads=cell.read_heads,
-        write_heads=cell.write_heads,
-        width=cell.memory_width,
-        layout=cell.heads.layout,
+        read_heads=access.read_heads,
+        write_heads=access.write_heads,
+        width=access.memory_width,
+        layout=access.layout,
     )
-    memory, focus, reads, state = carry
-    # On a CPU, the same node compiled from C++ where it can be built (ntm/kernel.py).
-    node = kernel.KernelSequence if kernel.applies(projected) else _FusedSequence
-    results = node.apply(
+    state, (memory, read_weights, write_weights), reads = carry
+    focus = torch.cat([read_weights, write_weights], dim=1)  # (B, R + W, N)
+    results = (node or _FusedSequence).apply(
         spec, len(state), projected, memory, focus, reads, *state, *controller.layer_weights,
-        controller.bias, cell.heads.linear.weight, cell.heads.linear.bias,
+        controller.bias, cell.interface.weight, cell.interface.bias,
     )  # fmt: skip
     outputs, all_reads, all_focus, memory, focus, reads, *state = results
-    return outputs, all_reads, all_focus, (memory, focus, reads, tuple(state))
+    heads = [access.read_heads, access.write_heads]
+    trace = NTMAccessTrace(*all_focus.split(heads, dim=2))
+    final = Carry(tuple(state), NTMAccessState(memory, *focus.split(heads, dim=1)), reads)
+    return SequenceRun(outputs, all_reads, trace, final)

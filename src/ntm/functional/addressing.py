@@ -69,8 +69,20 @@ def content_weights(memory: Tensor, keys: Tensor, strengths: Tensor) -> Tensor:
     Returns:
         ``[batch, heads, memory_slots]``, each row non-negative and summing to 1.
     """
-    similarity = cosine_similarity(memory, keys)  # (B, H, N)
-    return torch.softmax(similarity * strengths.unsqueeze(-1), dim=-1)
+    return content_weights_parts(memory, keys, strengths)[0]
+
+
+def content_weights_parts(memory: Tensor, keys: Tensor, strengths: Tensor
+                          ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """:func:`content_weights` with the intermediates a hand-written backward pass needs.
+
+    Returns:
+        ``(weights [B, H, N], similarity [B, H, N], key_inv_norm [B, H, 1],
+        row_inv_norm [B, 1, N])``.
+    """
+    similarity, key_inv_norm, row_inv_norm = cosine_similarity_parts(memory, keys)
+    weights = torch.softmax(similarity * strengths.unsqueeze(-1), dim=-1)
+    return weights, similarity, key_inv_norm, row_inv_norm
 
 
 def interpolate(content: Tensor, previous: Tensor, gate: Tensor) -> Tensor:
@@ -137,8 +149,13 @@ def sharpen(weights: Tensor, sharpening: Tensor) -> Tensor:
     Returns:
         ``[batch, heads, memory_slots]``, each row summing to 1.
     """
+    return sharpen_parts(weights, sharpening)[0]
+
+
+def sharpen_parts(weights: Tensor, sharpening: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`sharpen` with the floored logarithm it used: ``(sharpened, log_weights)``."""
     log_weights = torch.log(weights.clamp_min(LOG_FLOOR))
-    return torch.softmax(log_weights * sharpening.unsqueeze(-1), dim=-1)
+    return torch.softmax(log_weights * sharpening.unsqueeze(-1), dim=-1), log_weights
 
 
 def address(
