@@ -5,18 +5,26 @@ The public API, re-exported name by name. The modules below are imported with th
 ``ntm.plots`` (matplotlib) is imported on its own, when figures are wanted.
 """
 
-from . import addressing, memory, metrics, pretrained, tasks, training
+from . import access, addressing, backends, functional, memory, metrics, pretrained, tasks, training
 from .baselines import LSTMBaseline, LSTMState
+from .core import MemoryCell, MemoryRNN, MemoryState, MemoryTrace
 from .model import NTM, NTMCell, NTMState, NTMTrace
 
 __all__ = [
     "NTM",
     "LSTMBaseline",
     "LSTMState",
+    "MemoryCell",
+    "MemoryRNN",
+    "MemoryState",
+    "MemoryTrace",
     "NTMCell",
     "NTMState",
     "NTMTrace",
+    "access",
     "addressing",
+    "backends",
+    "functional",
     "memory",
     "metrics",
     "pretrained",
