@@ -338,6 +338,13 @@ def _empty_trace(access: MemoryAccess, batch: int, factory: dict) -> Any:
     return type(shapes)(*(torch.zeros(0, *shape, **factory) for shape in shapes))
 
 
+def _flat_state(state: Any) -> list[Tensor]:
+    """Every tensor of a (nested) state or trace, in field order."""
+    if isinstance(state, Tensor):
+        return [state]
+    return [tensor for field in state for tensor in _flat_state(field)]
+
+
 def _map_trace(trace: Any, function) -> Any:
     """Apply ``function`` to every tensor of a trace (nested NamedTuples of tensors)."""
     if isinstance(trace, Tensor):

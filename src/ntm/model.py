@@ -211,10 +211,15 @@ def _cuda_devices(device) -> list:
 
 
 def _legacy_state_dict(module: NTMCell, state_dict: dict, prefix: str, local_metadata) -> None:
-    """state_dict hook: the core's names -> the names of the releases before it."""
-    for old, new in _LEGACY_NAMES.items():
-        if prefix + new in state_dict:
-            state_dict[prefix + old] = state_dict.pop(prefix + new)
+    """state_dict hook: the core's names -> the names (and order) of the releases before it."""
+    renamed = {prefix + new: prefix + old for old, new in _LEGACY_NAMES.items()}
+    items = [(renamed.get(key, key), value) for key, value in state_dict.items()]
+    memory = [item for item in items if item[0] == prefix + "initial_memory"]
+    items = [item for item in items if item[0] != prefix + "initial_memory"]
+    # Before the core the learned memory came right after the initial reads.
+    at = next(i for i, item in enumerate(items) if item[0] == prefix + "initial_reads") + 1
+    state_dict.clear()
+    state_dict.update(items[:at] + memory + items[at:])
 
 
 def _from_legacy_state_dict(module: NTMCell, state_dict: dict, prefix: str, *args) -> None:

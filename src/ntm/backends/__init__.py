@@ -19,10 +19,11 @@ from .registry import (
     choices,
     choose,
     register,
+    registered,
 )
 
 __all__ = ["AUTO", "AUTOGRAD", "Backend", "Carry", "SequenceRun", "backends_for",
-           "check_choice", "choices", "choose", "kernel", "python", "register"]
+           "check_choice", "choices", "choose", "kernel", "python", "register", "registered"]
 
 
 def _run_on_kernel(cell, projected, carry) -> SequenceRun:

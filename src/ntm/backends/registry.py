@@ -68,6 +68,11 @@ def register(name: str, access_type: type, run: Callable[..., SequenceRun],
     _REGISTRY.append(Backend(name, access_type, run, unavailable))
 
 
+def registered() -> list[Backend]:
+    """Every registered backend, of every access type, in the order of registration."""
+    return list(_REGISTRY)
+
+
 def backends_for(access: Any) -> list[Backend]:
     """The backends registered for ``access``'s type (or a base class of it), preferred first."""
     return [b for b in _REGISTRY if isinstance(access, b.access_type)]
