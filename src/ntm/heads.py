@@ -27,7 +27,7 @@ class HeadParameters(NamedTuple):
     keys: Tensor  # k, tanh: [batch, heads, memory_width]
     key_strengths: Tensor  # beta, softplus: [batch, heads]
     gates: Tensor  # g, sigmoid: [batch, heads]
-    shift_weights: Tensor  # s, softmax over 2R+1 shifts: [batch, heads, 2R+1]
+    shift_weights: Tensor  # s, softmax over 2K+1 shifts: [batch, heads, 2K+1]
     sharpening: Tensor  # gamma, 1 + softplus: [batch, heads]
     erase: Tensor  # e, sigmoid: [batch, write_heads, memory_width]
     add: Tensor  # a, tanh: [batch, write_heads, memory_width]

@@ -84,7 +84,7 @@ class _StepSaved(NamedTuple):
     tanh: Tensor  # activated [keys, add]
     sig: Tensor  # activated [gates, erase]
     softplus_input: Tensor  # clipped [strengths, sharpening] before softplus
-    shift_weights: Tensor  # (B, H, 2R+1)
+    shift_weights: Tensor  # (B, H, 2K+1)
     memory: Tensor  # (B, N, M) before the step
     previous: Tensor  # (B, H, N) weights of the step before
     key_inv_norm: Tensor  # (B, H, 1)
@@ -228,9 +228,9 @@ def _step_backward(spec: Spec, saved, grads, weights, head_weight):
         0.0,
     )
     # Shift: the adjoint of a circular convolution is the correlation, i.e. the shift with
-    # the weights reversed; ds(k) = sum_i dw_s(i) w_g(i - (k - R)).
+    # the weights reversed; ds(k) = sum_i dw_s(i) w_g(i - (k - K)).
     grad_gated = shift(grad_shifted, shift_weights.flip(-1))
-    windows = shift_windows(gated, (layout.shifts - 1) // 2)  # (B, H, 2R+1, N)
+    windows = shift_windows(gated, (layout.shifts - 1) // 2)  # (B, H, 2K+1, N)
     grad_shift_weights = torch.matmul(windows, grad_shifted.unsqueeze(-1)).squeeze(-1).flip(-1)
     # Interpolation: w_g = w_prev + g (w_c - w_prev).
     gate = gates.unsqueeze(-1)

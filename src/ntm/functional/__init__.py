@@ -13,7 +13,8 @@ The shape vocabulary, mapped once to the paper's letters:
     heads          H    heads addressed together (read and write heads are stacked)
     memory_slots   N    rows of the memory matrix
     memory_width   M    width of a row
-    shift_reach    S    largest shift of location addressing: shifts -S..S (2S+1 of them)
+    shift_range    K    largest shift of location addressing: shifts -K..K (2K+1 of them)
+    read_heads     R    read heads; write_heads W
 """
 
 from .addressing import (

@@ -7,7 +7,9 @@ mapped once to the paper's letters:
     heads          H    heads addressed together (read and write heads are stacked)
     memory_slots   N    rows of the memory matrix
     memory_width   M    width of a row
-    shifts         2R+1 allowed circular shifts -R..R
+    shift_range    K    largest shift: the 2K+1 allowed circular shifts are -K..K
+
+(``R`` is not used for the shifts: elsewhere it counts read heads.)
 
 A step of addressing is ``sharpen(shift(interpolate(content_weights(...), ...), ...), ...)``;
 :func:`address` chains the four.
@@ -103,32 +105,32 @@ def shift(weights: Tensor, shift_weights: Tensor) -> Tensor:
     """Circular convolution with the shift weighting (paper eq. 8).
 
     ``w_s(i) = sum_j w(j) * s(i - j mod N)``, where ``shift_weights[..., k]`` holds the weight of
-    the shift ``k - R``: a weighting focused on slot ``i`` with all shift weight on ``+1``
+    the shift ``k - K``: a weighting focused on slot ``i`` with all shift weight on ``+1``
     moves to slot ``i + 1 (mod N)``.
 
     Args:
         weights: ``[batch, heads, memory_slots]``.
-        shift_weights: ``[batch, heads, 2R+1]``, ``R < memory_slots``.
+        shift_weights: ``[batch, heads, 2K+1]``, ``2K < memory_slots``.
 
     Returns:
         ``[batch, heads, memory_slots]``.
     """
-    windows = shift_windows(weights, (shift_weights.size(-1) - 1) // 2)  # (B, H, 2R+1, N)
+    windows = shift_windows(weights, (shift_weights.size(-1) - 1) // 2)  # (B, H, 2K+1, N)
     return torch.matmul(shift_weights.flip(-1).unsqueeze(-2), windows).squeeze(-2)
 
 
 def shift_windows(weights: Tensor, reach: int) -> Tensor:
-    """Every circular roll of ``weights`` by ``R - j``, for ``j = 0..2R``, as views of one tensor.
+    """Every circular roll of ``weights`` by ``K - j``, for ``j = 0..2K``, as views of one tensor.
 
-    Window ``j`` at position ``i`` holds ``w(i + j - R)``: the row rolled by the shift ``R - j``,
-    whose weight in :func:`shift` is ``s[2R - j]``.
+    Window ``j`` at position ``i`` holds ``w(i + j - K)``: the row rolled by the shift ``K - j``,
+    whose weight in :func:`shift` is ``s[2K - j]``.
 
     Args:
         weights: ``[batch, heads, memory_slots]``.
-        reach: ``R``.
+        reach: ``K``.
 
     Returns:
-        ``[batch, heads, 2R+1, memory_slots]``.
+        ``[batch, heads, 2K+1, memory_slots]``.
     """
     slots = weights.size(-1)
     padded = torch.cat([weights[..., slots - reach :], weights, weights[..., :reach]], dim=-1)
