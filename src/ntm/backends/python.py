@@ -196,20 +196,41 @@ def _step_backward(spec: Spec, saved, grads, weights, head_weight):
         ``((d_memory, d_previous, d_reads_previous, d_state_previous), d_projected,
         d_raw, per-layer (d_gates, joined))``.
     """
-    (
-        controller_saved, output, raw, tanh, sig, softplus_input, shift_weights, memory,
-        previous, key_inv_norm, row_inv_norm, similarity, strengths, content, gated, shifted,
-        log_shifted, sharpening, focus,
-    ) = saved  # fmt: skip
     grad_memory_new, grad_focus, grad_reads, grad_state, grad_output = grads
-    layout = spec.layout
-    batch, heads, writes, width = output.size(0), layout.heads, spec.write_heads, spec.width
-    keys, add = tanh.split([heads * width, writes * width], dim=1)
-    gates, erase = sig.split([heads, writes * width], dim=1)
-    keys = keys.reshape(batch, heads, width)
-    read_weights, write_weights = focus.split([spec.read_heads, writes], dim=1)
+    grad_memory, grad_focus, grad_erase, grad_add = _memory_backward(
+        spec, saved, grad_memory_new, grad_focus, grad_reads)
+    grad_memory, grad_previous, grad_heads = _address_backward(spec, saved, grad_memory,
+                                                              grad_focus)
+    grad_raw = _activation_backward(saved, *grad_heads, grad_erase, grad_add)
+    grad_output = torch.addmm(grad_output, grad_raw, head_weight)
+    grad_below, new_grad_state, layer_grads = _controller_backward(
+        spec, saved.controller, grad_output, grad_state, weights)
+    # Bounded as by addressing.bound_gradient on the carried state in the plain path.
+    bound = CARRY_GRAD_BOUND
+    carry_grads = (grad_memory.clamp_(-bound, bound), grad_previous,
+                   grad_below.clamp(-bound, bound),
+                   tuple(grad.clamp(-bound, bound) for grad in new_grad_state))
+    return carry_grads, layer_grads[0][0], grad_raw, layer_grads
 
-    # Memory: write then read (both from the memory before the step).
+
+def _head_parts(spec: Spec, saved):
+    """``(keys [B, H, M], add, gates [B, H], erase)`` from the activated blocks."""
+    batch, heads, writes, width = (saved.output.size(0), spec.layout.heads, spec.write_heads,
+                                   spec.width)
+    keys, add = saved.tanh.split([heads * width, writes * width], dim=1)
+    gates, erase = saved.sig.split([heads, writes * width], dim=1)
+    return keys.reshape(batch, heads, width), add, gates, erase
+
+
+def _memory_backward(spec: Spec, saved, grad_memory_new, grad_focus, grad_reads):
+    """Write then read (both from the memory before the step).
+
+    Returns ``(d_memory, d_focus, d_erase, d_add)``; ``d_focus`` includes the read and write
+    weightings' gradients from the memory.
+    """
+    _, add, _, erase = _head_parts(spec, saved)
+    memory, batch, writes, width = saved.memory, saved.output.size(0), spec.write_heads, spec.width
+    read_weights, write_weights = saved.focus.split([spec.read_heads, writes], dim=1)
     grad_memory, grad_write_weights, grad_erase, grad_add = _write_backward(
         memory, write_weights, erase.reshape(batch, writes, width),
         add.reshape(batch, writes, width), grad_memory_new,
@@ -218,10 +239,19 @@ def _step_backward(spec: Spec, saved, grads, weights, head_weight):
     grad_read_weights = torch.bmm(grad_reads, memory.transpose(1, 2))  # dr M^T
     grad_memory = torch.baddbmm(grad_memory, read_weights.transpose(1, 2), grad_reads)
     grad_focus = grad_focus + torch.cat([grad_read_weights, grad_write_weights], dim=1)
+    return grad_memory, grad_focus, grad_erase, grad_add
 
+
+def _address_backward(spec: Spec, saved, grad_memory, grad_focus):
+    """Sharpen, shift, interpolation and content addressing, backwards.
+
+    Returns ``(d_memory, d_previous, (d_keys, d_gates, d_strengths, d_sharpening,
+    d_shift_weights))``.
+    """
+    focus, shifted, sharpening = saved.focus, saved.shifted, saved.sharpening
     # Sharpen: w = softmax(gamma * log(max(w_s, floor))).
     grad_logits = _softmax_backward(focus, grad_focus)
-    grad_sharpening = (grad_logits * log_shifted).sum(-1)
+    grad_sharpening = (grad_logits * saved.log_shifted).sum(-1)
     # where, not a product with the mask: a huge value masked out must not become inf * 0.
     grad_shifted = torch.where(
         shifted >= LOG_FLOOR, grad_logits * sharpening.unsqueeze(-1) / shifted.clamp_min(LOG_FLOOR),
@@ -229,19 +259,32 @@ def _step_backward(spec: Spec, saved, grads, weights, head_weight):
     )
     # Shift: the adjoint of a circular convolution is the correlation, i.e. the shift with
     # the weights reversed; ds(k) = sum_i dw_s(i) w_g(i - (k - K)).
-    grad_gated = shift(grad_shifted, shift_weights.flip(-1))
-    windows = shift_windows(gated, (layout.shifts - 1) // 2)  # (B, H, 2K+1, N)
+    grad_gated = shift(grad_shifted, saved.shift_weights.flip(-1))
+    windows = shift_windows(saved.gated, (spec.layout.shifts - 1) // 2)  # (B, H, 2K+1, N)
     grad_shift_weights = torch.matmul(windows, grad_shifted.unsqueeze(-1)).squeeze(-1).flip(-1)
     # Interpolation: w_g = w_prev + g (w_c - w_prev).
-    gate = gates.unsqueeze(-1)
-    grad_content = grad_gated * gate
+    keys, _, gates, _ = _head_parts(spec, saved)
+    grad_content = grad_gated * gates.unsqueeze(-1)
     # Bounded as by addressing.bound_gradient in the plain path.
     grad_previous = (grad_gated - grad_content).clamp_(-CARRY_GRAD_BOUND, CARRY_GRAD_BOUND)
-    grad_gates = (grad_gated * (content - previous)).sum(-1)
-    # Content: w_c = softmax(beta * K), K = dot * |k|^-1 * |M(i)|^-1 (with NORM_EPS).
-    grad_scaled = _softmax_backward(content, grad_content)
+    grad_gates = (grad_gated * (saved.content - saved.previous)).sum(-1)
+    grad_memory, grad_keys, grad_strengths = _content_backward(saved, keys, grad_memory,
+                                                               grad_content)
+    return grad_memory, grad_previous, (grad_keys, grad_gates, grad_strengths,
+                                        grad_sharpening, grad_shift_weights)
+
+
+def _content_backward(saved, keys, grad_memory, grad_content):
+    """Content: w_c = softmax(beta * K), K = dot * |k|^-1 * |M(i)|^-1 (with NORM_EPS).
+
+    Returns ``(d_memory, d_keys, d_strengths)``.
+    """
+    similarity, key_inv_norm, row_inv_norm = (saved.similarity, saved.key_inv_norm,
+                                              saved.row_inv_norm)
+    memory = saved.memory
+    grad_scaled = _softmax_backward(saved.content, grad_content)
     grad_strengths = (grad_scaled * similarity).sum(-1)
-    grad_similarity = grad_scaled * strengths.unsqueeze(-1)
+    grad_similarity = grad_scaled * saved.strengths.unsqueeze(-1)
     grad_dot = grad_similarity * key_inv_norm * row_inv_norm
     # d rsqrt(x + eps)/dx = -rsqrt^3 / 2 and d|k|^2/dk = 2k, so d key = -kn^3 k sum(...).
     weighted = grad_similarity * similarity  # = dK * dot * kn * mn
@@ -250,21 +293,33 @@ def _step_backward(spec: Spec, saved, grads, weights, head_weight):
     grad_keys = torch.bmm(grad_dot, memory) - key_coef * keys
     grad_memory = torch.baddbmm(grad_memory, grad_dot.transpose(1, 2), keys)
     grad_memory = grad_memory - row_coef.unsqueeze(-1) * memory
+    return grad_memory, grad_keys, grad_strengths
 
-    # Activations, then the clip (its gradient passes where -CLIP <= raw <= CLIP).
-    grad_shift_logits = _softmax_backward(shift_weights, grad_shift_weights)
-    grad_tanh = _tanh_backward(tanh, torch.cat([grad_keys.flatten(1), grad_add.flatten(1)], 1))
-    grad_sig = _sigmoid_backward(sig, torch.cat([grad_gates, grad_erase.flatten(1)], dim=1))
+
+def _activation_backward(saved, grad_keys, grad_gates, grad_strengths, grad_sharpening,
+                         grad_shift_weights, grad_erase, grad_add):
+    """The activations, then the clip (its gradient passes where -CLIP <= raw <= CLIP).
+
+    Returns ``d_raw [B, P]``.
+    """
+    grad_shift_logits = _softmax_backward(saved.shift_weights, grad_shift_weights)
+    grad_tanh = _tanh_backward(saved.tanh,
+                               torch.cat([grad_keys.flatten(1), grad_add.flatten(1)], 1))
+    grad_sig = _sigmoid_backward(saved.sig, torch.cat([grad_gates, grad_erase.flatten(1)], dim=1))
     grad_softplus = _aten.softplus_backward(
-        torch.cat([grad_strengths, grad_sharpening], dim=1), softplus_input, 1.0, 20.0
+        torch.cat([grad_strengths, grad_sharpening], dim=1), saved.softplus_input, 1.0, 20.0
     )
     grad_clipped = torch.cat(
         [grad_tanh, grad_sig, grad_softplus, grad_shift_logits.flatten(1)], dim=1
     )
-    grad_raw = torch.where(raw.abs() <= CLIP, grad_clipped, 0.0)
-    grad_output = torch.addmm(grad_output, grad_raw, head_weight)
+    return torch.where(saved.raw.abs() <= CLIP, grad_clipped, 0.0)
 
-    # Controller, top layer down.
+
+def _controller_backward(spec: Spec, controller_saved, grad_output, grad_state, weights):
+    """The controller, top layer down.
+
+    Returns ``(d_reads_previous, d_state_previous, per-layer (d_gates, joined))``.
+    """
     grad_below, layer_grads = grad_output, [None] * spec.layers
     new_grad_state = list(grad_state)
     size = spec.hidden
@@ -296,12 +351,7 @@ def _step_backward(spec: Spec, saved, grads, weights, head_weight):
             grad_gates_layer = _tanh_backward(hidden, grad_below)
             grad_below = torch.mm(grad_gates_layer, weights[layer])
         layer_grads[layer] = (grad_gates_layer, joined)
-    # Bounded as by addressing.bound_gradient on the carried state in the plain path.
-    bound = CARRY_GRAD_BOUND
-    carry_grads = (grad_memory.clamp_(-bound, bound), grad_previous,
-                   grad_below.clamp(-bound, bound),
-                   tuple(grad.clamp(-bound, bound) for grad in new_grad_state))
-    return carry_grads, layer_grads[0][0], grad_raw, layer_grads
+    return grad_below, new_grad_state, layer_grads
 
 
 # -- the autograd node ---------------------------------------------------------------------------
