@@ -220,3 +220,32 @@ def test_the_ntm_keeps_its_state_dict_names_and_parameter_order():
                for k, v in model.state_dict().items()}
     again.load_state_dict(renamed)  # the core's own names load too
     assert torch.equal(again.cell.initial_memory, model.cell.initial_memory)
+
+
+def test_float16_is_refused_with_the_dtypes_that_work():
+    with pytest.raises(ValueError, match="float16 is not supported.*torch.bfloat16"):
+        ntm.NTM(4, 2, dtype=torch.float16)
+    with pytest.raises(ValueError, match="float16 is not supported"):
+        toy_model(dtype=torch.float16)
+    model = ntm.NTM(4, 2, memory_slots=8, memory_width=3, controller_size=4).half()
+    with pytest.raises(ValueError, match="float16 is not supported"):
+        model(torch.zeros(2, 1, 4, dtype=torch.float16))
+    with pytest.raises(ValueError, match="float16 is not supported"):
+        model.cell(torch.zeros(1, 4, dtype=torch.float16))
+
+
+def test_bfloat16_trains_without_nan():
+    torch.manual_seed(0)
+    task = ntm.tasks.make("copy", max_length=3)
+    model = ntm.NTM(task.input_size, task.output_size, memory_slots=16, memory_width=6,
+                    controller_size=16, dtype=torch.bfloat16)
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+    batch = task.sample(4, torch.Generator().manual_seed(0))
+    for _ in range(3):
+        logits, _ = model(batch.inputs.to(torch.bfloat16))
+        loss = ntm.metrics.sequence_loss(logits.float(), batch.targets, batch.mask)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        assert torch.isfinite(loss)
+    assert all(torch.isfinite(p).all() for p in model.parameters())

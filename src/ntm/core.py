@@ -69,6 +69,7 @@ class MemoryCell(nn.Module):
         super().__init__()
         check_core_arguments(input_size, output_size, access, controller, controller_size,
                              controller_layers)
+        check_dtype(dtype)
         factory = {"device": device, "dtype": dtype}
         self.input_size, self.output_size = input_size, output_size
         self.controller_kind, self.controller_size = controller, controller_size
@@ -165,6 +166,7 @@ class MemoryCell(nn.Module):
 
     def forward(self, input: Tensor, state: Any = None) -> tuple[Tensor, Any]:
         """One step: ``input [B, I]`` (or ``[I]``) -> ``(logits [B, O], state)``."""
+        check_dtype(self.initial_reads.dtype)  # also after model.half()
         check_input(input, self.input_size, self.initial_reads.dtype, batched_rank=2)
         unbatched = input.dim() == 1
         if unbatched:
@@ -275,6 +277,7 @@ class MemoryRNN(nn.Module):
 
     def _run(self, input: Tensor, state: Any, record: bool):
         cell = self.cell
+        check_dtype(cell.initial_reads.dtype)  # also after model.half()
         check_input(input, cell.input_size, cell.initial_reads.dtype, batched_rank=3)
         unbatched = input.dim() == 2
         if unbatched:
@@ -367,6 +370,20 @@ def check_core_arguments(input_size, output_size, access, controller, controller
     for name, value in sizes.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def check_dtype(dtype: torch.dtype | None) -> None:
+    """Refuse float16, which gives NaN from the first step, naming what works instead.
+
+    Its largest number is 65,504: the content softmax's ``exp(beta * K)`` with beta up to
+    softplus(20) and the sharpening's ``gamma * log w`` overflow it, as do the memory's
+    squared norms, and the loss is NaN from the first step. bfloat16 keeps float32's range
+    in the same two bytes.
+    """
+    if dtype == torch.float16:
+        raise ValueError("dtype torch.float16 is not supported: its range (65,504) overflows in "
+                         "the addressing and the model gives NaN from the first step; use "
+                         "torch.bfloat16 (same size, float32's range) or torch.float32")
 
 
 def check_tensor(name: str, tensor: Any, shape: tuple[int, ...], dtype: torch.dtype) -> None:
