@@ -1,4 +1,4 @@
-"""The C++ CPU kernel (ntm/kernel.py): how it is built, chosen and replaced.
+"""The C++ CPU kernel (ntm/backends/kernel.py): how it is built, chosen and replaced.
 
 Its numbers are checked in tests/test_fused.py, which runs every fused-path test on the kernel
 and on the Python node, and in tests/test_gradient_overflow.py.
@@ -160,6 +160,65 @@ def test_a_stale_build_lock_is_removed_and_a_fresh_one_kept(tmp_path):
         kernel._clear_stale_lock(lock)
     assert not lock.exists()
     kernel._clear_stale_lock(lock)  # no lock: nothing to do
+
+
+# A process that holds the kernel's build (the owner lock) until it is killed, as a build does.
+_HOLDER = """
+import sys, time
+from pathlib import Path
+from ntm.backends import kernel
+with kernel.build_owner(Path(sys.argv[1]), 5):
+    print("holding", flush=True)
+    time.sleep(120)
+"""
+
+
+def _holder(build_dir):
+    process = subprocess.Popen([sys.executable, "-c", _HOLDER, str(build_dir)],
+                               stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "holding"
+    return process
+
+
+def test_a_build_lock_left_by_an_interrupted_build_is_removed_at_once(tmp_path, capfd):
+    (tmp_path / "lock").touch()  # what torch leaves when its build is killed: it then hangs
+    started = time.monotonic()
+    with kernel.build_owner(tmp_path, wait_seconds=5):
+        assert not (tmp_path / "lock").exists()
+    assert time.monotonic() - started < 2
+    assert "removing the build lock of an interrupted kernel build" in capfd.readouterr().err
+
+
+def test_a_build_in_progress_is_waited_for_then_given_up_and_a_killed_one_is_taken_over(
+        tmp_path, capfd):
+    holder = _holder(tmp_path)
+    try:
+        (tmp_path / "lock").touch()  # the holder's build in progress: not ours to remove
+        with pytest.raises(kernel.BuildWaitTimeout, match="more than 1 s"):
+            with kernel.build_owner(tmp_path, wait_seconds=1):
+                pass
+        err = capfd.readouterr().err
+        assert f"waiting for another process (pid {holder.pid}) to finish building" in err
+        assert (tmp_path / "lock").exists()
+    finally:
+        holder.kill()  # killed mid-build: the OS releases its lock
+        holder.wait()
+    with kernel.build_owner(tmp_path, wait_seconds=5):
+        assert not (tmp_path / "lock").exists()  # its leftover torch lock is cleared
+
+
+def test_a_timed_out_wait_falls_back_to_the_python_node_with_a_warning(monkeypatch):
+    def waited_too_long():
+        raise kernel.BuildWaitTimeout("another process held the kernel's build for more than 1 s")
+
+    monkeypatch.setattr(kernel, "_module", None)
+    monkeypatch.setattr(kernel, "_failure", None)
+    monkeypatch.setattr(kernel, "_build", waited_too_long)
+    with pytest.warns(RuntimeWarning, match="could not be built .*more than 1 s.*Python fused"):
+        assert kernel.load() is None
+    model = ntm.NTM(3, 2, memory_slots=8, memory_width=4, controller_size=8)
+    _, state = model(torch.zeros(2, 1, 3))
+    assert type(state.memory.grad_fn).__name__ == "_FusedSequenceBackward"
 
 
 def test_ninja_is_found_next_to_the_interpreter_when_not_on_path(monkeypatch):

@@ -8,7 +8,10 @@ microseconds of overhead instead of hundreds.
 
 It is compiled once per machine, on first use, with ``torch.utils.cpp_extension`` (a C++
 compiler is needed; about 30 s; the result is cached by torch under
-``~/.cache/torch_extensions``). Where it cannot be built, :mod:`ntm.fused`'s Python node is used
+``~/.cache/torch_extensions``). One process builds at a time (:func:`build_owner`): a build
+that was interrupted, at any moment, is detected and redone with one line; a process that
+waits for another's build says so, and after ``NTM_KERNEL_BUILD_WAIT`` seconds (300) falls
+back to the Python node. Where it cannot be built, :mod:`ntm.fused`'s Python node is used
 instead, with one warning. ``NTM_CPU_KERNEL=0`` (or ``false``, ``off``, ``no``) in the
 environment, or :func:`set_enabled`, turns the kernel off. The two give the same numbers to
 rounding (``tests/test_fused.py`` runs every test on both: 1e-10 in float64, gradients
@@ -17,6 +20,7 @@ included).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import platform
@@ -26,6 +30,11 @@ import threading
 import time
 import warnings
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 import torch
 from torch import Tensor
@@ -51,8 +60,11 @@ _lock = threading.Lock()
 _module = None  # the loaded extension, once built
 _failure: str | None = None  # why it could not be built, once tried
 _enabled = os.environ.get("NTM_CPU_KERNEL", "1").strip().lower() not in ("0", "false", "off", "no")
-# A build lock older than this was left by a killed build (a build takes under a minute).
+# A build lock older than this was left by a killed build (a build takes under a minute); used
+# only where flock is missing (see build_owner).
 STALE_LOCK_SECONDS = 600
+# How long a process waits for another one's build before it falls back to the Python node.
+BUILD_WAIT_SECONDS = float(os.environ.get("NTM_KERNEL_BUILD_WAIT", "300"))
 
 
 def set_enabled(enabled: bool) -> None:
@@ -120,13 +132,73 @@ def _build():
     digest = hashlib.sha256(source + "\n".join(identity).encode()).hexdigest()[:12]
     name = f"ntm_sequence_cpu_{digest}"
     build_dir = Path(cpp_extension._get_build_directory(name, verbose=False))
-    _clear_stale_lock(build_dir / "lock")
-    if not any(build_dir.glob(f"{name}*.so")):
-        print("ntm: compiling the C++ CPU kernel (once; about 30 s)", file=sys.stderr, flush=True)
-    return cpp_extension.load(
-        name=name, sources=[str(SOURCE)], extra_cflags=_FLAGS, extra_ldflags=["-fopenmp"],
-        verbose=False,
-    )
+    with build_owner(build_dir, BUILD_WAIT_SECONDS):
+        if not any(build_dir.glob(f"{name}*.so")):
+            print("ntm: compiling the C++ CPU kernel (once; about 30 s)", file=sys.stderr,
+                  flush=True)
+        return cpp_extension.load(
+            name=name, sources=[str(SOURCE)], extra_cflags=_FLAGS, extra_ldflags=["-fopenmp"],
+            verbose=False,
+        )
+
+
+@contextlib.contextmanager
+def build_owner(build_dir: Path, wait_seconds: float):
+    """Hold the right to build (or load) the kernel in ``build_dir`` against other processes.
+
+    torch's own build lock is a plain file that a killed build leaves behind, and torch waits
+    for it to go away forever. This one is an OS lock (``flock``) on ``owner.lock`` that the
+    kernel releases when its process ends, however it ends: whoever holds it knows that no
+    other process is building, so a torch lock found then was left by an interrupted build
+    and is removed (with one line). A process that finds the owner lock taken says so and
+    waits up to ``wait_seconds``; then it gives up (:class:`BuildWaitTimeout`, which
+    :func:`load` turns into the Python fallback with a warning).
+    """
+    build_dir.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:  # no flock (Windows): torch's lock alone, cleared when it is old
+        _clear_stale_lock(build_dir / "lock")
+        yield
+        return
+    with open(build_dir / "owner.lock", "a+") as owner:
+        _acquire(owner, wait_seconds)
+        try:
+            owner.seek(0)
+            owner.truncate()
+            owner.write(f"{os.getpid()}\n")
+            owner.flush()
+            torch_lock = build_dir / "lock"
+            if torch_lock.exists():
+                print(f"ntm: removing the build lock of an interrupted kernel build ({torch_lock})",
+                      file=sys.stderr, flush=True)
+                torch_lock.unlink(missing_ok=True)
+            yield
+        finally:
+            fcntl.flock(owner, fcntl.LOCK_UN)
+
+
+class BuildWaitTimeout(RuntimeError):
+    """Another process held the kernel's build for longer than the bound."""
+
+
+def _acquire(owner, wait_seconds: float) -> None:
+    """Take the flock on ``owner``, saying once that another process holds it, up to a bound."""
+    deadline, said = time.monotonic() + wait_seconds, False
+    while True:
+        try:
+            fcntl.flock(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if not said:
+                owner.seek(0)
+                holder = owner.read().strip() or "unknown"
+                print(f"ntm: waiting for another process (pid {holder}) to finish building the "
+                      f"C++ kernel (at most {wait_seconds:.0f} s)", file=sys.stderr, flush=True)
+                said = True
+            if time.monotonic() >= deadline:
+                raise BuildWaitTimeout(
+                    f"another process held the kernel's build for more than {wait_seconds:.0f} s"
+                ) from None
+            time.sleep(0.2)
 
 
 def _find_ninja() -> None:
