@@ -249,3 +249,21 @@ def test_bfloat16_trains_without_nan():
         optimiser.step()
         assert torch.isfinite(loss)
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_the_ntm_defaults_agree_everywhere_they_are_spelt():
+    """NTM, NTMCell and NTMAccess each show their defaults in their signature: the same ones."""
+    import inspect
+
+    def defaults(function):
+        return {name: p.default for name, p in inspect.signature(function).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+
+    model, cell, access = defaults(ntm.NTM), defaults(ntm.NTMCell), defaults(NTMAccess)
+    assert {k: v for k, v in model.items() if k in cell} == cell
+    assert {k: v for k, v in cell.items() if k in access} == access
+    core = defaults(ntm.MemoryRNN)
+    assert {k: v for k, v in model.items() if k in core} == core
+    assert ntm.MemoryRNN(4, 2, ToyAccess(), controller_size=7).cell.extra_repr() == (
+        "4, 2, controller_size=7")
+    assert NTMAccess(memory_slots=64).extra_repr() == "memory_slots=64"

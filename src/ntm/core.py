@@ -12,6 +12,7 @@ controller_layers ``L``; ``read_size`` and ``interface_size`` are the access's.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, NamedTuple
 
 import torch
@@ -434,8 +435,9 @@ def _conversion(dtype: torch.dtype) -> str:
 
 
 def _changed_arguments(cell: MemoryCell, head: str) -> str:
-    defaults = {"controller_kind": "lstm", "controller_size": 100, "controller_layers": 1}
-    names = {"controller_kind": "controller"}
-    changed = [f"{names.get(k, k)}={getattr(cell, k)!r}" for k, v in defaults.items()
-               if getattr(cell, k) != v]
+    """``extra_repr``: ``head``, then the controller's arguments that differ from the defaults."""
+    parameters = inspect.signature(MemoryCell.__init__).parameters
+    values = {"controller": cell.controller_kind, "controller_size": cell.controller_size,
+              "controller_layers": cell.controller_layers}
+    changed = [f"{k}={v!r}" for k, v in values.items() if v != parameters[k].default]
     return ", ".join([head, *changed])

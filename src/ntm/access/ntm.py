@@ -8,6 +8,7 @@ which also applies the activations.
 
 from __future__ import annotations
 
+import inspect
 from typing import NamedTuple
 
 import torch
@@ -138,8 +139,9 @@ class NTMAccess(MemoryAccess):
         return AccessStep(reads, NTMAccessState(memory, read_weights, write_weights), trace)
 
     def extra_repr(self) -> str:
-        defaults = {"memory_slots": 128, "memory_width": 20, "read_heads": 1, "write_heads": 1,
-                    "shift_range": 1, "memory_init": "constant"}
+        defaults = {name: parameter.default for name, parameter
+                    in inspect.signature(NTMAccess.__init__).parameters.items()
+                    if name not in ("self", "device", "dtype")}
         return ", ".join(f"{k}={getattr(self, k)!r}" for k, v in defaults.items()
                          if getattr(self, k) != v)
 
