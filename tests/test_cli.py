@@ -8,15 +8,20 @@ import sys
 import pytest
 import torch
 
-from ntm.cli import _labels, main
+from ntm.cli import main
+from ntm.plots import run_labels
 from ntm.training import TIMING_FIELDS, apply_overrides, read_config, read_metrics
 from ntm.training.presets import demo_config
 
-SMALL = ["--set", "model.memory_slots=12", "--set", "model.memory_width=6",
-         "--set", "model.controller_size=12", "--set", "model.hidden_size=12",
-         "--set", "model.num_layers=1", "--set", "train.log_every=1",
-         "--set", "train.val_every=2", "--set", "train.val_batches=1",
-         "--set", "train.val_batch_size=2", "--batch-size", "2", "--no-progress"]
+SMALL = ["--set", "train.log_every=1", "--set", "train.val_every=2",
+         "--set", "train.val_batches=1", "--set", "train.val_batch_size=2", "--batch-size", "2",
+         "--no-progress"]
+# Small sizes of each model: --set model.KEY is checked against the chosen model's fields.
+SMALL_MODEL = {
+    "ntm-lstm": ["model.memory_slots=12", "model.memory_width=6", "model.controller_size=12"],
+    "ntm-ff": ["model.memory_slots=12", "model.memory_width=6", "model.controller_size=12"],
+    "lstm": ["model.hidden_size=12", "model.num_layers=1"],
+}
 # Short sequences of every task.
 TASK_SETTINGS = {
     "copy": ["task.max_length=3"],
@@ -29,7 +34,8 @@ TASK_SETTINGS = {
 
 def _train(out, task="copy", model="ntm-lstm", *extra):
     """Train a tiny run into ``out`` for 2 steps (``extra`` may override) and return ``out``."""
-    sets = [arg for setting in TASK_SETTINGS[task] for arg in ("--set", setting)]
+    settings = TASK_SETTINGS[task] + SMALL_MODEL[model]
+    sets = [arg for setting in settings for arg in ("--set", setting)]
     assert main(["train", task, "--model", model, "--steps", "2", "--out", str(out),
                  *SMALL, *sets, *extra]) == 0
     return out
@@ -161,7 +167,7 @@ def test_plot_curves_only_reads_metrics_alone(tmp_path, capsys):
     sweep_run = tmp_path / "sweep" / "seed3"  # a sweep's run is named by its sweep too
     shutil.copytree(first, sweep_run)
     assert main(["plot", "--curves-only", str(sweep_run), "--out", str(out)]) == 0
-    assert _labels([str(sweep_run), str(first), "pretrained:copy"]) == [
+    assert run_labels([str(sweep_run), str(first), "pretrained:copy"]) == [
         "sweep-seed3", "ntm", "pretrained-copy"]
     (second / "metrics.jsonl").write_text("")
     assert main(["plot", "--curves-only", str(first), str(second), "--out", str(out)]) == 2
@@ -201,7 +207,7 @@ def test_more_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
     line = _error(capsys, ["eval", str(run), "--set", "task.width=4"])
     assert "changes the task's input size from 9 to 5" in line
     assert "expected cpu or cuda" in _error(capsys, ["bench", "--device", "tpu"])
-    assert "valid paths: fused" in _error(capsys, ["bench", "--paths", "foo"])
+    assert "valid paths: auto, kernel" in _error(capsys, ["bench", "--paths", "foo"])
     line = _error(capsys, ["bench", "--json", str(tmp_path / "no" / "such.json")])
     assert "its directory does not exist" in line
     line = _error(capsys, ["train", "--resume", str(run), "--steps", "1", "--no-progress"])
@@ -275,11 +281,28 @@ def test_diverged_training_exits_2_and_keeps_the_checkpoint(tmp_path, capsys, mo
 
     monkeypatch.setattr(loop, "sequence_loss", poisoned)
     out = tmp_path / "run"
-    line = _error(capsys, ["train", "copy", "--steps", "5", "--out", str(out), *SMALL,
+    sizes = [arg for setting in SMALL_MODEL["ntm-lstm"] for arg in ("--set", setting)]
+    line = _error(capsys, ["train", "copy", "--steps", "5", "--out", str(out), *SMALL, *sizes,
                            "--set", "train.checkpoint_every=2"])
     assert "the loss became inf at step 3; the checkpoint of step 2 is kept" in line
     monkeypatch.undo()
     assert main(["eval", str(out), "--batches", "1", "--batch-size", "1"]) == 0
+
+
+def test_model_choices_come_from_the_registry(capsys, monkeypatch):
+    from ntm.models import registry  # the package's models only, whatever another test added
+
+    monkeypatch.setattr(registry, "_ENTRIES", {name: entry for name, entry
+                                               in registry._ENTRIES.items() if entry.builtin})
+    assert main(["train", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "model (ntm-lstm, ntm-ff, lstm, or one registered by --model-module" in text
+    line = _error(capsys, ["train", "copy", "--model", "gru"])
+    assert line == ("ntm: error: argument --model: invalid choice: 'gru' (choose from ntm-lstm, "
+                    "ntm-ff, lstm, or register one with --model-module)")
+    line = _error(capsys, ["train", "copy", "--model", "lstm", "--set", "model.memory_slots=8"])
+    assert line == ("ntm: error: unknown key 'model.memory_slots'; valid keys of model 'lstm': "
+                    "kind, module, hidden_size, num_layers")
 
 
 def test_python_m_ntm_exits_2_without_traceback():

@@ -142,3 +142,12 @@ def test_a_learned_memory_keeps_its_length():
         ntm.pretrained.load("copy", memory_slots=200)
     same = ntm.pretrained.load("copy", memory_slots=shipped.cell.memory_slots)
     assert torch.equal(same.cell.initial_memory, shipped.cell.initial_memory)
+
+
+def test_pretrained_names_resolve_in_the_run_reader_below_training():
+    # ntm.rundir finds the shipped runs by their place in the package, without ntm.pretrained.
+    assert ntm.rundir.resolve_run_dir("pretrained:copy") == ntm.pretrained.run_dir("copy")
+    assert ntm.rundir.shipped_names() == ntm.pretrained.list()
+    assert ntm.rundir.SHIPPED_DIR == Path(ntm.pretrained.__file__).resolve().parent
+    with pytest.raises(ntm.errors.RunDirError, match="no pretrained run 'nope'; shipped models: "):
+        ntm.rundir.resolve_run_dir("pretrained:nope")

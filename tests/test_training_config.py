@@ -12,7 +12,7 @@ from ntm.training import (
     apply_overrides,
     preset_config,
 )
-from ntm.training.presets import FAST, demo_config
+from ntm.training.presets import FAST, PAPER_STEPS, demo_config
 
 
 def test_overrides_parse_each_type():
@@ -30,7 +30,9 @@ def test_overrides_parse_each_type():
 
 
 @pytest.mark.parametrize(("override", "message"), [
-    ("model.memory_slot=3", "unknown key 'model.memory_slot'; valid keys of model: kind, "),
+    ("model.memory_slot=3", "unknown key 'model.memory_slot'; valid keys of model 'ntm-lstm': "
+                            "kind, module, controller_size, "),
+    ("model.hidden_size=3", "unknown key 'model.hidden_size'; valid keys of model 'ntm-lstm': "),
     ("modle.memory_slots=3", "unknown config section 'modle'; valid sections: model, task"),
     ("model.memory_slots=abc", "model.memory_slots expects int, got 'abc'"),
     ("model.memory_slots=2.5", "expects int"),
@@ -223,3 +225,11 @@ def test_overrides_must_be_a_list_of_strings(overrides):
                                         "strings, got "):
         apply_overrides(RunConfig(), overrides)
     assert apply_overrides(RunConfig(), ("model.memory_slots=3",)).model.memory_slots == 3
+
+
+def test_the_paper_recipe_trains_a_million_sequences_on_every_task():
+    # The length of the paper's learning curves, the same for every task (also one of your own).
+    assert PAPER_STEPS == 1_000_000
+    for task, kind in PAPER_MODELS:
+        assert preset_config(task, kind, "paper").train.steps == PAPER_STEPS
+    assert preset_config("copy", "lstm").train.steps != PAPER_STEPS  # the fast recipe's own

@@ -5,7 +5,21 @@ The public API, re-exported name by name. The modules below are imported with th
 ``ntm.plots`` (matplotlib) is imported on its own, when figures are wanted.
 """
 
-from . import access, addressing, backends, functional, memory, metrics, pretrained, tasks, training
+from . import (
+    access,
+    addressing,
+    backends,
+    errors,
+    fields,
+    functional,
+    memory,
+    metrics,
+    models,
+    pretrained,
+    rundir,
+    tasks,
+    training,
+)
 from .baselines import LSTMBaseline, LSTMState
 from .core import MemoryCell, MemoryRNN, MemoryState, MemoryTrace
 from .model import NTM, NTMCell, NTMState, NTMTrace
@@ -24,10 +38,14 @@ __all__ = [
     "access",
     "addressing",
     "backends",
+    "errors",
+    "fields",
     "functional",
     "memory",
     "metrics",
+    "models",
     "pretrained",
+    "rundir",
     "tasks",
     "training",
 ]

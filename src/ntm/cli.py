@@ -1,42 +1,34 @@
 """The ``ntm`` command line: train, evaluate, plot and demo. The only module that parses arguments.
 
-Every user mistake (unknown task, model or config key, a value of the wrong type, a missing or
-corrupt run directory, weights from another model) ends with one line ``ntm: error: ...`` on
-stderr and exit status 2, without a traceback. ``ntm sweep`` exits with 1 when some seed failed.
-Under ``torchrun``, every process runs ``ntm train`` and rank 0 alone prints.
+Every command parses its options and calls the library (:mod:`ntm.training`, :mod:`ntm.plots`,
+:mod:`ntm.bench`); what it prints is the library's results. Every user mistake (unknown task,
+model or config key, a value of the wrong type, a missing or corrupt run directory, weights from
+another model) ends with one line ``ntm: error: ...`` on stderr and exit status 2, without a
+traceback. ``ntm sweep`` exits with 1 when some seed failed. Under ``torchrun``, every process
+runs ``ntm train`` and rank 0 alone prints.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from . import __version__, plots, tasks, training
+from . import __version__, models, tasks, training
 from ._threads import torch_threads
-from .training import (
-    MODEL_KINDS,
-    PRESETS,
-    ConfigError,
-    NTMError,
-    apply_overrides,
-    preset_config,
-)
-from .training.presets import demo_config
+from .errors import NTMError, TaskModuleError
+from .training import PRESETS, apply_overrides, preset_config
+from .training.presets import DEMO, clear_demo, demo_config
 
 PROG = "ntm"
 EXIT_SOME_FAILED = 1  # ntm sweep: some seed's ntm train did not finish
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
-RUN_FILES = (training.CONFIG_FILE, training.METRICS_FILE, training.MODEL_FILE,
-             training.BEST_FILE, training.STATE_FILE)
 
 
 class _UsageError(Exception):
@@ -46,6 +38,31 @@ class _UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line instead of usage + message
         raise _UsageError(message)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status (0 success, 2 error, 130 interrupted)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            args = _parser().parse_args(argv)
+            return _COMMANDS[args.command](args)
+    except SystemExit as exit:  # --help
+        return exit.code if isinstance(exit.code, int) else 0
+    except (NTMError, _UsageError, OSError) as error:
+        message = " ".join(str(error).split())  # one line, whatever the message held
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+
+# -- arguments --------------------------------------------------------------------------------
 
 
 def _positive(text: str) -> int:
@@ -59,33 +76,67 @@ def _positive(text: str) -> int:
     return value
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",")]  # an empty item is an error
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like 1,8,32, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
 _TASK_MODULE_HELP = ("import MODULE first, for the tasks it registers (ntm.tasks.register); "
                      "searched on PYTHONPATH and in the working directory")
+_MODEL_MODULE_HELP = ("import MODULE first, for the models it registers (ntm.models.register); "
+                      "searched like --task-module")
+_OVERRIDES = {"dest": "overrides", "action": "append", "default": [], "metavar": "KEY=VALUE"}
 
 
-def _import_task_module(module: str | None) -> None:
-    """Import a module that registers custom tasks (``--task-module``).
+def _model_help() -> str:
+    return (f"model ({', '.join(models.names())}, or one registered by --model-module; "
+            f"default: {models.DEFAULT_MODEL})")
+
+
+def _import_modules(args: argparse.Namespace) -> None:
+    """Import the modules of ``--task-module`` and ``--model-module``, which register tasks
+    and models.
 
     The working directory is searched too (as ``python -m`` does, but appended, so that its
     files cannot shadow installed packages): the ``ntm`` script's own directory is on
-    ``sys.path`` instead. Runs that recorded ``task.module`` are loaded with the same search.
+    ``sys.path`` instead. Runs that recorded ``task.module`` or ``model.module`` are loaded
+    with the same search.
     """
     here = str(Path.cwd())
     if "" not in sys.path and here not in sys.path:
         sys.path.append(here)
-    if module:
+    task_module = getattr(args, "task_module", None)
+    if task_module:
         try:
-            tasks.import_module(module)
+            tasks.import_module(task_module)
         except ImportError as error:
-            raise training.TaskModuleError(str(error)) from error
+            raise TaskModuleError(str(error)) from error
+    if getattr(args, "model_module", None):
+        models.import_module(args.model_module)
+
+
+def _check_model(name: str | None) -> None:
+    """``--model``: one of the registered models (after ``--model-module`` registered its)."""
+    if name is not None and name not in models.names():
+        raise _UsageError(f"argument --model: invalid choice: {name!r} (choose from "
+                          f"{', '.join(models.names())}, or register one with --model-module)")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Neural Turing Machines: train, evaluate, plot.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    overrides = {"dest": "overrides", "action": "append", "default": [], "metavar": "KEY=VALUE"}
+    for add_command in (_add_train, _add_sweep, _add_eval, _add_plot, _add_demo, _add_bench):
+        add_command(commands)
+    return parser
 
+
+def _add_train(commands) -> None:
     train = commands.add_parser("train", help="train a model on a task", epilog="example: "
                                 "ntm train copy --steps 3000 --set model.memory_slots=64. "
                                 "Data-parallel on K processes (--batch-size is per process): "
@@ -94,20 +145,23 @@ def _parser() -> argparse.ArgumentParser:
     add("task", nargs="?", metavar="TASK",
         help=f"task ({', '.join(tasks.TASKS)}, or one registered by --task-module)")
     add("--task-module", metavar="MODULE", help=_TASK_MODULE_HELP)
-    add("--model", choices=MODEL_KINDS, help="model (default: ntm-lstm)")
+    add("--model", metavar="MODEL", help=_model_help())
+    add("--model-module", metavar="MODULE", help=_MODEL_MODULE_HELP)
     add("--steps", type=int, metavar="N", help="updates in total (default: the preset's)")
     add("--batch-size", type=_positive, metavar="B", help="sequences per update")
     add("--seed", type=int, metavar="S", help="seed of the weights and data (default: 1)")
     add("--out", metavar="DIR", help="run directory (default: runs/TASK-MODEL-seedS)")
     add("--preset", choices=PRESETS, help="recipe (default: fast)")
     add("--set", help="override a config value, e.g. model.memory_slots=64 or "
-        "task.max_length=10 (repeatable)", **overrides)
+        "task.max_length=10 (repeatable)", **_OVERRIDES)
     add("--tensorboard", action="store_true", help="also write TensorBoard logs")
     add("--resume", metavar="DIR", help="continue the run in DIR")
     add("--init", metavar="WEIGHTS", help="start from trained weights (fine-tuning): a run "
         "directory or pretrained:NAME, whose model config is taken too, or a .safetensors file")
     add("--no-progress", action="store_true", help="no progress bar")
 
+
+def _add_sweep(commands) -> None:
     sweep = commands.add_parser(
         "sweep", help="train several seeds at once, one process each, and summarise them",
         epilog="example: ntm sweep copy --seeds 1-10 --jobs 4 --out runs/copy-sweep. Exit "
@@ -123,22 +177,25 @@ def _parser() -> argparse.ArgumentParser:
         "(default: runs/TASK-MODEL-sweep)")
     passed_on = [  # given to every seed's ntm train as they came
         add("--task-module", metavar="MODULE", help=_TASK_MODULE_HELP),
-        add("--model", choices=MODEL_KINDS, help="model (default: ntm-lstm)"),
+        add("--model", metavar="MODEL", help=_model_help()),
+        add("--model-module", metavar="MODULE", help=_MODEL_MODULE_HELP),
         add("--steps", type=int, metavar="N", help="updates per seed (default: the preset's)"),
         add("--batch-size", type=_positive, metavar="B", help="sequences per update"),
         add("--preset", choices=PRESETS, help="recipe (default: fast)"),
         add("--set", help="override a config value of every seed (repeatable); each seed "
-            "runs with train.threads=1 unless set here", **overrides),
+            "runs with train.threads=1 unless set here", **_OVERRIDES),
         add("--tensorboard", action="store_true", help="also write TensorBoard logs"),
     ]
     sweep.set_defaults(passed_on=[(action.option_strings[0], action.dest)
                                   for action in passed_on])
 
+
+def _add_eval(commands) -> None:
     evaluate = commands.add_parser("eval", help="score a trained run")
     add = evaluate.add_argument
     add("run", metavar="RUN_DIR", help="run directory, or pretrained:TASK")
     add("--set", help="a task setting to test, e.g. task.min_length=120 "
-        "(default: the training distribution and the generalisation tests)", **overrides)
+        "(default: the training distribution and the generalisation tests)", **_OVERRIDES)
     add("--batches", type=_positive, default=8, metavar="K",
         help="batches per setting (default 8, so 256 sequences: RESULTS.md's numbers)")
     add("--batch-size", type=_positive, default=32, metavar="B", help="sequences per batch")
@@ -146,13 +203,16 @@ def _parser() -> argparse.ArgumentParser:
     add("--best", action="store_true", help="use the weights of the best validation")
     add("--json", action="store_true", help="print JSON instead of a table")
     add("--memory-slots", type=_positive, metavar="N",
-        help="test the NTM with a memory of N slots (default: the one it trained with; the "
-             "weights fit any; not with a learned initial memory)")
+        help="test the model with a memory of N slots (default: the one it trained with; the "
+             "NTM's weights fit any, except a learned initial memory)")
     add("--threads", type=_positive, default=1, metavar="T",
         help="torch CPU threads (default 1: on a busy machine more threads make every small "
              "operation wait for a core)")
     add("--task-module", metavar="MODULE", help=_TASK_MODULE_HELP)
+    add("--model-module", metavar="MODULE", help=_MODEL_MODULE_HELP)
 
+
+def _add_plot(commands) -> None:
     plot = commands.add_parser("plot", help="draw figures of one or more runs")
     add = plot.add_argument
     add("runs", metavar="RUN_DIR", nargs="+", help="run directories")
@@ -165,36 +225,250 @@ def _parser() -> argparse.ArgumentParser:
         help="draw only the learning curves, from each run's metrics.jsonl: no weights are "
              "loaded and nothing is evaluated (fast; compares runs of different lengths)")
     add("--task-module", metavar="MODULE", help=_TASK_MODULE_HELP)
+    add("--model-module", metavar="MODULE", help=_MODEL_MODULE_HELP)
 
+
+def _add_demo(commands) -> None:
     demo = commands.add_parser("demo", help="train an NTM to copy on the CPU, test, draw")
-    add, limits = demo.add_argument, training.presets.DEMO
-    add("--steps", type=int, metavar="N", help=f"update limit (default: {limits.steps})")
+    add = demo.add_argument
+    add("--steps", type=int, metavar="N", help=f"update limit (default: {DEMO.steps})")
     add("--seconds", type=float, metavar="S",
-        help=f"time limit in seconds (default: {limits.max_seconds:g})")
+        help=f"time limit in seconds (default: {DEMO.max_seconds:g})")
     add("--out", default="runs/demo", metavar="DIR", help="run directory (default: runs/demo)")
     add("--no-progress", action="store_true", help="no progress bar")
 
+
+def _add_bench(commands) -> None:
     bench = commands.add_parser("bench", help="time training steps of ntm.NTM (speed table)")
     add = bench.add_argument
     add("--batch-sizes", type=_int_list, default=[1, 8, 32, 128], metavar="B,B,...")
     add("--threads", type=_int_list, default=[1, 2], metavar="T,T,...")
-    add("--paths", default="fused",
-        help="comma-separated: fused (the default path: the C++ kernel on a CPU), python "
-             "(the fused node in Python), plain, graph (CUDA graphs; CUDA only)")
+    add("--paths", default="auto",
+        help="comma-separated: auto (the default path: the C++ kernel on a CPU), kernel (CPU "
+             "only), python (the fused node in Python), autograd, graph (CUDA graphs; CUDA "
+             "only); fused and plain are the older names of auto and autograd")
     add("--device", default="cpu", help="cpu or cuda")
     add("--steps", type=_positive, default=20, metavar="N", help="timed steps per row")
     add("--json", metavar="FILE", help="also write the results as JSON")
-    return parser
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",")]  # an empty item is an error
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers like 1,8,32, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
+# -- train ------------------------------------------------------------------------------------
+
+
+def _train(args: argparse.Namespace) -> int:
+    _import_modules(args)
+    if args.resume:
+        config, out = _resume_config(args), Path(args.resume)
+    else:
+        if not args.task:
+            raise _UsageError("the following arguments are required: task (or --resume DIR)")
+        config = _new_config(args)
+        out = Path(args.out or f"runs/{config.task.name}-{config.model.kind}-seed"
+                               f"{config.train.seed}")
+    return _report_training(config, out, resume=bool(args.resume), progress=not args.no_progress)
+
+
+def _new_config(args: argparse.Namespace) -> training.RunConfig:
+    """The config of a new run from the options of ``ntm train`` (or ``ntm sweep``)."""
+    for section, flag in (("task", "--task-module"), ("model", "--model-module")):
+        if any(item.split("=", 1)[0].strip() == f"{section}.module" for item in args.overrides):
+            # Set there, it would be recorded but never imported: the name is looked up first.
+            raise _UsageError(f"name a {section} module with {flag} MODULE, not --set "
+                              f"{section}.module=...: it is imported before the {section} is "
+                              "looked up")
+    _check_model(args.model)
+    init = getattr(args, "init", None)
+    source = _init_source(init, args.model)
+    kind = args.model or (source.model.kind if source else models.DEFAULT_MODEL)
+    config = preset_config(args.task, kind, args.preset or "fast")
+    if source is not None:  # the weights fix the model; --set model.* may still change it
+        config.model, config.model_module = source.model, source.model_module
+    flags = [("train.steps", args.steps), ("train.batch_size", args.batch_size),
+             ("train.seed", getattr(args, "seed", None)),
+             ("train.tensorboard", args.tensorboard or None), ("train.init", init),
+             # Recorded, so that eval, plot and --resume import them.
+             ("task.module", args.task_module), ("model.module", args.model_module)]
+    return apply_overrides(config, args.overrides + [f"{k}={v}" for k, v in flags
+                                                     if v is not None])
+
+
+def _init_source(init: str | None, model: str | None) -> training.RunConfig | None:
+    """The config of the run ``--init`` names (``None`` for a bare weights file)."""
+    source = None if init is None else training.weights_config(init)
+    if source is not None and model is not None and model != source.model.kind:
+        raise _UsageError(f"--init {init} holds a {source.model.kind} model, not --model {model}")
+    return source
+
+
+def _resume_config(args: argparse.Namespace) -> training.RunConfig:
+    """The saved config of the run to resume, with ``--steps``, ``--tensorboard`` and the
+    ``--set`` of :func:`ntm.training.resumable_overrides` (device, time budget, learning-rate
+    schedule, ...) changed."""
+    config = training.read_config(args.resume)
+    fixed = {"--model": args.model, "--batch-size": args.batch_size, "--seed": args.seed,
+             "--preset": args.preset, "--out": args.out, "--init": args.init}
+    given = [flag for flag, value in fixed.items() if value is not None]
+    resumable = training.resumable_overrides()
+    for override in args.overrides or []:
+        if override.split("=", 1)[0].strip() not in resumable:
+            given.append(f"--set {override}")
+    if given:
+        raise _UsageError(f"--resume continues the run as configured in {args.resume}; "
+                          f"only --steps, --tensorboard and --set {', '.join(resumable)} may "
+                          f"change, not {', '.join(given)}")
+    if args.task and args.task != config.task.name:
+        raise _UsageError(f"the run in {args.resume} trains {config.task.name!r}, "
+                          f"not {args.task!r}")
+    flags = [("train.steps", args.steps), ("train.tensorboard", args.tensorboard or None)]
+    changes = [f"{k}={v}" for k, v in flags if v is not None] + list(args.overrides or [])
+    return apply_overrides(config, changes)
+
+
+def _report_training(config: training.RunConfig, out: Path, *, resume: bool,
+                     progress: bool) -> int:
+    processes, rank = training.distributed.launched()
+    each = f" on each of {processes} processes" if processes > 1 else ""
+    if rank == 0:  # under torchrun, rank 0 speaks for every rank
+        print(f"{'Resuming' if resume else 'Training'} {config.task.name} with "
+              f"{config.model.kind} for {config.train.steps} steps of "
+              f"{config.train.batch_size} sequences{each} -> {out}", file=sys.stderr)
+    result = training.train(config, out, resume=resume, progress=progress)
+    if rank != 0:
+        return EXIT_INTERRUPTED if result.stopped == "interrupted" else 0
+    print(_result_line(result))
+    if result.stopped == "interrupted":
+        print(f"Interrupted; checkpoint saved. Continue with: {PROG} train --resume {out}",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if result.resumed_from is not None and result.resumed_from == result.step:
+        print(f"Nothing to train: the run is already at step {result.step}; continue it with "
+              f"--steps above {result.step}.", file=sys.stderr)
+    if result.best_step is not None and result.best_step != result.step:
+        print(f"Best validation: {_number(result.best_val_cost)} bits per sequence at step "
+              f"{result.best_step} ({training.BEST_FILE}; use --best with eval and plot).")
+    print(f"Run directory: {out}   (then: {PROG} eval {out}; {PROG} plot {out})")
+    return 0
+
+
+def _result_line(result: training.TrainResult) -> str:
+    """``Step N (why it stopped) (sequences, seconds): costs per sequence.``"""
+    scores = f"cost {_number(result.cost)}"
+    if result.val_cost is not None:
+        scores += (f", validation cost {_number(result.val_cost)} and "
+                   f"{_number(result.val_bit_errors)} bit errors")
+    reason = {"time": " (time limit reached)",
+              "target": " (validation cost under train.target_val_cost)"}.get(result.stopped, "")
+    return (f"Step {result.step}{reason} ({result.sequences} sequences, {result.seconds:.0f} s): "
+            f"{scores} per sequence.")
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+# -- eval, plot, demo -------------------------------------------------------------------------
+
+
+def _eval(args: argparse.Namespace) -> int:
+    _import_modules(args)
+    model, config = training.load_run(args.run, best=args.best, memory_slots=args.memory_slots)
+    with torch_threads(args.threads):
+        rows = training.generalisation(model, config,
+                                       settings=training.eval_settings(config, args.overrides),
+                                       batches=args.batches, batch_size=args.batch_size,
+                                       seed=args.seed)
+    if args.json:
+        print(json.dumps(training.eval_report(str(args.run), config, rows), indent=2))
+    else:
+        memory = f", memory of {args.memory_slots} slots" if args.memory_slots else ""
+        print(f"{config.task.name}, {config.model.kind}{memory}, {args.run}: "
+              f"{args.batches} x {args.batch_size} sequences per setting")
+        print(training.results_table(rows))
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from . import plots  # matplotlib, loaded only when figures are drawn
+
+    _import_modules(args)
+    out = Path(args.out or (Path(args.runs[0]) / "figures" if len(args.runs) == 1 else "figures"))
+    if args.curves_only:
+        print(plots.draw_curves(args.runs, out))
+        return 0
+    for path in plots.draw_runs(args.runs, out, batches=args.batches,
+                                batch_size=args.batch_size, best=args.best):
+        print(path)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from . import plots
+
+    flags = [("train.steps", args.steps), ("train.max_seconds", args.seconds)]
+    config = apply_overrides(demo_config(), [f"{k}={v}" for k, v in flags if v is not None])
+    out = Path(args.out)
+    if clear_demo(out):
+        print(f"Replacing the previous demo in {out}", file=sys.stderr)
+    print(f"Training an NTM (LSTM controller) to copy sequences of 1 to 20 8-bit vectors, on "
+          f"the CPU, for at most {config.train.steps} steps or {config.train.max_seconds:g} s.",
+          file=sys.stderr)
+    status = _report_training(config, out, resume=False, progress=not args.no_progress)
+    if status != 0:
+        return status
+    # Validation cost can spike late in a run (RESULTS.md, repeat copy), so the demo shows
+    # its best weights.
+    model, config = training.load_run(out, best=True)
+    print("\nThe best validated weights, on lengths past training (trained on 1 to 20):")
+    rows = training.generalisation(model, config, batches=2, batch_size=16)
+    print(training.results_table(rows))
+    figures = plots.draw_runs([str(out)], out / "figures", batches=2, batch_size=16, best=True,
+                              tests={plots.run_labels([str(out)])[0]: rows})
+    print("\nFigures:\n  " + "\n  ".join(figures))
+    print(f"Metrics: {out / training.METRICS_FILE}\nWeights: {out / training.BEST_FILE} "
+          f"(best), {out / training.MODEL_FILE} (last)")
+    return 0
+
+
+# -- sweep, bench -----------------------------------------------------------------------------
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    _import_modules(args)
+    seeds = training.parse_seeds(args.seeds)
+    if not args.target > 0:
+        raise _UsageError(f"argument --target: expected a cost above 0, got {args.target}")
+    config = _new_config(args)  # checked once here rather than failing once per seed
+    out = Path(args.out or f"runs/{config.task.name}-{config.model.kind}-sweep")
+    jobs = args.jobs or training.cpu_cores()
+    print(f"Training {len(seeds)} seeds of {config.task.name} with {config.model.kind}, at most "
+          f"{jobs} at a time -> {out}", file=sys.stderr)
+    ended: list[training.SeedRun] = []
+
+    def report(run: training.SeedRun) -> None:
+        ended.append(run)
+        how = "finished" if run.finished else f"failed: {run.error or 'no output'}"
+        print(f"[{len(ended)}/{len(seeds)}] seed {run.seed} {how}", file=sys.stderr)
+
+    runs = training.run_sweep(_passed_on(args), seeds, out, jobs=jobs, target=args.target,
+                              report=report)
+    every = training.read_summary(out)  # with the seeds of earlier sweeps into this folder
+    print(training.sweep_table(every["runs"] if every else runs, args.target))
+    print(f"Summary: {out / training.SUMMARY_FILE}")
+    return 0 if all(run.finished for run in runs) else EXIT_SOME_FAILED
+
+
+def _passed_on(args: argparse.Namespace) -> list[str]:
+    """The arguments of every seed's ``ntm train``: TASK and the options given as they came."""
+    train_args = [args.task]
+    for flag, dest in args.passed_on:
+        value = getattr(args, dest)
+        if isinstance(value, list):  # --set, repeatable
+            train_args += [item for setting in value for item in (flag, setting)]
+        elif value is True:  # a switch
+            train_args.append(flag)
+        elif value not in (None, False):
+            train_args += [flag, str(value)]
+    return train_args
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -227,405 +501,6 @@ def _bench(args: argparse.Namespace) -> int:
         bench.write_json(results, args.json)
         print(f"wrote {args.json}")
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status (0 success, 2 error, 130 interrupted)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.showwarning = _show_warning
-            args = _parser().parse_args(argv)
-            return _COMMANDS[args.command](args)
-    except SystemExit as exit:  # --help
-        return exit.code if isinstance(exit.code, int) else 0
-    except (NTMError, _UsageError, OSError) as error:
-        message = " ".join(str(error).split())  # one line, whatever the message held
-        print(f"{PROG}: error: {message}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-
-
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"{PROG}: warning: {message}", file=sys.stderr)
-
-
-# -- train ------------------------------------------------------------------------------------
-
-
-def _train(args: argparse.Namespace) -> int:
-    _import_task_module(args.task_module)
-    if args.resume:
-        config, out = _resume_config(args), Path(args.resume)
-    else:
-        if not args.task:
-            raise _UsageError("the following arguments are required: task (or --resume DIR)")
-        config = _new_config(args)
-        out = Path(args.out or f"runs/{config.task.name}-{config.model.kind}-seed"
-                               f"{config.train.seed}")
-    return _report_training(config, out, resume=bool(args.resume), progress=not args.no_progress)
-
-
-def _new_config(args: argparse.Namespace) -> training.RunConfig:
-    """The config of a new run from the options of ``ntm train`` (or ``ntm sweep``)."""
-    if any(item.split("=", 1)[0].strip() == "task.module" for item in args.overrides):
-        # Set there, it would be recorded but never imported: the task is looked up first.
-        raise _UsageError("name a task module with --task-module MODULE, not --set "
-                          "task.module=...: it is imported before the task is looked up")
-    init = getattr(args, "init", None)
-    source = _init_source_model(init, args.model)
-    kind = args.model or (source.kind if source else "ntm-lstm")
-    config = preset_config(args.task, kind, args.preset or "fast")
-    if source is not None:  # the weights fix the model; --set model.* may still change it
-        config.model = source
-    flags = [("train.steps", args.steps), ("train.batch_size", args.batch_size),
-             ("train.seed", getattr(args, "seed", None)),
-             ("train.tensorboard", args.tensorboard or None), ("train.init", init)]
-    flags.append(("task.module", args.task_module))  # recorded: eval and plot import it
-    return apply_overrides(config, args.overrides + [f"{k}={v}" for k, v in flags
-                                                     if v is not None])
-
-
-def _init_source_model(init: str | None, model: str | None) -> training.ModelConfig | None:
-    """The model config of the run ``--init`` names (``None`` for a bare weights file)."""
-    source = None if init is None else training.weights_model_config(init)
-    if source is None:
-        return None
-    if model is not None and model != source.kind:
-        raise _UsageError(f"--init {init} holds a {source.kind} model, not --model {model}")
-    return source
-
-
-def _resume_config(args: argparse.Namespace) -> training.RunConfig:
-    """The saved config of the run to resume, with ``--steps``, ``--tensorboard`` and the
-    ``--set`` of :func:`ntm.training.resumable_overrides` (device, time budget, learning-rate
-    schedule, ...) changed."""
-    config = training.read_config(args.resume)
-    fixed = {"--model": args.model, "--batch-size": args.batch_size, "--seed": args.seed,
-             "--preset": args.preset, "--out": args.out, "--init": args.init}
-    given = [flag for flag, value in fixed.items() if value is not None]
-    resumable = training.resumable_overrides()
-    for override in args.overrides or []:
-        if override.split("=", 1)[0].strip() not in resumable:
-            given.append(f"--set {override}")
-    if given:
-        raise _UsageError(f"--resume continues the run as configured in {args.resume}; "
-                          f"only --steps, --tensorboard and --set {', '.join(resumable)} may "
-                          f"change, not {', '.join(given)}")
-    if args.task and args.task != config.task.name:
-        raise _UsageError(f"the run in {args.resume} trains {config.task.name!r}, "
-                          f"not {args.task!r}")
-    flags = [("train.steps", args.steps), ("train.tensorboard", args.tensorboard or None)]
-    changes = [f"{k}={v}" for k, v in flags if v is not None] + list(args.overrides or [])
-    return apply_overrides(config, changes)
-
-
-def _report_training(config: training.RunConfig, out: Path, *, resume: bool,
-                     progress: bool) -> int:
-    processes, rank = training.distributed.launched()
-    what = f"{config.task.name} with {config.model.kind}"
-    each = f" on each of {processes} processes" if processes > 1 else ""
-    if rank == 0:  # under torchrun, rank 0 speaks for every rank
-        print(f"{'Resuming' if resume else 'Training'} {what} for {config.train.steps} steps of "
-              f"{config.train.batch_size} sequences{each} -> {out}", file=sys.stderr)
-    result = training.train(config, out, resume=resume, progress=progress)
-    if rank != 0:
-        return EXIT_INTERRUPTED if result.stopped == "interrupted" else 0
-    scores = f"cost {_number(result.cost)}"
-    if result.val_cost is not None:
-        scores += (f", validation cost {_number(result.val_cost)} and "
-                   f"{_number(result.val_bit_errors)} bit errors")
-    reason = {"time": " (time limit reached)",
-              "target": " (validation cost under train.target_val_cost)"}.get(result.stopped, "")
-    print(f"Step {result.step}{reason} ({result.sequences} sequences, {result.seconds:.0f} s): "
-          f"{scores} per sequence.")
-    if result.stopped == "interrupted":
-        print(f"Interrupted; checkpoint saved. Continue with: {PROG} train --resume {out}",
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
-    if result.resumed_from is not None and result.resumed_from == result.step:
-        print(f"Nothing to train: the run is already at step {result.step}; continue it with "
-              f"--steps above {result.step}.", file=sys.stderr)
-    if result.best_step is not None and result.best_step != result.step:
-        print(f"Best validation: {_number(result.best_val_cost)} bits per sequence at step "
-              f"{result.best_step} ({training.BEST_FILE}; use --best with eval and plot).")
-    print(f"Run directory: {out}   (then: {PROG} eval {out}; {PROG} plot {out})")
-    return 0
-
-
-def _number(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3g}"
-
-
-# -- eval -------------------------------------------------------------------------------------
-
-
-def _eval(args: argparse.Namespace) -> int:
-    _import_task_module(args.task_module)
-    model, config = training.load_run(args.run, best=args.best, memory_slots=args.memory_slots)
-    with torch_threads(args.threads):
-        rows = training.generalisation(model, config,
-                                       settings=_eval_settings(config, args.overrides),
-                                       batches=args.batches, batch_size=args.batch_size,
-                                       seed=args.seed)
-    if args.json:
-        slots = config.model.memory_slots if config.model.kind != "lstm" else None
-        print(json.dumps({"run": str(args.run), "task": config.task.name,
-                          "model": config.model.kind, "memory_slots": slots,
-                          "results": rows}, indent=2))
-    else:
-        memory = f", memory of {args.memory_slots} slots" if args.memory_slots else ""
-        print(f"{config.task.name}, {config.model.kind}{memory}, {args.run}: "
-              f"{args.batches} x {args.batch_size} sequences per setting")
-        print(_table(rows))
-    return 0
-
-
-def _eval_settings(config: training.RunConfig, overrides: list[str]) -> list[dict] | None:
-    """The task-parameter overrides given with ``--set task.KEY=VALUE``, or None (the default
-    tests)."""
-    if not overrides:
-        return None
-    for item in overrides:
-        if not item.startswith("task.") or item.startswith("task.name="):
-            raise ConfigError(f"eval takes task parameters only (task.KEY=VALUE), got {item!r}")
-    changed = apply_overrides(config, overrides).task.params
-    setting = {key: value for key, value in changed.items()
-               if config.task.params.get(key, not value) != value}
-    trained, tested = training.build_task(config.task), training.build_task(config.task, **setting)
-    for what in ("input_size", "output_size"):
-        if getattr(trained, what) != getattr(tested, what):
-            raise ConfigError(
-                f"{' '.join(overrides)} changes the task's {what.replace('_', ' ')} from "
-                f"{getattr(trained, what)} to {getattr(tested, what)}, which the model cannot "
-                "take; change only the lengths, counts or other parameters that keep it")
-    return [setting]
-
-
-def _table(rows: list[dict[str, Any]]) -> str:
-    columns = [("setting", "setting"), ("cost", "cost (bits/seq)"),
-               ("bit_errors", "bit errors/seq")]
-    if any("optimal_cost" in row for row in rows):
-        columns.append(("optimal_cost", "optimal cost (bits/seq)"))
-    cells = [[title for _, title in columns]]
-    cells += [[row[key] if key == "setting" else f"{row[key]:.3f}" for key, _ in columns]
-              for row in rows]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
-    lines = [
-        "  ".join(cell.ljust(width) if i == 0 else cell.rjust(width)  # settings left, numbers right
-                  for i, (cell, width) in enumerate(zip(line, widths, strict=True)))
-        for line in cells
-    ]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
-
-
-# -- plot -------------------------------------------------------------------------------------
-
-
-def _plot(args: argparse.Namespace) -> int:
-    _import_task_module(args.task_module)
-    out = Path(args.out or (Path(args.runs[0]) / "figures" if len(args.runs) == 1 else "figures"))
-    if args.curves_only:
-        print(_draw_curves(args.runs, out))
-        return 0
-    for path in _draw(args.runs, out, batches=args.batches, batch_size=args.batch_size,
-                      best=args.best):
-        print(path)
-    return 0
-
-
-def _draw(runs: Sequence[str], out: Path, *, batches: int, batch_size: int, best: bool = False,
-          tests: dict[str, list[dict]] | None = None) -> list[str]:
-    """Draw every figure of ``runs`` into ``out``; return the files written.
-
-    ``best`` draws the weights of each run's best validation; ``tests`` holds generalisation
-    results already computed, by run label (see ``_labels``).
-    """
-    labels = _labels(runs)
-    prefix = (lambda label: "") if len(runs) == 1 else (lambda label: f"{label}-")
-    written, tests = [], dict(tests or {})
-    # Every run is read before anything is written, so a bad one leaves no half-drawn folder.
-    loaded = [training.load_run(run, best=best) for run in runs]
-    records = [training.read_metrics(run) for run in runs]
-    out.mkdir(parents=True, exist_ok=True)
-    for label, (model, config) in zip(labels, loaded, strict=True):
-        if label not in tests:
-            tests[label] = training.generalisation(model, config, batches=batches,
-                                                   batch_size=batch_size)
-        example = _example(model, config)
-        name = f"{config.task.name}, {config.model.kind}"
-        figure = plots.sequence_figure(example["inputs"], example["targets"],
-                                       example["outputs"], title=f"{name} ({example['setting']})")
-        written.append(plots.save_figure(figure, out / f"{prefix(label)}sequence.png"))
-        if "read_weights" in example:
-            figure = plots.weightings_figure(example["read_weights"], example["write_weights"],
-                                             title=name)
-            written.append(plots.save_figure(figure, out / f"{prefix(label)}weightings.png"))
-    curves = {label: rows for label, rows in zip(labels, records, strict=True) if rows}
-    if curves:  # a run stopped before its first record has no curve
-        written.append(plots.save_figure(plots.learning_curve_figure(curves),
-                                         out / "learning_curve.png"))
-    metric = "cost" if any("optimal_cost" in row for rows in tests.values() for row in rows) \
-        else "bit_errors"
-    written.append(plots.save_figure(plots.generalisation_figure(tests, metric=metric),
-                                     out / "generalisation.png"))
-    return written
-
-
-def _draw_curves(runs: Sequence[str], out: Path) -> str:
-    """Draw the learning curves of ``runs`` into ``out/learning_curve.png``; return its path.
-
-    Each run is labelled by its directory and model, and the title names the task when the
-    runs share one, so that a figure comparing models reads like the paper's.
-    """
-    configs = [training.read_config(run) for run in runs]  # resolves pretrained: names too
-    curves = {}
-    for run, label, config in zip(runs, _labels(runs), configs, strict=True):
-        kind = config.model.kind
-        named = label == kind or label.endswith(f"-{kind}")  # e.g. pretrained-copy-ntm-ff
-        curves[label if named else f"{label} ({kind})"] = _records(run)
-    task_names = {config.task.name for config in configs}
-    title = f"Learning curves: {task_names.pop()}" if len(task_names) == 1 else None
-    out.mkdir(parents=True, exist_ok=True)
-    return plots.save_figure(plots.learning_curve_figure(curves, title=title),
-                             out / "learning_curve.png")
-
-
-def _records(run: str) -> list[dict[str, Any]]:
-    """The metrics records of ``run``; an error if it has none to draw."""
-    records = training.read_metrics(run)
-    if not records:
-        raise _UsageError(f"{run} has no metrics records yet (it logs every train.log_every "
-                          "steps), so there is no learning curve to draw")
-    return records
-
-
-def _labels(runs: Sequence[str]) -> list[str]:
-    """Short, distinct names for runs: the directory names, made unique by their parents.
-
-    A sweep's ``OUT/seedS`` is named ``OUT-seedS``: ``seedS`` alone says nothing in a legend.
-    """
-    def name(run: str) -> str:
-        if run.startswith("pretrained:"):
-            return run.replace(":", "-")
-        path = Path(run).resolve()
-        is_seed = path.name.startswith("seed") and path.name[4:].isdigit()
-        return f"{path.parent.name}-{path.name}" if is_seed else path.name
-
-    names = [name(run) for run in runs]
-    if len(set(names)) < len(names):
-        names = [str(run).replace("/", "-").replace(":", "-").strip("-.") for run in runs]
-    return names
-
-
-@torch.no_grad()
-def _example(model: torch.nn.Module, config: training.RunConfig) -> dict[str, Any]:
-    """One test sequence of the run's task with the model's outputs (and NTM weightings)."""
-    settings = [s for s in tasks.GENERALISATION.get(config.task.name, []) if s]
-    setting = settings[0] if settings else {}
-    task = training.build_task(config.task, **setting)
-    batch = task.sample(1, generator=torch.Generator().manual_seed(0))
-    inputs = batch.inputs.to(next(model.parameters()).device)
-    example: dict[str, Any] = {"setting": training.setting_label(setting)}
-    if hasattr(model, "trace"):
-        logits, _, trace = model.trace(inputs)
-        example["read_weights"] = trace.read_weights[:, 0].cpu()
-        example["write_weights"] = trace.write_weights[:, 0].cpu()
-    else:
-        logits, _ = model(inputs)
-    # Unscored steps show zero output, as the paper's figures do.
-    mask = batch.mask[:, 0, None].float()
-    example.update(inputs=batch.inputs[:, 0], targets=batch.targets[:, 0] * mask,
-                   outputs=torch.sigmoid(logits[:, 0]).cpu() * mask)
-    return example
-
-
-# -- demo -------------------------------------------------------------------------------------
-
-
-def _demo(args: argparse.Namespace) -> int:
-    config = demo_config()
-    flags = [("train.steps", args.steps), ("train.max_seconds", args.seconds)]
-    config = apply_overrides(config, [f"{k}={v}" for k, v in flags if v is not None])
-    out = Path(args.out)
-    if (out / training.CONFIG_FILE).exists():
-        if not _holds_demo(out):
-            raise _UsageError(f"{out} holds a run that is not a demo; the demo replaces only "
-                              "an earlier demo, so choose another --out")
-        print(f"Replacing the previous demo in {out}", file=sys.stderr)
-        for name in RUN_FILES:
-            (out / name).unlink(missing_ok=True)
-        shutil.rmtree(out / "figures", ignore_errors=True)
-    print(f"Training an NTM (LSTM controller) to copy sequences of 1 to 20 8-bit vectors, on "
-          f"the CPU, for at most {config.train.steps} steps or {config.train.max_seconds:g} s.",
-          file=sys.stderr)
-    status = _report_training(config, out, resume=False, progress=not args.no_progress)
-    if status != 0:
-        return status
-    # Validation cost can spike late in a run (RESULTS.md, repeat copy), so the demo shows
-    # its best weights.
-    model, config = training.load_run(out, best=True)
-    print("\nThe best validated weights, on lengths past training (trained on 1 to 20):")
-    rows = training.generalisation(model, config, batches=2, batch_size=16)
-    print(_table(rows))
-    figures = _draw([str(out)], out / "figures", batches=2, batch_size=16, best=True,
-                    tests={_labels([str(out)])[0]: rows})
-    print("\nFigures:\n  " + "\n  ".join(figures))
-    print(f"Metrics: {out / training.METRICS_FILE}\nWeights: {out / training.BEST_FILE} "
-          f"(best), {out / training.MODEL_FILE} (last)")
-    return 0
-
-
-def _holds_demo(out: Path) -> bool:
-    """Whether ``out`` holds a run of ``ntm demo``: its task, model and the settings that only
-    the demo uses (a later retuning of the fast recipe still recognises an earlier demo)."""
-    try:
-        saved = training.read_config(out)
-    except (training.RunDirError, training.ConfigError):
-        return False
-    demo = demo_config()
-    return (saved.task.name, saved.model.kind, saved.train.device,
-            saved.train.target_val_cost) == (demo.task.name, demo.model.kind, demo.train.device,
-                                             demo.train.target_val_cost)
-
-
-# -- sweep ------------------------------------------------------------------------------------
-
-
-def _sweep(args: argparse.Namespace) -> int:
-    _import_task_module(args.task_module)
-    seeds = training.parse_seeds(args.seeds)
-    if not args.target > 0:
-        raise _UsageError(f"argument --target: expected a cost above 0, got {args.target}")
-    config = _new_config(args)  # checked once here rather than failing once per seed
-    out = Path(args.out or f"runs/{config.task.name}-{config.model.kind}-sweep")
-    train_args = [args.task]
-    for flag, dest in args.passed_on:
-        value = getattr(args, dest)
-        if isinstance(value, list):  # --set, repeatable
-            train_args += [item for setting in value for item in (flag, setting)]
-        elif value is True:  # a switch
-            train_args.append(flag)
-        elif value not in (None, False):
-            train_args += [flag, str(value)]
-    jobs = args.jobs or training.cpu_cores()
-    print(f"Training {len(seeds)} seeds of {config.task.name} with {config.model.kind}, at most "
-          f"{jobs} at a time -> {out}", file=sys.stderr)
-    ended: list[training.SeedRun] = []
-
-    def report(run: training.SeedRun) -> None:
-        ended.append(run)
-        how = "finished" if run.finished else f"failed: {run.error or 'no output'}"
-        print(f"[{len(ended)}/{len(seeds)}] seed {run.seed} {how}", file=sys.stderr)
-
-    runs = training.run_sweep(train_args, seeds, out, jobs=jobs, target=args.target,
-                              report=report)
-    every = training.read_summary(out)  # with the seeds of earlier sweeps into this folder
-    print(training.sweep_table(every["runs"] if every else runs, args.target))
-    print(f"Summary: {out / training.SUMMARY_FILE}")
-    return 0 if all(run.finished for run in runs) else EXIT_SOME_FAILED
 
 
 _COMMANDS = {"train": _train, "sweep": _sweep, "eval": _eval, "plot": _plot, "demo": _demo,

@@ -2,7 +2,8 @@
 
 Each model is a small run directory under this package, ``TASK-MODEL/``, holding the
 ``config.json`` it was trained with, its weights in ``model.safetensors`` (no pickle) and its
-``metrics.jsonl`` learning curve. Everything loads offline.
+``metrics.jsonl`` learning curve. Everything loads offline, through :mod:`ntm.rundir` (this
+package does not import :mod:`ntm.training`).
 
 >>> import ntm
 >>> "copy-ntm-lstm" in ntm.pretrained.list()
@@ -16,14 +17,14 @@ from pathlib import Path
 
 from torch import nn
 
-_HERE = Path(__file__).parent
-_WEIGHTS = "model.safetensors"
-DEFAULT_MODEL = "ntm-lstm"
+from ..rundir import DEFAULT_SHIPPED_MODEL, load_run, shipped_names, shipped_run_dir
+
+DEFAULT_MODEL = DEFAULT_SHIPPED_MODEL
 
 
 def list() -> builtins.list[str]:  # noqa: A001 - the name the API promises
     """Names of the shipped models, ``"TASK-MODEL"``, sorted."""
-    return sorted(path.parent.name for path in _HERE.glob(f"*/{_WEIGHTS}"))
+    return shipped_names()
 
 
 def run_dir(name: str) -> Path:
@@ -32,11 +33,7 @@ def run_dir(name: str) -> Path:
     Raises:
         KeyError: no such model; the message lists the shipped ones.
     """
-    available = list()
-    for candidate in (name, f"{name}-{DEFAULT_MODEL}"):
-        if candidate in available:
-            return _HERE / candidate
-    raise KeyError(f"shipped models: {', '.join(available) or 'none'}")
+    return shipped_run_dir(name)
 
 
 def load(
@@ -49,19 +46,17 @@ def load(
         model: ``"ntm-lstm"`` or ``"ntm-ff"``.
         device: where to put it (default: the CPU, or CUDA if available).
         memory_slots: give it a memory of this many slots instead of the one it trained with,
-            as :func:`ntm.training.load_run` does (a model that learned its initial memory,
+            as :func:`ntm.rundir.load_run` does (a model that learned its initial memory,
             such as ``copy-ntm-lstm``, accepts only its own size).
 
     Raises:
         KeyError: no model was shipped for ``task`` and ``model``; the message lists the
             shipped ones.
-        ntm.training.ConfigError: a ``memory_slots`` that the model's weights do not allow.
+        ntm.errors.ConfigError: a ``memory_slots`` that the model's weights do not allow.
 
     >>> load("repeat_copy", "ntm-ff", memory_slots=200).cell.memory_slots
     200
     """
-    from ..training import load_run  # the run-directory reader; imported late, it imports us
-
     try:
         path = run_dir(f"{task}-{model}")
     except KeyError as error:

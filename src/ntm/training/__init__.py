@@ -1,16 +1,23 @@
 """Training, evaluation and run directories: the library behind the ``ntm`` command line.
 
+Models come from the registry :mod:`ntm.models`; configs and the reading of run directories
+live in :mod:`ntm.rundir`, below training, and are re-exported here under their older names.
+
 >>> from ntm.training import apply_overrides, preset_config
 >>> config = apply_overrides(preset_config("copy", "ntm-lstm"), ["model.memory_slots=64"])
 >>> config.model.memory_slots, config.optim.name, config.train.batch_size
 (64, 'rmsprop', 32)
 """
 
+from typing import Any
+
+from .. import models
 from .build import build_model, build_task, resolve_device
 from .checkpoint import BEST_FILE, CONFIG_FILE, METRICS_FILE, MODEL_FILE, STATE_FILE
 from .config import (
-    MODEL_KINDS,
+    LSTMConfig,
     ModelConfig,
+    NTMConfig,
     OptimConfig,
     RunConfig,
     TaskConfig,
@@ -18,8 +25,17 @@ from .config import (
     apply_overrides,
 )
 from .distributed import World
-from .errors import ConfigError, NTMError, RunDirError, TaskModuleError, TrainingDiverged
+from .errors import (
+    ConfigError,
+    ModelModuleError,
+    NTMError,
+    RunDirError,
+    TaskModuleError,
+    TrainingDiverged,
+)
 from .evaluate import (
+    eval_report,
+    eval_settings,
     evaluate,
     evaluate_batches,
     generalisation,
@@ -27,7 +43,9 @@ from .evaluate import (
     read_config,
     read_metrics,
     resolve_run_dir,
+    results_table,
     setting_label,
+    weights_config,
     weights_file,
     weights_model_config,
 )
@@ -40,7 +58,7 @@ from .loop import (
     train,
 )
 from .optim import build_optimizer, clip_gradients, scheduled_lr
-from .presets import FAST, PAPER_MODELS, PRESETS, preset_config
+from .presets import FAST, PAPER_MODELS, PRESETS, demo_config, preset_config
 from .sweep import (
     SUMMARY_FILE,
     SeedRun,
@@ -57,7 +75,7 @@ __all__ = [
     "FAST",
     "METRICS_FILE",
     "MODEL_FILE",
-    "MODEL_KINDS",
+    "MODEL_KINDS",  # noqa: F822 - served by __getattr__ below
     "PAPER_MODELS",
     "PRESETS",
     "RESUMABLE_FIELDS",
@@ -66,7 +84,10 @@ __all__ = [
     "SUMMARY_FILE",
     "TIMING_FIELDS",
     "ConfigError",
+    "LSTMConfig",
     "ModelConfig",
+    "ModelModuleError",
+    "NTMConfig",
     "NTMError",
     "OptimConfig",
     "RunConfig",
@@ -84,6 +105,9 @@ __all__ = [
     "build_task",
     "clip_gradients",
     "cpu_cores",
+    "demo_config",
+    "eval_report",
+    "eval_settings",
     "evaluate",
     "evaluate_batches",
     "generalisation",
@@ -95,12 +119,20 @@ __all__ = [
     "read_summary",
     "resolve_device",
     "resolve_run_dir",
+    "results_table",
     "resumable_overrides",
     "run_sweep",
     "scheduled_lr",
     "setting_label",
     "sweep_table",
     "train",
+    "weights_config",
     "weights_file",
     "weights_model_config",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "MODEL_KINDS":  # the older constant: the names registered now
+        return tuple(models.names())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,29 +1,15 @@
-"""The errors training raises for bad input; the command line turns them into one-line messages."""
+"""The errors training raises for bad input (defined in :mod:`ntm.errors`, re-exported here)."""
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "NTMError", "RunDirError", "TaskModuleError", "TrainingDiverged"]
+from ..errors import (
+    ConfigError,
+    ModelModuleError,
+    NTMError,
+    RunDirError,
+    TaskModuleError,
+    TrainingDiverged,
+)
 
-
-class NTMError(Exception):
-    """Base class of the errors caused by the user's input rather than by a bug."""
-
-
-class ConfigError(NTMError, ValueError):
-    """An unknown configuration key, a value of the wrong type, or an invalid combination."""
-
-
-class TaskModuleError(NTMError, ImportError):
-    """A task module (``task.module``, ``--task-module``) that cannot be imported.
-
-    Not a :class:`ConfigError`: the config is sound, the module is missing from ``sys.path`` (or
-    failed while running), so loading a run reports this rather than a corrupt ``config.json``.
-    """
-
-
-class RunDirError(NTMError):
-    """A run directory that is missing, incomplete, corrupt or belongs to another model."""
-
-
-class TrainingDiverged(NTMError):
-    """The training loss became NaN or infinite; the last good checkpoint is kept."""
+__all__ = ["ConfigError", "ModelModuleError", "NTMError", "RunDirError", "TaskModuleError",
+           "TrainingDiverged"]

@@ -1,25 +1,37 @@
-"""Scoring a model on a task, and reading back run directories."""
+"""Scoring a model on a task: cost and bit errors, the generalisation tests and their table.
+
+Reading run directories back (:func:`load_run`, :func:`read_config`, ...) lives in
+:mod:`ntm.rundir` and is re-exported here under its older names.
+"""
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from .. import tasks
+from .. import models, tasks
+from ..errors import ConfigError
 from ..metrics import bit_errors_per_sequence, bits_per_sequence
-from .build import build_model, build_task
-from .checkpoint import BEST_FILE, CONFIG_FILE, METRICS_FILE, MODEL_FILE, load_weights
-from .config import ModelConfig, RunConfig, apply_overrides
-from .errors import ConfigError, RunDirError
+from ..rundir.build import build_task
+from ..rundir.config import RunConfig, apply_overrides
+from ..rundir.directory import (
+    PRETRAINED_PREFIX,
+    load_run,
+    read_config,
+    read_metrics,
+    resolve_run_dir,
+    weights_config,
+    weights_file,
+    weights_model_config,
+)
 
 __all__ = [
     "PRETRAINED_PREFIX",
+    "eval_report",
+    "eval_settings",
     "evaluate",
     "evaluate_batches",
     "generalisation",
@@ -27,12 +39,12 @@ __all__ = [
     "read_config",
     "read_metrics",
     "resolve_run_dir",
+    "results_table",
     "setting_label",
+    "weights_config",
     "weights_file",
     "weights_model_config",
 ]
-
-PRETRAINED_PREFIX = "pretrained:"
 
 
 @torch.no_grad()
@@ -143,144 +155,56 @@ def generalisation(
     return rows
 
 
-def resolve_run_dir(run_dir: str | os.PathLike[str]) -> Path:
-    """The directory of a run; ``"pretrained:TASK"`` names a run shipped with the package.
+def eval_settings(config: RunConfig, overrides: list[str]) -> list[dict[str, Any]] | None:
+    """The one test setting that ``task.KEY=VALUE`` overrides describe (``ntm eval --set``),
+    as the task parameters that differ from the run's; ``None`` without overrides (the
+    default tests).
 
     Raises:
-        RunDirError: the directory (or the pretrained run) does not exist.
+        ConfigError: an override of anything but a task parameter, or a setting that changes
+            the task's input or output size (the model could not take it).
     """
-    text = os.fspath(run_dir)
-    if text.startswith(PRETRAINED_PREFIX):
-        name = text[len(PRETRAINED_PREFIX):]
-        try:
-            from .. import pretrained  # shipped weights, optional
-        except ImportError:
-            raise RunDirError("pretrained runs are not available in this installation") from None
-        try:
-            return Path(pretrained.run_dir(name))
-        except (KeyError, ValueError) as error:
-            reason = error.args[0] if error.args else ""  # str(KeyError) adds quotes
-            raise RunDirError(f"no pretrained run {name!r}; {reason}") from None
-    path = Path(text)
-    if path.is_file():
-        raise RunDirError(f"{text} is a file, not a run directory; give the directory that "
-                          "holds it (with config.json), e.g. "
-                          f"{path.parent if str(path.parent) != '.' else 'runs/NAME'}")
-    if not path.is_dir():
-        raise RunDirError(f"run directory {text} does not exist")
-    return path
+    if not overrides:
+        return None
+    for item in overrides:
+        if not item.startswith("task.") or item.startswith("task.name="):
+            raise ConfigError(f"eval takes task parameters only (task.KEY=VALUE), got {item!r}")
+    changed = apply_overrides(config, overrides).task.params
+    setting = {key: value for key, value in changed.items()
+               if config.task.params.get(key, not value) != value}
+    trained, tested = build_task(config.task), build_task(config.task, **setting)
+    for what in ("input_size", "output_size"):
+        if getattr(trained, what) != getattr(tested, what):
+            raise ConfigError(
+                f"{' '.join(overrides)} changes the task's {what.replace('_', ' ')} from "
+                f"{getattr(trained, what)} to {getattr(tested, what)}, which the model cannot "
+                "take; change only the lengths, counts or other parameters that keep it")
+    return [setting]
 
 
-def weights_file(source: str | os.PathLike[str]) -> Path:
-    """The weights ``source`` names: a weights file (``.safetensors``), or the last weights
-    (``model.safetensors``) of a run directory or of ``"pretrained:NAME"``.
-
-    Raises:
-        RunDirError: no such file, run directory or pretrained run.
-    """
-    text = os.fspath(source)
-    if _is_bare_weights(text):
-        return Path(text)
-    path = resolve_run_dir(text) / MODEL_FILE
-    if not path.is_file():
-        raise RunDirError(f"{path} is missing: is {text} a run directory?")
-    return path
+def eval_report(run: str, config: RunConfig, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What ``ntm eval --json`` prints: the run, its task and model, the memory length it was
+    tested with (``None`` for a model without one that can change) and :func:`generalisation`'s
+    rows."""
+    return {"run": run, "task": config.task.name, "model": config.model.kind,
+            "memory_slots": models.memory_slots(config.model), "results": rows}
 
 
-def weights_model_config(source: str | os.PathLike[str]) -> ModelConfig | None:
-    """The model config that comes with the weights ``source`` names (see :func:`weights_file`):
-    its run directory's or pretrained run's, or ``None`` for a bare weights file.
-
-    Raises:
-        RunDirError: no such run directory or pretrained run, or its config is missing.
-    """
-    text = os.fspath(source)
-    return None if _is_bare_weights(text) else read_config(text).model
-
-
-def _is_bare_weights(source: str) -> bool:
-    """An existing file is a weights file; anything else names a run (directory or pretrained).
-
-    Raises:
-        RunDirError: ``source`` ends in ``.safetensors`` but no such file exists.
-    """
-    if Path(source).is_file():
-        return True
-    if source.endswith(".safetensors"):
-        raise RunDirError(f"weights file {source} does not exist")
-    return False
-
-
-def read_config(run_dir: str | os.PathLike[str]) -> RunConfig:
-    """The :class:`RunConfig` saved in a run directory."""
-    path = resolve_run_dir(run_dir) / CONFIG_FILE
-    if not path.is_file():
-        raise RunDirError(f"{path} is missing: is {run_dir} a run directory?")
-    try:
-        return RunConfig.from_json(path.read_text(encoding="utf-8"))
-    except (ConfigError, UnicodeDecodeError) as error:
-        raise RunDirError(f"{path} is corrupt: {error}") from None
-
-
-def load_run(
-    run_dir: str | os.PathLike[str], *, best: bool = False,
-    device: torch.device | str | None = None, memory_slots: int | None = None,
-) -> tuple[nn.Module, RunConfig]:
-    """Load a trained model and its config from a run directory, in eval mode.
-
-    Args:
-        run_dir: a directory written by :func:`ntm.training.train`, or ``"pretrained:TASK"``.
-        best: load the weights of the best validation (``best.safetensors``) instead of the
-            last ones (``model.safetensors``).
-        device: where to put the model; ``None`` means CUDA if the run asked for it (or for
-            ``auto``) and it is available, else the CPU.
-        memory_slots: give the NTM a memory of this many slots instead of the one it trained
-            with (the returned config says so). No weight depends on the memory's length, so a
-            model that ran out of memory on long sequences can be tested with more; a learned
-            initial memory (``model.memory_init=learned``) is the exception: only its own size
-            is accepted.
-
-    Raises:
-        RunDirError: missing or corrupt directory, or weights that do not fit the config.
-        ConfigError: ``memory_slots`` for a model that has no memory, another size for one
-            that learned its initial memory, or too few slots for its shifts.
-    """
-    path = resolve_run_dir(run_dir)
-    config = read_config(path)
-    if memory_slots is not None:
-        config = _with_memory_slots(config, memory_slots)
-    if device is None:
-        wants_cuda = config.train.device in ("auto", "cuda")
-        device = "cuda" if wants_cuda and torch.cuda.is_available() else "cpu"
-    task = build_task(config.task)
-    model = build_model(config.model, task.input_size, task.output_size, device=device)
-    load_weights(model, path / (BEST_FILE if best else MODEL_FILE))
-    return model.eval(), config
-
-
-def _with_memory_slots(config: RunConfig, memory_slots: int) -> RunConfig:
-    """``config`` with ``memory_slots`` memory rows, if its model's weights allow that."""
-    model = config.model
-    if model.kind == "lstm":
-        raise ConfigError("memory_slots applies to an NTM (ntm-lstm, ntm-ff), not to the "
-                          "LSTM baseline, which has no memory")
-    if model.memory_init == "learned" and memory_slots != model.memory_slots:
-        raise ConfigError("memory_slots cannot change for a model that learned its initial "
-                          "memory (model.memory_init=learned): that memory is a weight of "
-                          f"{model.memory_slots} rows")
-    return apply_overrides(config, [f"model.memory_slots={memory_slots}"])
-
-
-def read_metrics(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The records of ``metrics.jsonl`` in a run directory, in order."""
-    path = resolve_run_dir(run_dir) / METRICS_FILE
-    if not path.is_file():
-        raise RunDirError(f"{path} is missing")
-    records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise RunDirError(f"{path}, line {number}, is not valid JSON") from None
-    return records
+def results_table(rows: list[dict[str, Any]]) -> str:
+    """:func:`generalisation`'s rows as a text table: settings left, numbers right (and the
+    optimal estimator's cost where the task has one)."""
+    columns = [("setting", "setting"), ("cost", "cost (bits/seq)"),
+               ("bit_errors", "bit errors/seq")]
+    if any("optimal_cost" in row for row in rows):
+        columns.append(("optimal_cost", "optimal cost (bits/seq)"))
+    cells = [[title for _, title in columns]]
+    cells += [[row[key] if key == "setting" else f"{row[key]:.3f}" for key, _ in columns]
+              for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    lines = [
+        "  ".join(cell.ljust(width) if i == 0 else cell.rjust(width)
+                  for i, (cell, width) in enumerate(zip(line, widths, strict=True)))
+        for line in cells
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)

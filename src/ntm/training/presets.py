@@ -10,21 +10,19 @@ machine; it lives in the one table :data:`FAST` below, to be retuned by measurem
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+import shutil
+from pathlib import Path
+from typing import Any, NamedTuple
 
-from .config import (
-    MODEL_KINDS,
-    ModelConfig,
-    OptimConfig,
-    RunConfig,
-    TaskConfig,
-    TrainConfig,
-    validate_task,
-)
-from .errors import ConfigError
+from .. import models
+from ..errors import ConfigError, RunDirError
+from ..rundir.build import validate_task
+from ..rundir.checkpoint import BEST_FILE, CONFIG_FILE, METRICS_FILE, MODEL_FILE, STATE_FILE
+from ..rundir.config import OptimConfig, RunConfig, TaskConfig, TrainConfig
+from ..rundir.directory import read_config
 
 __all__ = ["DEMO", "FAST", "PAPER_MODELS", "PAPER_STEPS", "PRESETS", "DemoRecipe", "FastRecipe",
-           "PaperModel", "demo_config", "paper_model",
+           "PaperModel", "clear_demo", "demo_config", "holds_demo", "paper_model",
            "preset_config"]
 
 PRESETS = ("fast", "paper")
@@ -64,14 +62,9 @@ PAPER_MODELS: dict[tuple[str, str], PaperModel] = {
     ("priority_sort", "lstm"): PaperModel(0, 3, 128, 3e-5, 384_424),
 }
 
-# Updates (of one sequence each) in the paper's recipe: the length of the paper's learning curves.
-PAPER_STEPS: dict[str, int] = {
-    "copy": 1_000_000,
-    "repeat_copy": 1_000_000,
-    "associative_recall": 1_000_000,
-    "ngrams": 1_000_000,
-    "priority_sort": 1_000_000,
-}
+# Updates (of one sequence each) in the paper's recipe, for every task: the length of the
+# paper's learning curves.
+PAPER_STEPS = 1_000_000
 
 
 class FastRecipe(NamedTuple):
@@ -156,26 +149,28 @@ FAST: dict[str | tuple[str, str], FastRecipe] = {
 FAST_DEFAULT = FastRecipe(32, 3e-4, 5_000, 50, 250)  # tasks registered outside the paper's five
 
 
-def paper_model(task: str, kind: str) -> ModelConfig:
-    """The paper's architecture for ``task`` and model ``kind`` (defaults for unknown tasks)."""
-    if kind not in MODEL_KINDS:
-        raise ConfigError(f"unknown model {kind!r}; valid models: {', '.join(MODEL_KINDS)}")
+def paper_model(task: str, kind: str) -> Any:
+    """The paper's architecture for ``task`` and model ``kind``: the table's row turned into a
+    config by the model's :attr:`~ntm.models.Entry.paper` hook (the model's defaults for a task
+    or model the tables do not have).
+
+    Raises:
+        ConfigError: an unknown model.
+    """
+    entry = models.get(kind)
     cell = PAPER_MODELS.get((task, kind))
-    model = ModelConfig(kind=kind)  # memory 128 x 20, as in every paper NTM
-    if cell is None:
-        return model
-    if kind == "lstm":
-        return dataclasses.replace(model, num_layers=cell.layers, hidden_size=cell.size)
-    return dataclasses.replace(model, read_heads=cell.heads, write_heads=cell.heads,
-                               controller_layers=cell.layers, controller_size=cell.size)
+    if cell is None or entry.paper is None:
+        return entry.default_config()  # memory 128 x 20, as in every paper NTM
+    return entry.paper(cell.heads, cell.layers, cell.size)
 
 
-def preset_config(task: str, kind: str = "ntm-lstm", preset: str = "fast") -> RunConfig:
+def preset_config(task: str, kind: str = models.DEFAULT_MODEL, preset: str = "fast") -> RunConfig:
     """The run configuration of ``preset`` for ``task`` and model ``kind``.
 
     Args:
-        task: a task name; tasks outside the paper's five get the default model sizes.
-        kind: ``"ntm-lstm"``, ``"ntm-ff"`` or ``"lstm"``.
+        task: a task name; tasks outside the paper's five get the model's default sizes.
+        kind: a registered model (:func:`ntm.models.names`): ``"ntm-lstm"``, ``"ntm-ff"``,
+            ``"lstm"`` or one of your own.
         preset: ``"fast"`` (default) or ``"paper"``.
 
     Raises:
@@ -183,16 +178,15 @@ def preset_config(task: str, kind: str = "ntm-lstm", preset: str = "fast") -> Ru
     """
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
-    model = paper_model(task, kind)
-    config = RunConfig(model=model, task=TaskConfig(name=task))
+    config = RunConfig(model=paper_model(task, kind), task=TaskConfig(name=task))
     validate_task(config.task)
-    cell = PAPER_MODELS.get((task, kind))
     if preset == "paper":
+        cell = PAPER_MODELS.get((task, kind))
         lr = cell.lr if cell is not None else OptimConfig.lr
         config.optim = OptimConfig(name="rmsprop", lr=lr, momentum=0.9, clip="value",
                                    clip_value=10.0)
-        config.train = TrainConfig(steps=PAPER_STEPS.get(task, 100_000), batch_size=1,
-                                   log_every=1_000, val_every=5_000, checkpoint_every=5_000)
+        config.train = TrainConfig(steps=PAPER_STEPS, batch_size=1, log_every=1_000,
+                                   val_every=5_000, checkpoint_every=5_000)
         return config
     recipe = FAST.get((task, kind)) or FAST.get(task, FAST_DEFAULT)
     config.optim = OptimConfig(name="rmsprop", lr=recipe.lr, momentum=0.9, clip="value",
@@ -218,7 +212,7 @@ class DemoRecipe(NamedTuple):
 DEMO = DemoRecipe(steps=3_000, max_seconds=150.0, target_val_cost=0.01)
 
 
-def demo_config(task: str = "copy", kind: str = "ntm-lstm") -> RunConfig:
+def demo_config(task: str = "copy", kind: str = models.DEFAULT_MODEL) -> RunConfig:
     """The run of ``ntm demo``: the fast preset on the CPU with :data:`DEMO`'s limits."""
     config = preset_config(task, kind, "fast")
     config.train = dataclasses.replace(
@@ -226,3 +220,35 @@ def demo_config(task: str = "copy", kind: str = "ntm-lstm") -> RunConfig:
         target_val_cost=DEMO.target_val_cost, device="cpu", threads=1,
     )
     return config
+
+
+def holds_demo(out: str | Path) -> bool:
+    """Whether ``out`` holds a run of ``ntm demo``: its task, model and the settings that only
+    the demo uses (a later retuning of the fast recipe still recognises an earlier demo)."""
+    try:
+        saved = read_config(out)
+    except (RunDirError, ConfigError):
+        return False
+    demo = demo_config()
+    return (saved.task.name, saved.model.kind, saved.train.device,
+            saved.train.target_val_cost) == (demo.task.name, demo.model.kind, demo.train.device,
+                                             demo.train.target_val_cost)
+
+
+def clear_demo(out: str | Path) -> bool:
+    """Remove an earlier demo's files (and figures) from ``out``, so that ``ntm demo`` can
+    train there; return whether there was one.
+
+    Raises:
+        RunDirError: ``out`` holds another run, which is left alone.
+    """
+    out = Path(out)
+    if not (out / CONFIG_FILE).exists():
+        return False
+    if not holds_demo(out):
+        raise RunDirError(f"{out} holds a run that is not a demo; the demo replaces only "
+                          "an earlier demo, so choose another --out")
+    for name in (CONFIG_FILE, METRICS_FILE, MODEL_FILE, BEST_FILE, STATE_FILE):
+        (out / name).unlink(missing_ok=True)
+    shutil.rmtree(out / "figures", ignore_errors=True)
+    return True

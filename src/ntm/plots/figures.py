@@ -2,8 +2,8 @@
 
 Every function takes NumPy arrays (or tensors) and plain dicts, and returns a
 :class:`matplotlib.figure.Figure` built without pyplot, so no GUI backend or global state is
-involved; :func:`save_figure` writes it as PNG (matplotlib's Agg canvas). The command line
-(``ntm plot``) gathers the data and calls these.
+involved; :func:`save_figure` writes it as PNG (matplotlib's Agg canvas).
+:mod:`ntm.plots.runs` gathers the data of run directories and calls these.
 """
 
 from __future__ import annotations

@@ -1,0 +1,212 @@
+"""Reading run directories back: their config, metrics and weights, and the shipped runs.
+
+A run is named by its directory or by ``"pretrained:NAME"``, a run shipped inside the package
+(``ntm/pretrained/NAME/``). The shipped folder is found by its place beside this package, so
+reading a run never imports :mod:`ntm.pretrained` (which reads runs with this module).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import models
+from ..errors import ConfigError, RunDirError
+from .build import build_model, build_task
+from .checkpoint import BEST_FILE, CONFIG_FILE, METRICS_FILE, MODEL_FILE, load_weights
+from .config import RunConfig
+
+__all__ = [
+    "DEFAULT_SHIPPED_MODEL",
+    "PRETRAINED_PREFIX",
+    "SHIPPED_DIR",
+    "load_run",
+    "read_config",
+    "read_metrics",
+    "resolve_run_dir",
+    "shipped_names",
+    "shipped_run_dir",
+    "weights_config",
+    "weights_file",
+    "weights_model_config",
+]
+
+PRETRAINED_PREFIX = "pretrained:"
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "pretrained"  # ntm/pretrained/
+DEFAULT_SHIPPED_MODEL = models.DEFAULT_MODEL  # "pretrained:copy" is "pretrained:copy-ntm-lstm"
+
+
+def shipped_names() -> list[str]:
+    """Names of the shipped runs, ``"TASK-MODEL"``, sorted."""
+    return sorted(path.parent.name for path in SHIPPED_DIR.glob(f"*/{MODEL_FILE}"))
+
+
+def shipped_run_dir(name: str) -> Path:
+    """The directory of a shipped run: ``"copy"`` (the LSTM-controller NTM) or
+    ``"copy-ntm-ff"``.
+
+    Raises:
+        KeyError: no such run; the message lists the shipped ones.
+    """
+    available = shipped_names()
+    for candidate in (name, f"{name}-{DEFAULT_SHIPPED_MODEL}"):
+        if candidate in available:
+            return SHIPPED_DIR / candidate
+    raise KeyError(f"shipped models: {', '.join(available) or 'none'}")
+
+
+def resolve_run_dir(run_dir: str | os.PathLike[str]) -> Path:
+    """The directory of a run; ``"pretrained:NAME"`` names a run shipped with the package.
+
+    Raises:
+        RunDirError: the directory (or the pretrained run) does not exist.
+    """
+    text = os.fspath(run_dir)
+    if text.startswith(PRETRAINED_PREFIX):
+        name = text[len(PRETRAINED_PREFIX):]
+        try:
+            return shipped_run_dir(name)
+        except KeyError as error:
+            reason = error.args[0] if error.args else ""  # str(KeyError) adds quotes
+            raise RunDirError(f"no pretrained run {name!r}; {reason}") from None
+    path = Path(text)
+    if path.is_file():
+        raise RunDirError(f"{text} is a file, not a run directory; give the directory that "
+                          "holds it (with config.json), e.g. "
+                          f"{path.parent if str(path.parent) != '.' else 'runs/NAME'}")
+    if not path.is_dir():
+        raise RunDirError(f"run directory {text} does not exist")
+    return path
+
+
+def weights_file(source: str | os.PathLike[str]) -> Path:
+    """The weights ``source`` names: a weights file (``.safetensors``), or the last weights
+    (``model.safetensors``) of a run directory or of ``"pretrained:NAME"``.
+
+    Raises:
+        RunDirError: no such file, run directory or pretrained run.
+    """
+    text = os.fspath(source)
+    if _is_bare_weights(text):
+        return Path(text)
+    path = resolve_run_dir(text) / MODEL_FILE
+    if not path.is_file():
+        raise RunDirError(f"{path} is missing: is {text} a run directory?")
+    return path
+
+
+def weights_config(source: str | os.PathLike[str]) -> RunConfig | None:
+    """The run config that comes with the weights ``source`` names (see :func:`weights_file`):
+    its run directory's or pretrained run's, or ``None`` for a bare weights file.
+
+    Raises:
+        RunDirError: no such run directory or pretrained run, or its config is missing.
+    """
+    text = os.fspath(source)
+    return None if _is_bare_weights(text) else read_config(text)
+
+
+def weights_model_config(source: str | os.PathLike[str]) -> Any | None:
+    """The model config that comes with the weights ``source`` names: that of
+    :func:`weights_config` (``None`` for a bare weights file)."""
+    config = weights_config(source)
+    return None if config is None else config.model
+
+
+def _is_bare_weights(source: str) -> bool:
+    """An existing file is a weights file; anything else names a run (directory or pretrained).
+
+    Raises:
+        RunDirError: ``source`` ends in ``.safetensors`` but no such file exists.
+    """
+    if Path(source).is_file():
+        return True
+    if source.endswith(".safetensors"):
+        raise RunDirError(f"weights file {source} does not exist")
+    return False
+
+
+def read_config(run_dir: str | os.PathLike[str]) -> RunConfig:
+    """The :class:`RunConfig` saved in a run directory (its task and model modules imported).
+
+    Raises:
+        RunDirError: no such run, or a missing or corrupt ``config.json``.
+        TaskModuleError, ModelModuleError: a recorded module cannot be imported.
+    """
+    path = resolve_run_dir(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise RunDirError(f"{path} is missing: is {run_dir} a run directory?")
+    try:
+        return RunConfig.from_json(path.read_text(encoding="utf-8"))
+    except (ConfigError, UnicodeDecodeError) as error:
+        raise RunDirError(f"{path} is corrupt: {error}") from None
+
+
+def load_run(
+    run_dir: str | os.PathLike[str], *, best: bool = False,
+    device: torch.device | str | None = None, memory_slots: int | None = None,
+) -> tuple[nn.Module, RunConfig]:
+    """Load a trained model and its config from a run directory, in eval mode.
+
+    Args:
+        run_dir: a directory written by :func:`ntm.training.train`, or ``"pretrained:NAME"``.
+        best: load the weights of the best validation (``best.safetensors``) instead of the
+            last ones (``model.safetensors``).
+        device: where to put the model; ``None`` means CUDA if the run asked for it (or for
+            ``auto``) and it is available, else the CPU.
+        memory_slots: give the model a memory of this many slots instead of the one it trained
+            with (the returned config says so), for a model whose weights fit any memory length
+            (:attr:`ntm.models.Entry.resize_memory`: the NTM's, unless it learned its initial
+            memory, ``model.memory_init=learned``, which accepts only its own size). A model
+            that ran out of memory on long sequences can then be tested with more.
+
+    Raises:
+        RunDirError: missing or corrupt directory, or weights that do not fit the config.
+        ConfigError: ``memory_slots`` for a model that has no such memory, another size for
+            one that learned its initial memory, or too few slots for its shifts.
+    """
+    path = resolve_run_dir(run_dir)
+    config = read_config(path)
+    if memory_slots is not None:
+        config = _with_memory_slots(config, memory_slots)
+    if device is None:
+        wants_cuda = config.train.device in ("auto", "cuda")
+        device = "cuda" if wants_cuda and torch.cuda.is_available() else "cpu"
+    task = build_task(config.task)
+    model = build_model(config.model, task.input_size, task.output_size, device=device)
+    load_weights(model, path / (BEST_FILE if best else MODEL_FILE))
+    return model.eval(), config
+
+
+def _with_memory_slots(config: RunConfig, memory_slots: int) -> RunConfig:
+    """``config`` with ``memory_slots`` memory rows, if its model's weights allow that."""
+    entry = models.get(config.model.kind)
+    if entry.resize_memory is None:
+        able = [name for name in models.names() if models.get(name).resize_memory is not None]
+        raise ConfigError(f"memory_slots applies to {', '.join(able)}, not to {entry.name} "
+                          f"({entry.description or 'a registered model'}): it has no memory "
+                          "whose length can change")
+    resized = copy.deepcopy(config)
+    resized.model = entry.resize_memory(config.model, memory_slots)
+    return resized
+
+
+def read_metrics(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The records of ``metrics.jsonl`` in a run directory, in order."""
+    path = resolve_run_dir(run_dir) / METRICS_FILE
+    if not path.is_file():
+        raise RunDirError(f"{path} is missing")
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise RunDirError(f"{path}, line {number}, is not valid JSON") from None
+    return records
