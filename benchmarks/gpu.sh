@@ -15,6 +15,6 @@ tests=0
 "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_cuda_graphs.py \
     tests/test_metrics.py tests/test_training_loop.py -k "cuda or graph" 2>&1 \
     | tee "$OUT/gpu_tests.log" || tests=$?
-"$PY" -m ntm bench --device cuda --batch-sizes 1,32,128,1024 --threads 1 --paths graph,fused,plain \
+"$PY" -m ntm bench --device cuda --batch-sizes 1,32,128,1024 --threads 1 --paths graph,auto,autograd \
     --json "$OUT/gpu_bench.json"
 exit "$tests"

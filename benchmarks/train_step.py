@@ -1,7 +1,7 @@
 """Training-step speed of ntm.NTM (also `ntm bench`).
 
     python benchmarks/train_step.py                       # CPU: batch 1, 8, 32, 128; threads 1, 2
-    python benchmarks/train_step.py --paths fused,python,plain   # kernel, Python node, autograd
+    python benchmarks/train_step.py --paths kernel,python,autograd   # the NTM's backends
     python benchmarks/train_step.py --device cuda --batch-sizes 1,32,128,1024
 
 Prints a table and writes a JSON file (--json, default train_step.json).
@@ -22,8 +22,9 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-sizes", type=_ints, default=[1, 8, 32, 128])
     parser.add_argument("--threads", type=_ints, default=[1, 2])
-    parser.add_argument("--paths", default="fused",
-                        help="comma-separated: fused, python, plain, graph (CUDA only)")
+    parser.add_argument("--paths", default="auto",
+                        help="comma-separated: auto, kernel (CPU only), python, autograd, "
+                             "graph (CUDA only); fused and plain are auto and autograd")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per row")
     parser.add_argument("--json", default="train_step.json")

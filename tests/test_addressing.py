@@ -1,9 +1,11 @@
-"""Addressing against a NumPy re-derivation, hand values and invariants (SPEC.md, "Addressing").
+"""Addressing against a NumPy re-derivation, hand values and invariants (Graves et al. 2014,
+section 3.3, eqs. 5-9).
 
-The NumPy references below are written from the equations in SPEC.md with explicit loops, in
+The NumPy references below are written from the paper's equations with explicit loops, in
 float64, and share no code with ``ntm.addressing``. The one convention the paper leaves open,
-and SPEC.md fixes, is the epsilon in the cosine similarity: norms are ``sqrt(|x|^2 + 1e-8)``
-(``NORM_EPS``), so that a zero key or a zero row has similarity 0 and a finite gradient.
+and ``ntm.addressing`` fixes, is the epsilon in the cosine similarity: norms are
+``sqrt(|x|^2 + 1e-8)`` (``NORM_EPS``), so that a zero key or a zero row has similarity 0 and a
+finite gradient.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from hypothesis import strategies as st
 from ntm import addressing
 from ntm.addressing import address, content_weights, cosine_similarity, interpolate, sharpen, shift
 
-# The epsilon fixed by SPEC.md, written here independently of the library's NORM_EPS.
+# The epsilon of the cosine similarity, written here independently of the library's NORM_EPS.
 REFERENCE_NORM_EPS = 1e-8
 
 FAST = settings(max_examples=25, deadline=None)

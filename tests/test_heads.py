@@ -2,7 +2,7 @@
 
 The reference split is re-derived here from the table in ``ntm.heads.HeadLayout``'s docstring,
 ``[keys, add | gates, erase | key_strengths, sharpening | shift_weights]``, with each per-head
-block laid out head by head (read heads first), and the activations of SPEC.md: key tanh,
+block laid out head by head (read heads first), and the activations README.md lists: key tanh,
 beta softplus, g sigmoid, s softmax, gamma 1 + softplus, erase sigmoid, add tanh, after
 clipping the raw values to +-20 (Collier & Beel 2018).
 """

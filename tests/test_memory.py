@@ -1,7 +1,7 @@
 """Reading and writing against a NumPy re-derivation, hand values and invariants.
 
 ``write`` has two code paths (one head, and several heads); both are checked against the same
-reference, ``M' = M * prod_h (1 - w_h e_h^T) + sum_h w_h a_h^T`` (SPEC.md, "Addressing").
+reference, ``M' = M * prod_h (1 - w_h e_h^T) + sum_h w_h a_h^T`` (Graves et al. 2014, eqs. 3-4).
 """
 
 from __future__ import annotations

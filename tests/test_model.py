@@ -580,7 +580,8 @@ def test_float64_model_works(memory_init) -> None:
 
 
 def copy_batch(seed: int, length: int = 3, batch: int = 8):
-    """A fixed copy-task batch (SPEC.md): L bits vectors, a delimiter on channel 8, L blanks."""
+    """A fixed copy-task batch (the paper's format): L bit vectors, a delimiter on channel 8, L
+    blanks."""
     g = torch.Generator().manual_seed(seed)
     bits = torch.randint(0, 2, (length, batch, 8), generator=g).float()
     x = torch.zeros(2 * length + 1, batch, 9)

@@ -1,7 +1,9 @@
 """The analysis scripts behind RESULTS.md (results/scripts/): their numeric helpers against hand
-values, and each script's main path on a tiny model."""
+values, each script's main path on a tiny model, and the commands that recreate_commands.py
+prints, which must train the same run again."""
 
 import importlib.util
+import json
 import math
 import sys
 from pathlib import Path
@@ -59,3 +61,79 @@ def test_repeat_copy_errors_runs_on_a_run_directory(tmp_path, capsys, monkeypatc
     line = capsys.readouterr().out.strip()
     assert line.startswith(f"{tmp_path / 'run'} L= 2 K= 3  errors in repeat 1..K: ")
     assert "write head back on the inputs at answer step" in line
+
+
+TINY_SETS = ["--set", "model.memory_slots=8", "--set", "model.memory_width=4",
+             "--set", "model.controller_size=8", "--set", "train.batch_size=2",
+             "--set", "train.log_every=1", "--set", "train.val_every=2",
+             "--set", "train.val_batches=1", "--set", "train.val_batch_size=2",
+             "--set", "task.max_length=3", "--no-progress"]
+
+
+def _recreated(command: str) -> list[str]:
+    """The arguments of ``ntm`` in a command line the script printed."""
+    words = command.split()
+    assert words[:2] in (["ntm", "train"], ["ntm", "sweep"]), command
+    return words[1:]
+
+
+def test_recreate_commands_train_the_same_run_again(tmp_path, monkeypatch):
+    from ntm.cli import main
+    from ntm.training import TIMING_FIELDS, read_metrics
+
+    recreate = _script("recreate_commands")
+    monkeypatch.chdir(tmp_path)
+    # A time limit that does not bind, a preset, a model and a seed, then a run from its weights.
+    assert main(["train", "copy", "--model", "ntm-ff", "--preset", "paper", "--seed", "3",
+                 "--steps", "4", "--out", "first", "--set", "train.max_seconds=1000",
+                 "--set", "optim.lr=0.001", *TINY_SETS]) == 0
+    assert main(["train", "copy", "--model", "ntm-ff", "--init", "first/best.safetensors",
+                 "--steps", "3", "--out", "second", *TINY_SETS]) == 0
+    first = recreate.train_command(Path("first"), out_root="again")
+    assert first.startswith("ntm train copy --model ntm-ff --preset paper --seed 3 --steps 4 ")
+    assert "max_seconds" not in first and "--set optim.lr=0.001" in first
+    second = recreate.train_command(Path("second"), out_root="again")
+    assert "--init first/best.safetensors" in second
+    for command in (first, second):
+        assert main([*_recreated(command), "--no-progress"]) == 0
+    for name in ("first", "second"):
+        original, again = (json.loads((Path(d) / name / "config.json").read_text())
+                           for d in (".", "again"))
+        original["train"]["max_seconds"] = again["train"]["max_seconds"]  # replaced by --steps
+        assert again == original
+        untimed = [[{k: v for k, v in record.items() if k not in TIMING_FIELDS}
+                    for record in read_metrics(Path(d) / name)] for d in (".", "again")]
+        assert untimed[1] == untimed[0]
+        assert len(untimed[0]) == {"first": 4, "second": 3}[name]
+
+
+def test_recreate_commands_warn_of_a_resume_with_another_schedule(tmp_path, monkeypatch):
+    from ntm.cli import main
+
+    recreate = _script("recreate_commands")
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "copy", "--steps", "2", "--out", "run", *TINY_SETS]) == 0
+    assert recreate.schedule_warnings(Path("run")) == []
+    assert main(["train", "--resume", "run", "--steps", "4", "--set", "optim.lr_half_life=2",
+                 "--no-progress"]) == 0
+    (note,) = recreate.schedule_warnings(Path("run"))
+    assert note.startswith("# run: lr ") and "at step 2 is not what the config's schedule" in note
+
+
+def test_recreate_commands_of_a_sweep_and_of_runs_that_left_git(tmp_path):
+    from ntm.training import SeedRun
+    from ntm.training.sweep import _write_summary
+
+    recreate = _script("recreate_commands")
+    args = ["copy", "--steps", "50", "--set", "model.memory_init=random"]
+    _write_summary(tmp_path / "copy-random", args, 0.5,
+                   [SeedRun(seed, f"seed{seed}", 0) for seed in (1, 2, 3, 5)])
+    assert recreate.sweep_command(tmp_path / "copy-random") == (
+        "ntm sweep copy --steps 50 --set model.memory_init=random --seeds 1-3,5 --target 0.5 "
+        "--out runs/copy-random")
+    assert recreate.recreated_path("results/recipes/x-seed2/best.safetensors", "runs") == \
+        "runs/x-seed2/best.safetensors"
+    assert recreate.recreated_path("pretrained:copy", "runs") == "pretrained:copy"
+    assert recreate.run_name(Path("results/recipes/sweep/seed12")) == "sweep/seed12"
+    assert recreate.run_name(Path("results/recipes/copy-lstm")) == "copy-lstm"
+    assert recreate._ranges([1, 2, 3, 5, 7, 8]) == ["1-3", "5", "7-8"]

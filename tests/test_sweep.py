@@ -18,8 +18,9 @@ SETS = [item for setting in TINY for item in ("--set", setting)]
 
 def test_sweep_trains_each_seed_and_summarises(tmp_path, capsys):
     out = tmp_path / "sweep"
-    # 3 steps validated at step 2: the final model's cost is scored again by the sweep. A target
-    # of 1000 bits counts the first validation as converged.
+    # 3 steps validated at step 2: the loop scores the final model after step 3, and the sweep
+    # reads that cost from the state file. A target of 1000 bits counts the first validation
+    # as converged.
     assert main(["sweep", "copy", "--seeds", "1-2", "--jobs", "2", "--steps", "3",
                  "--target", "1000", "--out", str(out), *SETS]) == 0
     table = capsys.readouterr().out
@@ -41,7 +42,7 @@ def test_sweep_trains_each_seed_and_summarises(tmp_path, capsys):
         config = json.loads((folder / "config.json").read_text())
         assert (config["train"]["seed"], config["train"]["threads"]) == (run["seed"], 1)
         assert [r["step"] for r in read_metrics(folder)] == [1, 2, 3]
-        # The child printed its final validation cost (3 digits): the sweep's re-scoring agrees.
+        # The child printed its final validation cost (3 digits): the state file's agrees.
         printed = re.search(r"validation cost ([\d.e+-]+)", (folder / "train.log").read_text())
         assert run["val_cost"] == pytest.approx(float(printed.group(1)), rel=5e-3)
     assert runs[0]["val_cost"] != runs[1]["val_cost"]  # the seeds trained differently

@@ -1,4 +1,5 @@
-"""Each task's format, re-derived in NumPy and plain Python from the inputs alone (SPEC.md)."""
+"""Each task's format, re-derived in NumPy and plain Python from the inputs alone (the paper's
+formats, Graves et al. 2014, section 4, as the docstrings of ``ntm.tasks`` give them)."""
 
 from __future__ import annotations
 

@@ -83,8 +83,9 @@ def test_bits_depend_on_their_context() -> None:
 
 
 def test_optimal_cost_is_the_papers_133_bits() -> None:
-    # SPEC.md: about 133.3 bits per sequence. The per-sequence cost has a standard deviation of
-    # about 36 bits, so 10,000 sequences put the mean within about 0.36 bits (1 bit = 2.8 sigma).
+    # ntm.tasks.ngrams: about 133.3 bits per sequence. The per-sequence cost has a standard
+    # deviation of about 36 bits, so 10,000 sequences put the mean within about 0.36 bits
+    # (1 bit = 2.8 sigma).
     task = tasks.make("ngrams")
     generator = torch.Generator().manual_seed(2014)
     costs = [task.optimal_bits_per_sequence(task.sample(2000, generator)) for _ in range(5)]

@@ -25,13 +25,16 @@ from ntm.training import (
 )
 from ntm.training.checkpoint import STATE_FILE, read_counters
 
-TINY = ["model.memory_slots=12", "model.memory_width=6", "model.controller_size=12",
-        "train.batch_size=2", "train.log_every=1", "train.val_every=2", "train.val_batches=1",
-        "train.val_batch_size=3", "train.checkpoint_every=2", "task.max_length=3"]
+NTM_SIZES = ["model.memory_slots=12", "model.memory_width=6", "model.controller_size=12"]
+TINY = [*NTM_SIZES, "train.batch_size=2", "train.log_every=1", "train.val_every=2",
+        "train.val_batches=1", "train.val_batch_size=3", "train.checkpoint_every=2",
+        "task.max_length=3"]
 
 
 def _config(*extra, kind="ntm-lstm", steps=6):
-    return apply_overrides(preset_config("copy", kind), [*TINY, f"train.steps={steps}", *extra])
+    # The LSTM baseline has no memory or controller: its sizes come in ``extra``.
+    tiny = [item for item in TINY if kind != "lstm" or item not in NTM_SIZES]
+    return apply_overrides(preset_config("copy", kind), [*tiny, f"train.steps={steps}", *extra])
 
 
 def _without_timing(records):

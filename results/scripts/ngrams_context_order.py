@@ -11,8 +11,9 @@ learned about that much context. Used by RESULTS.md, "Ngrams".
     python results/scripts/ngrams_context_order.py [--sequences 1024] [--seed 0]
         [--run DIR ...] [--best]
 
-Without --run: the shipped LSTM-controller NTM and the best feedforward NTM
-(results/recipes/ngrams-ntm-ff-tune-lr3e-5-seed2, best weights).
+Without --run: the shipped LSTM-controller NTM and the best feedforward NTM (the best weights
+of runs/ngrams-ntm-ff-tune-lr3e-5-seed2, which is not in the repository: RESULTS.md, "Recreating
+the runs", gives the commands that train it there).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from ntm import tasks
 from ntm.tasks.ngrams import optimal_predictions
 from ntm.training import load_run
 
-FEEDFORWARD_RUN = Path(__file__).resolve().parents[1] / "recipes/ngrams-ntm-ff-tune-lr3e-5-seed2"
+FEEDFORWARD_RUN = Path("runs/ngrams-ntm-ff-tune-lr3e-5-seed2")
 
 
 def bits_of(probability_one: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
@@ -50,6 +51,9 @@ def main() -> None:
     args = parser.parse_args()
     runs = [(run, args.best) for run in args.run] if args.run else [
         ("pretrained:ngrams", False), (str(FEEDFORWARD_RUN), True)]
+    if not args.run and not FEEDFORWARD_RUN.is_dir():
+        parser.error(f"{FEEDFORWARD_RUN} is missing: recreate it as RESULTS.md, \"Recreating the "
+                     "runs\", says, or name runs with --run")
 
     task = tasks.make("ngrams")
     batch = task.sample(args.sequences, generator=torch.Generator().manual_seed(args.seed))

@@ -19,14 +19,19 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from . import kernel
 from ._threads import torch_threads
+from .backends import kernel
 from .cuda_graphs import GraphedUpdate
 from .metrics import sequence_loss
 from .model import NTM
 from .tasks import make
 
-PATHS = ("fused", "python", "plain", "graph")
+# What each path times: the NTM's backend, and whether its update is replayed from a CUDA graph.
+_BACKENDS = {"auto": "auto", "kernel": "kernel", "python": "python", "autograd": "autograd",
+             "graph": "auto"}
+PATHS = tuple(_BACKENDS)
+# The names of earlier versions: "fused" was the default path, "plain" plain autograd.
+ALIASES = {"fused": "auto", "plain": "autograd"}
 
 
 @dataclass
@@ -67,42 +72,57 @@ def _graphed_step(model, optimizer):
     return lambda model, optimizer, batch: update(*batch)
 
 
-def _without_kernel(step):
-    """``step`` on the Python fused node: the C++ CPU kernel switched off while it runs."""
-
-    def run(model, optimizer, batch):
-        enabled = kernel.is_enabled()
-        kernel.set_enabled(False)
-        try:
-            step(model, optimizer, batch)
-        finally:
-            kernel.set_enabled(enabled)
-
-    return run
-
-
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def check_paths(paths: Sequence[str]) -> None:
-    """Raise a ValueError naming the first of ``paths`` that is not in :data:`PATHS`."""
-    unknown = sorted(set(paths) - set(PATHS))
+def resolve_paths(paths: Sequence[str]) -> list[str]:
+    """``paths`` with the older names replaced by those of :data:`PATHS`, each once, in order.
+
+    Raises:
+        ValueError: a path that is neither in :data:`PATHS` nor in :data:`ALIASES`, named.
+
+    >>> resolve_paths(["fused", "python", "plain", "auto"])
+    ['auto', 'python', 'autograd']
+    """
+    unknown = sorted(set(paths) - set(PATHS) - set(ALIASES))
     if unknown:
-        raise ValueError(f"unknown path {unknown[0]!r}; valid paths: {', '.join(PATHS)}")
+        raise ValueError(f"unknown path {unknown[0]!r}; valid paths: {', '.join(PATHS)} "
+                         f"(also {', '.join(f'{old} for {new}' for old, new in ALIASES.items())})")
+    return list(dict.fromkeys(ALIASES.get(path, path) for path in paths))
+
+
+def check_paths(paths: Sequence[str]) -> None:
+    """Raise a ValueError naming the first of ``paths`` that is not a path (see
+    :func:`resolve_paths`)."""
+    resolve_paths(paths)
 
 
 def prepare(device: str, paths: Sequence[str]) -> None:
     """Build the CPU kernel before any timing (once per machine) where a timed path uses it."""
-    if torch.device(device).type == "cpu" and "fused" in paths and kernel.is_enabled():
+    uses_kernel = {"auto", "kernel"} & set(resolve_paths(paths))
+    if torch.device(device).type == "cpu" and uses_kernel and kernel.is_enabled():
         kernel.load()
+
+
+def _check_device(paths: Sequence[str], device: torch.device) -> None:
+    """Refuse a path that cannot run on ``device``, in one line."""
+    if "graph" in paths and device.type != "cuda":
+        raise ValueError("the graph path (CUDA graphs) needs a CUDA device: --device cuda")
+    if "kernel" in paths:
+        if device.type != "cpu":
+            raise ValueError(f"the kernel path (the C++ CPU kernel) runs on the CPU, not on "
+                             f"{device.type}: --device cpu")
+        reason = kernel.unavailable(torch.zeros(0))
+        if reason is not None:
+            raise ValueError(f"the kernel path cannot run: {reason}")
 
 
 def benchmark(
     batch_sizes: Sequence[int] = (1, 8, 32, 128),
     threads: Sequence[int] = (1, 2),
-    paths: Sequence[str] = ("fused",),
+    paths: Sequence[str] = ("auto",),
     *,
     device: str = "cpu",
     timed_steps: int = 20,
@@ -115,73 +135,81 @@ def benchmark(
     """Time training steps; returns one :class:`BenchResult` per path, thread count and batch.
 
     Args:
-        paths: ``"fused"`` (the default path of :class:`ntm.NTM`: on a CPU the C++ kernel of
-            :mod:`ntm.kernel` where it builds), ``"python"`` (the same node in Python,
-            :mod:`ntm.fused`, as with ``NTM_CPU_KERNEL=0``), ``"plain"`` (every
-            operation recorded by autograd, ``NTM(..., fused=False)``) and, on CUDA,
-            ``"graph"`` (the fused path's update replayed from a CUDA graph,
-            :class:`ntm.cuda_graphs.GraphedUpdate`, as ``ntm train`` does on a GPU).
+        paths: the backend of :class:`ntm.NTM` to time (see :mod:`ntm.backends`): ``"auto"``
+            (the default: on a CPU the C++ kernel where it builds, elsewhere the Python node),
+            ``"kernel"`` (the C++ CPU kernel), ``"python"`` (the same node in Python),
+            ``"autograd"`` (every operation recorded by autograd) and, on CUDA, ``"graph"``
+            (the ``"auto"`` update replayed from a CUDA graph,
+            :class:`ntm.cuda_graphs.GraphedUpdate`, as ``ntm train`` does on a GPU). The
+            older names ``"fused"`` (``"auto"``) and ``"plain"`` (``"autograd"``) are taken
+            too; rows carry the new ones.
         timed_steps: timed steps per row, after ``warmup_steps`` untimed ones.
         steps_per_round: steps of one path before the next path's turn.
+
+    Raises:
+        ValueError: an unknown path, or one that cannot run on ``device``.
     """
-    check_paths(paths)
+    paths = resolve_paths(paths)
     target = torch.device(device)
-    if "graph" in paths and target.type != "cuda":
-        raise ValueError("the graph path (CUDA graphs) needs a CUDA device: --device cuda")
-    task = make("copy", min_length=length, max_length=length)
     prepare(device, paths)
+    _check_device(paths, target)
+    task = make("copy", min_length=length, max_length=length)
     results = []
     for thread_count in threads:
         with torch_threads(thread_count):  # the caller's count comes back afterwards
             for batch_size in batch_sizes:
-                generator = torch.Generator().manual_seed(seed)
-                batch = task.sample(batch_size, generator=generator).to(target)
-                runs = {}
-                if target.type == "cuda":  # before the warm-up: a graph's memory is held from then
-                    torch.cuda.reset_peak_memory_stats(target)
-                for path in paths:
-                    torch.manual_seed(seed)
-                    model = NTM(task.input_size, task.output_size, fused=path != "plain",
-                                device=target)
-                    optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-4, momentum=0.9,
-                                                    capturable=path == "graph")
-                    step = _graphed_step(model, optimizer) if path == "graph" else _training_step
-                    if path == "python":
-                        step = _without_kernel(step)
-                    for _ in range(warmup_steps):
-                        step(model, optimizer, batch)
-                    runs[path] = (model, optimizer, step, [])
-                while any(len(times) < timed_steps for *_, times in runs.values()):
-                    for model, optimizer, step, times in runs.values():
-                        for _ in range(min(steps_per_round, timed_steps - len(times))):
-                            _synchronize(target)
-                            start = time.perf_counter()
-                            step(model, optimizer, batch)
-                            _synchronize(target)
-                            times.append(time.perf_counter() - start)
-                for path, (*_, times) in runs.items():
+                batch = task.sample(batch_size, generator=torch.Generator().manual_seed(seed))
+                runs = _time_paths(paths, task, batch.to(target), target, seed=seed,
+                                   warmup_steps=warmup_steps, timed_steps=timed_steps,
+                                   steps_per_round=steps_per_round)
+                for path, times in runs.items():
                     median = statistics.median(times)
-                    row = BenchResult(
-                        path=path,
-                        device=str(target),
-                        threads=thread_count,
-                        batch_size=batch_size,
-                        sequences_per_second=batch_size / median,
-                        milliseconds_per_step=median * 1e3,
-                        timed_steps=len(times),
-                        peak_memory_mib=_peak_memory_mib(target),
-                    )
+                    row = BenchResult(path=path, device=str(target), threads=thread_count,
+                                      batch_size=batch_size,
+                                      sequences_per_second=batch_size / median,
+                                      milliseconds_per_step=median * 1e3,
+                                      timed_steps=len(times),
+                                      peak_memory_mib=_peak_memory_mib(target))
                     results.append(row)
                     log(format_row(row))
     return results
 
 
-HEADER = "path   device  threads  batch  sequences/s  ms/step  peak MiB"
+def _time_paths(paths: Sequence[str], task, batch, device: torch.device, *, seed: int,
+                warmup_steps: int, timed_steps: int, steps_per_round: int) -> dict[str, list]:
+    """The seconds of ``timed_steps`` steps of each path on ``batch``, timed interleaved: a
+    model and optimiser per path, each warmed up, then ``steps_per_round`` steps of each in
+    turn, so that the noise of a shared machine falls on all of them alike."""
+    runs = {}
+    if device.type == "cuda":  # before the warm-up: a graph's memory is held from then
+        torch.cuda.reset_peak_memory_stats(device)
+    for path in paths:
+        torch.manual_seed(seed)
+        model = NTM(task.input_size, task.output_size, backend=_BACKENDS[path], device=device)
+        optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-4, momentum=0.9,
+                                        capturable=path == "graph")
+        step = _graphed_step(model, optimizer) if path == "graph" else _training_step
+        for _ in range(warmup_steps):
+            step(model, optimizer, batch)
+        runs[path] = (model, optimizer, step, [])
+    while any(len(times) < timed_steps for *_, times in runs.values()):
+        for model, optimizer, step, times in runs.values():
+            for _ in range(min(steps_per_round, timed_steps - len(times))):
+                _synchronize(device)
+                start = time.perf_counter()
+                step(model, optimizer, batch)
+                _synchronize(device)
+                times.append(time.perf_counter() - start)
+    return {path: times for path, (*_, times) in runs.items()}
+
+
+HEADER = "path     device  threads  batch  sequences/s  ms/step  peak MiB"
 
 
 def format_row(row: BenchResult) -> str:
+    """One row of the printed table, under :data:`HEADER`."""
     return (
-        f"{row.path:<6} {row.device:<7} {row.threads:>7}  {row.batch_size:>5}  "
+        f"{row.path:<8} {row.device:<7} {row.threads:>7}  {row.batch_size:>5}  "
         f"{row.sequences_per_second:>11.1f}  {row.milliseconds_per_step:>7.1f}  "
         f"{row.peak_memory_mib:>8.0f}"
     )
@@ -202,6 +230,7 @@ def environment() -> dict:
 
 
 def write_json(results: list[BenchResult], path: str) -> None:
+    """Write ``results`` and :func:`environment` to ``path`` as JSON."""
     with open(path, "w") as file:
         json.dump({"environment": environment(), "results": [asdict(r) for r in results]},
                   file, indent=2)  # fmt: skip

@@ -151,187 +151,263 @@ def _train(config: RunConfig, out: Path, world: World, *, resume: bool,
     """:func:`train` in the process group of ``world``."""
     if resume:
         _check_resumable(config, out)
-    elif world.main and ((out / STATE_FILE).exists() or (out / METRICS_FILE).exists()):
-        # Rank 0 alone looks: another rank could see the files rank 0 has just begun to write.
-        if not (out / STATE_FILE).exists():
-            raise RunDirError(f"{out} holds a run that stopped before its first checkpoint "
-                              f"(no {STATE_FILE}), so it cannot be continued; delete it or "
-                              "choose another output directory")
-        raise RunDirError(f"{out} already holds a run; continue it with --resume {out} "
-                          "(train(..., resume=True) in Python) or choose another output "
-                          "directory")
-    device = world.device
-    task = build_task(config.task)
-    # Two streams from one seed: even for the initial weights (and random memory), odd for the
-    # data; the same seed for both would make the first batch a copy of the first weights' draws.
-    torch.manual_seed(2 * config.train.seed)
-    model = build_model(config.model, task.input_size, task.output_size, device=device)
-    if config.train.init is not None and not resume:  # a resumed run has its own weights
-        load_weights(model, weights_file(config.train.init))
-    # Updates replayed from CUDA graphs (ntm.cuda_graphs) need an optimiser whose step can be
-    # captured; PyTorch warns when such a one steps eagerly, so only then.
-    graphs = device.type == "cuda" and config.train.cuda_graphs and not world.distributed
-    optimizer = build_optimizer(model.parameters(), config.optim, capturable=graphs)
-    generators = {"data": torch.Generator().manual_seed(data_seed(config.train.seed, world.rank))}
-    if device.type == "cuda":  # random memory initialisation draws on the device
-        generators["cuda"] = torch.cuda.default_generators[device.index or 0]
-    validation = validation_set(config, task, device) if world.main else []
+    elif world.main:  # rank 0 alone: another rank could see files rank 0 has begun to write
+        _check_new_run_dir(out)
+    return _Run(config, out, world, resume=resume).train(progress)
 
-    counters: dict[str, Any] = {"step": 0, "sequences": 0, "seconds": 0.0, "interval_cost": 0.0,
-                                "interval_steps": 0, "interval_start": 0.0, "cost": None,
-                                "val_cost": None, "val_bit_errors": None, "val_step": None,
-                                "best_val_cost": None, "best_step": None,
-                                "world_size": world.size}
-    if resume:
+
+def _check_new_run_dir(out: Path) -> None:
+    """Refuse an output directory that already holds a run."""
+    if not ((out / STATE_FILE).exists() or (out / METRICS_FILE).exists()):
+        return
+    if not (out / STATE_FILE).exists():
+        raise RunDirError(f"{out} holds a run that stopped before its first checkpoint "
+                          f"(no {STATE_FILE}), so it cannot be continued; delete it or "
+                          "choose another output directory")
+    raise RunDirError(f"{out} already holds a run; continue it with --resume {out} "
+                      "(train(..., resume=True) in Python) or choose another output "
+                      "directory")
+
+
+def _new_counters(world: World) -> dict[str, Any]:
+    """The counters of a run that has not started; the state file saves and restores them."""
+    return {"step": 0, "sequences": 0, "seconds": 0.0, "interval_cost": 0.0,
+            "interval_steps": 0, "interval_start": 0.0, "cost": None, "val_cost": None,
+            "val_bit_errors": None, "val_step": None, "best_val_cost": None, "best_step": None,
+            "world_size": world.size}
+
+
+class _Run:
+    """One call of :func:`train`: the model, optimiser, generators and counters of a run, and
+    the pieces of its loop. Building it draws the initial weights and, resuming, restores the
+    saved state; :meth:`train` then runs the loop."""
+
+    def __init__(self, config: RunConfig, out: Path, world: World, *, resume: bool):
+        self.config, self.out, self.world, self.resume = config, out, world, resume
+        self.device = device = world.device
+        self.task = build_task(config.task)
+        # Two streams from one seed: even for the initial weights (and random memory), odd for
+        # the data; the same seed for both would make the first batch a copy of the first
+        # weights' draws.
+        torch.manual_seed(2 * config.train.seed)
+        self.model = build_model(config.model, self.task.input_size, self.task.output_size,
+                                 device=device)
+        if config.train.init is not None and not resume:  # a resumed run has its own weights
+            load_weights(self.model, weights_file(config.train.init))
+        # Updates replayed from CUDA graphs (ntm.cuda_graphs) need an optimiser whose step can
+        # be captured; PyTorch warns when such a one steps eagerly, so only then.
+        self.graphs = device.type == "cuda" and config.train.cuda_graphs and not world.distributed
+        self.optimizer = build_optimizer(self.model.parameters(), config.optim,
+                                         capturable=self.graphs)
+        self.generators = {
+            "data": torch.Generator().manual_seed(data_seed(config.train.seed, world.rank))}
+        if device.type == "cuda":  # random memory initialisation draws on the device
+            self.generators["cuda"] = torch.cuda.default_generators[device.index or 0]
+        self.validation = validation_set(config, self.task, device) if world.main else []
+        self.counters = _new_counters(world)
+        if resume:
+            self._restore()
+        # A resumed run with nothing left to train keeps the record of where it ended.
+        self.nothing_to_train = resume and config.train.steps == self.counters["step"]
+        if world.main:
+            out.mkdir(parents=True, exist_ok=True)
+            if resume and not self.nothing_to_train:
+                _truncate_metrics(out / METRICS_FILE, self.counters["step"])
+            atomic_write_text(out / CONFIG_FILE, config.to_json())
+        self.replica = distributed.wrap(self.model, world)  # after loading: DDP broadcasts
+        self.per_step = config.train.batch_size * world.size  # sequences of one update
+        self.parameters = list(self.model.parameters())
+        self.graphed = None
+        if self.graphs:
+            self.graphed = GraphedUpdate(
+                self.model, self.optimizer, sequence_loss,
+                after_backward=lambda: clip_gradients(self.parameters, config.optim))
+        self.last_checkpoint = self.counters["step"] if resume else None
+        self.final_cost: float | None = None  # the cost of a "final" record, if one ends it
+
+    def _restore(self) -> None:
+        """Load the saved state of the run being resumed into the model, optimiser, generators
+        and counters, and check that it can be continued as configured."""
+        out, world, counters = self.out, self.world, self.counters
         # A run moved from the CPU to a GPU has no state of the device's generator to restore.
-        saved = load_state(out / STATE_FILE, model, optimizer, generators, optional={"cuda"})
+        saved = load_state(out / STATE_FILE, self.model, self.optimizer, self.generators,
+                           optional={"cuda"})
         if saved.get("world_size", 1) != world.size:
             raise ConfigError(f"the run in {out} was trained by {saved.get('world_size', 1)} "
                               f"process(es), not {world.size}; resume it with as many, so that "
                               "every rank draws the data it would have drawn")
         counters.update(saved)
-        if config.train.steps < counters["step"]:
-            raise ConfigError(f"train.steps={config.train.steps} is below the step the run in "
-                              f"{out} has reached ({counters['step']}); give a larger number "
+        if self.config.train.steps < counters["step"]:
+            raise ConfigError(f"train.steps={self.config.train.steps} is below the step the run "
+                              f"in {out} has reached ({counters['step']}); give a larger number "
                               "of steps to continue it")
-        distributed.restore_generators(out / STATE_FILE, generators, world)
-        set_capturable(optimizer, graphs)  # the saved groups carry the saved run's setting
-    # A resumed run with nothing left to train keeps the record of where it ended.
-    nothing_to_train = resume and config.train.steps == counters["step"]
-    if world.main:
-        out.mkdir(parents=True, exist_ok=True)
-        if resume and not nothing_to_train:
-            _truncate_metrics(out / METRICS_FILE, counters["step"])
-        atomic_write_text(out / CONFIG_FILE, config.to_json())
-    replica = distributed.wrap(model, world)  # after loading: DDP broadcasts rank 0's weights
+        distributed.restore_generators(out / STATE_FILE, self.generators, world)
+        set_capturable(self.optimizer, self.graphs)  # the saved groups carry the saved setting
 
-    def validate() -> dict[str, float]:
-        # The bare model, on rank 0 only: the DDP wrapper's forward pass is collective.
-        scores = evaluate_batches(model, validation, task)
+    def validate(self) -> dict[str, float]:
+        """Score the model on the held-out set (rank 0 only), saving it if it is the best."""
+        counters = self.counters
+        # The bare model: the DDP wrapper's forward pass is collective.
+        scores = evaluate_batches(self.model, self.validation, self.task)
         counters.update(val_cost=scores["cost"], val_bit_errors=scores["bit_errors"],
                         val_step=counters["step"])
         best = counters["best_val_cost"]
         # Validation spikes happen (RESULTS.md); weights that score NaN are never the best.
         if math.isfinite(scores["cost"]) and (best is None or scores["cost"] < best):
             counters.update(best_val_cost=scores["cost"], best_step=counters["step"])
-            save_weights(model, out / BEST_FILE, {"step": counters["step"],
-                                                  "val_cost": scores["cost"]})
+            save_weights(self.model, self.out / BEST_FILE, {"step": counters["step"],
+                                                            "val_cost": scores["cost"]})
         return scores
 
-    def validate_aside() -> dict[str, float]:
-        # The final model is scored off the schedule of val_every. Random memory draws on the
-        # global generators, so they are put back: a run stopped here and resumed must draw
-        # what one that never stopped draws.
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            return validate()
+    def validate_aside(self) -> dict[str, float]:
+        """:meth:`validate` off the schedule of ``val_every`` (the final model). Random memory
+        draws on the global generators, so they are put back: a run stopped here and resumed
+        must draw what one that never stopped draws."""
+        cuda = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            return self.validate()
 
-    def checkpoint() -> None:
+    def checkpoint(self) -> None:
+        """Save the weights and the resumable state; collective (every rank gathers)."""
         # An update from a finite loss can still leave non-finite weights (a rate far too
         # high); they must not replace the last good checkpoint. The ranks' weights are equal.
-        if not all(bool(torch.isfinite(p).all()) for p in parameters):
+        if not all(bool(torch.isfinite(p).all()) for p in self.parameters):
             raise TrainingDiverged(f"the weights became NaN or infinite by step "
-                                   f"{counters['step']}; {_kept(last_checkpoint, out)} "
+                                   f"{self.counters['step']}; "
+                                   f"{_kept(self.last_checkpoint, self.out)} "
                                    "(try a lower optim.lr)")
-        others = distributed.gather_generators(generators, world)  # collective: every rank
-        if not world.main:
+        others = distributed.gather_generators(self.generators, self.world)
+        if not self.world.main:
             return
         # The state file first: resuming reads it alone, load_run reads the weights.
-        save_state(out / STATE_FILE, model, optimizer, {**generators, **others}, counters)
-        save_weights(model, out / MODEL_FILE, {"step": counters["step"]})
+        save_state(self.out / STATE_FILE, self.model, self.optimizer,
+                   {**self.generators, **others}, self.counters)
+        save_weights(self.model, self.out / MODEL_FILE, {"step": self.counters["step"]})
 
-    steps, batch_size = config.train.steps, config.train.batch_size
-    per_step = batch_size * world.size  # sequences of one update, over all ranks
-    parameters = list(model.parameters())
-    graphed = None
-    if graphs:
-        graphed = GraphedUpdate(model, optimizer, sequence_loss,
-                                after_backward=lambda: clip_gradients(parameters, config.optim))
-    writer = _tensorboard(out, config.train.tensorboard and world.main, counters["step"])
-    bar = tqdm(total=steps * per_step, initial=counters["sequences"], unit="seq",
-               disable=not (progress and world.main), dynamic_ncols=True, leave=True)
-    started, seconds_before = time.perf_counter(), counters["seconds"]
-    stopped = "steps"
-    resumed_from = counters["step"] if resume else None
-    # The cost of the steps after the last record, if the run ended there (before now too).
-    final_cost = _final_cost(out / METRICS_FILE) if nothing_to_train and world.main else None
-    last_checkpoint = counters["step"] if resume else None
-    replica.train()
-    metrics_file = (open(out / METRICS_FILE, "a", encoding="utf-8") if world.main  # noqa: SIM115
-                    else contextlib.nullcontext())
-    try:
-        with metrics_file as metrics, _interruptible() as stop, torch_threads(config.train.threads):
-            while counters["step"] < steps:
-                lr = scheduled_lr(config.optim, counters["sequences"])
-                set_lr(optimizer, lr)  # also replaces the rate a resumed optimiser state holds
-                batch = task.sample(batch_size, generator=generators["data"]).to(device)
-                if graphed is None:
-                    value = _update(replica, optimizer, parameters, batch, config, world)
-                else:  # the update is done even if the loss is not finite: the run stops
-                    value = graphed(*batch).item()
-                if not math.isfinite(value):
-                    raise TrainingDiverged(f"the loss became {value} at step "
-                                           f"{counters['step'] + 1}; "
-                                           f"{_kept(last_checkpoint, out)} (try a lower optim.lr)")
-                step = counters["step"] = counters["step"] + 1
-                counters["sequences"] += per_step
-                counters["interval_cost"] += value / LN_2  # nats -> bits per sequence
-                counters["interval_steps"] += 1
-                counters["seconds"] = seconds_before + time.perf_counter() - started
-                bar.update(per_step)
-                if world.main and (step % config.train.log_every == 0
-                                   or step % config.train.val_every == 0):
-                    record = _log(counters, config, validate, lr)
-                    metrics.write(json.dumps(record) + "\n")
-                    metrics.flush()
-                    bar.set_postfix({k: f"{record[k]:.3g}" for k in ("cost", "val_cost")
-                                     if k in record}, refresh=False)
-                    if writer is not None:
-                        for key, number in record.items():
-                            if number is not None and key != "step":
-                                writer.add_scalar(key, number, step)
-                target, budget = config.train.target_val_cost, config.train.max_seconds
-                if target is not None and counters["val_step"] == step \
-                        and counters["val_cost"] < target:
-                    stopped = "target"
-                elif budget is not None and time.perf_counter() - started >= budget:
-                    stopped = "time"
-                elif stop.is_set():
-                    stopped = "interrupted"
-                # Every rank must stop at the same step, but rank 0 alone validates and each
-                # rank has its own clock and its own Ctrl-C.
-                stopped = _STOP_REASONS[distributed.agree(_STOP_REASONS.index(stopped), world)]
-                final = stopped != "steps" or step == steps
-                if final or step % config.train.checkpoint_every == 0:
-                    checkpoint()
-                    last_checkpoint = step
-                # The final model is scored, then saved again so that the state file records
-                # any new best (the first save is there for a second Ctrl-C).
-                if final:  # the same on every rank, so the collectives below meet
-                    rescored = world.main and counters["val_step"] != step
-                    if rescored:
-                        scores = validate_aside()
-                        if counters["interval_steps"]:  # the run ended between two records
-                            record = _final_record(counters, config, scores, lr)
-                            final_cost = record["cost"]
-                            metrics.write(json.dumps(record) + "\n")
-                            metrics.flush()
-                    if distributed.agree(int(rescored), world):
-                        checkpoint()
-                if stopped != "steps":
-                    break
-            if last_checkpoint is None:  # train.steps = 0: score and save the initial model
-                if world.main and counters["val_step"] != counters["step"]:
-                    validate_aside()
-                checkpoint()
-    finally:
-        bar.close()
+    def train(self, progress: bool) -> TrainResult:
+        """Run the loop up to ``train.steps`` steps in total; returns what it did."""
+        config, world, counters = self.config, self.world, self.counters
+        writer = _tensorboard(self.out, config.train.tensorboard and world.main,
+                              counters["step"])
+        bar = tqdm(total=config.train.steps * self.per_step, initial=counters["sequences"],
+                   unit="seq", disable=not (progress and world.main), dynamic_ncols=True,
+                   leave=True)
+        resumed_from = counters["step"] if self.resume else None
+        # The cost of the steps after the last record, if the run ended there (before now too).
+        if self.nothing_to_train and world.main:
+            self.final_cost = _final_cost(self.out / METRICS_FILE)
+        self.replica.train()
+        metrics_file = (open(self.out / METRICS_FILE, "a", encoding="utf-8")  # noqa: SIM115
+                        if world.main else contextlib.nullcontext())
+        try:
+            with (metrics_file as metrics, _interruptible() as stop,
+                  torch_threads(config.train.threads)):
+                stopped = self._loop(metrics, stop, bar, writer)
+                if self.last_checkpoint is None:  # train.steps = 0: score and save the model
+                    if world.main and counters["val_step"] != counters["step"]:
+                        self.validate_aside()
+                    self.checkpoint()
+        finally:
+            bar.close()
+            if writer is not None:
+                writer.close()
+        cost = counters["cost"] if self.final_cost is None else self.final_cost
+        return TrainResult(self.out, counters["step"], counters["sequences"], cost,
+                           counters["val_cost"], counters["val_bit_errors"],
+                           counters["seconds"], stopped, counters["best_step"],
+                           counters["best_val_cost"], world.size, resumed_from)
+
+    def _loop(self, metrics, stop: threading.Event, bar, writer) -> str:
+        """Update until ``train.steps`` or another reason to stop; returns that reason."""
+        config, counters = self.config, self.counters
+        started, seconds_before = time.perf_counter(), counters["seconds"]
+        stopped = "steps"
+        while counters["step"] < config.train.steps:
+            lr, value = self._step()
+            step = counters["step"] = counters["step"] + 1
+            counters["sequences"] += self.per_step
+            counters["interval_cost"] += value / LN_2  # nats -> bits per sequence
+            counters["interval_steps"] += 1
+            counters["seconds"] = seconds_before + time.perf_counter() - started
+            bar.update(self.per_step)
+            if self.world.main and (step % config.train.log_every == 0
+                                    or step % config.train.val_every == 0):
+                self._record(metrics, bar, writer, lr)
+            stopped = self._stop_reason(step, started, stop)
+            final = stopped != "steps" or step == config.train.steps
+            if final or step % config.train.checkpoint_every == 0:
+                self.checkpoint()
+                self.last_checkpoint = step
+            if final:
+                self._finish(metrics, lr)
+            if stopped != "steps":
+                break
+        return stopped
+
+    def _step(self) -> tuple[float, float]:
+        """One update at the scheduled rate; returns the rate and the loss in nats per sequence.
+
+        Raises:
+            TrainingDiverged: the loss is not finite.
+        """
+        lr = scheduled_lr(self.config.optim, self.counters["sequences"])
+        set_lr(self.optimizer, lr)  # also replaces the rate a resumed optimiser state holds
+        batch = self.task.sample(self.config.train.batch_size,
+                                 generator=self.generators["data"]).to(self.device)
+        if self.graphed is None:
+            value = _update(self.replica, self.optimizer, self.parameters, batch, self.config,
+                            self.world)
+        else:  # the update is done even if the loss is not finite: the run stops
+            value = self.graphed(*batch).item()
+        if not math.isfinite(value):
+            raise TrainingDiverged(f"the loss became {value} at step {self.counters['step'] + 1};"
+                                   f" {_kept(self.last_checkpoint, self.out)} "
+                                   "(try a lower optim.lr)")
+        return lr, value
+
+    def _record(self, metrics, bar, writer, lr: float) -> None:
+        """Write the record of the step just done (validating on ``val_every``), rank 0 only."""
+        record = _log(self.counters, self.config, self.validate, lr)
+        metrics.write(json.dumps(record) + "\n")
+        metrics.flush()
+        bar.set_postfix({k: f"{record[k]:.3g}" for k in ("cost", "val_cost") if k in record},
+                        refresh=False)
         if writer is not None:
-            writer.close()
-    cost = counters["cost"] if final_cost is None else final_cost
-    return TrainResult(out, counters["step"], counters["sequences"], cost,
-                       counters["val_cost"], counters["val_bit_errors"], counters["seconds"],
-                       stopped, counters["best_step"], counters["best_val_cost"], world.size,
-                       resumed_from)
+            for key, number in record.items():
+                if number is not None and key != "step":
+                    writer.add_scalar(key, number, record["step"])
+
+    def _stop_reason(self, step: int, started: float, stop: threading.Event) -> str:
+        """Why the run stops after ``step`` (``"steps"``: it goes on, or reached the last step),
+        the same on every rank; collective."""
+        counters, train_config = self.counters, self.config.train
+        target, budget = train_config.target_val_cost, train_config.max_seconds
+        stopped = "steps"
+        if target is not None and counters["val_step"] == step and counters["val_cost"] < target:
+            stopped = "target"
+        elif budget is not None and time.perf_counter() - started >= budget:
+            stopped = "time"
+        elif stop.is_set():
+            stopped = "interrupted"
+        # Every rank must stop at the same step, but rank 0 alone validates and each rank has
+        # its own clock and its own Ctrl-C.
+        return _STOP_REASONS[distributed.agree(_STOP_REASONS.index(stopped), self.world)]
+
+    def _finish(self, metrics, lr: float) -> None:
+        """Score the final model if it was not just validated and save it again, so that the
+        state file records any new best (the first save is there for a second Ctrl-C). The
+        same on every rank, so the collectives meet."""
+        counters = self.counters
+        rescored = self.world.main and counters["val_step"] != counters["step"]
+        if rescored:
+            scores = self.validate_aside()
+            if counters["interval_steps"]:  # the run ended between two records
+                record = _final_record(counters, self.config, scores, lr)
+                self.final_cost = record["cost"]
+                metrics.write(json.dumps(record) + "\n")
+                metrics.flush()
+        if distributed.agree(int(rescored), self.world):
+            self.checkpoint()
 
 
 def validation_set(config: RunConfig, task, device: torch.device | str = "cpu") -> list:

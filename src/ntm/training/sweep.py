@@ -21,18 +21,16 @@ import os
 import statistics
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .build import build_task
 from .checkpoint import METRICS_FILE, STATE_FILE, atomic_write_text, read_counters
 from .config import SEED_LIMIT
 from .errors import ConfigError, RunDirError
-from .evaluate import evaluate_batches, load_run, read_metrics
-from .loop import validation_set
+from .evaluate import read_metrics
 
 __all__ = ["LOG_FILE", "MAX_SEEDS", "SUMMARY_FILE", "SeedRun", "cpu_cores", "parse_seeds",
            "read_summary", "run_sweep", "summarize", "sweep_table"]
@@ -153,16 +151,34 @@ def run_sweep(
     """
     out = Path(out_dir)
     folders = {seed: out / f"seed{seed}" for seed in seeds}
-    for folder in folders.values():
+    earlier = _check_sweep_dirs(out, folders.values(), train_args, target)
+    runs = _train_seeds(folders, train_args, target, jobs, report)
+    every = {run.seed: run for run in (earlier["runs"] if earlier else [])}
+    every.update(runs)  # a seed run again takes its new result
+    _write_summary(out, train_args, target, sorted(every.values(), key=lambda run: run.seed))
+    return [runs[seed] for seed in seeds]
+
+
+def _check_sweep_dirs(out: Path, folders: Iterable[Path], train_args: Sequence[str],
+                      target: float) -> dict[str, Any] | None:
+    """Refuse seed folders that hold runs and a summary of another sweep; returns the summary
+    of an earlier sweep into ``out`` (None if there is none)."""
+    for folder in folders:
         if (folder / STATE_FILE).exists() or (folder / METRICS_FILE).exists():
             raise RunDirError(f"{folder} already holds a run; choose another output directory")
     earlier = read_summary(out)
     if earlier is not None:
         _check_same_sweep(earlier, out / SUMMARY_FILE, train_args, target)
+    return earlier
+
+
+def _train_seeds(folders: dict[int, Path], train_args: Sequence[str], target: float,
+                 jobs: int | None, report: Callable[[SeedRun], None] | None) -> dict[int, SeedRun]:
+    """Train every seed of ``folders`` in its own process, at most ``jobs`` at a time."""
     environment = {key: value for key, value in os.environ.items()
                    if key not in _LAUNCHER_VARIABLES}
     environment["OMP_NUM_THREADS"] = "1"  # also the threads torch starts before train() runs
-    workers = min(jobs or cpu_cores(), len(seeds)) or 1
+    workers = min(jobs or cpu_cores(), len(folders)) or 1
     runs: dict[int, SeedRun] = {}
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
@@ -175,16 +191,17 @@ def run_sweep(
     finally:
         # On Ctrl-C the running seeds get the signal too and checkpoint; start no more.
         pool.shutdown(wait=True, cancel_futures=True)
-    ordered = [runs[seed] for seed in seeds]
-    every = {run.seed: run for run in (earlier["runs"] if earlier else [])}
-    every.update(runs)  # a seed run again takes its new result
-    every_run = sorted(every.values(), key=lambda run: run.seed)
+    return runs
+
+
+def _write_summary(out: Path, train_args: Sequence[str], target: float,
+                   runs: Sequence[SeedRun]) -> None:
+    """Write ``out/summary.json``: the sweep's options, its counts and every seed's run."""
     out.mkdir(parents=True, exist_ok=True)
-    summary = {"train_args": list(train_args), "target": target, **summarize(every_run),
+    summary = {"train_args": list(train_args), "target": target, **summarize(runs),
                "runs": [{**asdict(run), "finished": run.finished, "converged": run.converged}
-                        for run in every_run]}
+                        for run in runs]}
     atomic_write_text(out / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
-    return ordered
 
 
 # The type of every SeedRun field in summary.json (bool is an int to Python: refused apart).
@@ -338,10 +355,3 @@ def _read_results(run: SeedRun, folder: Path, target: float) -> None:
                                     if record.get("val_cost", target) < target), None)
     if counters.get("val_step") == counters["step"]:
         run.val_cost = counters["val_cost"]
-    elif run.finished:
-        # Written by a version that scored the final model after its last checkpoint.
-        model, config = load_run(folder, device="cpu")
-        task = build_task(config.task)
-        run.val_cost = evaluate_batches(model, validation_set(config, task), task)["cost"]
-        if run.sequences_to_target is None and run.val_cost < target:
-            run.sequences_to_target = run.sequences
