@@ -267,3 +267,10 @@ def test_the_ntm_defaults_agree_everywhere_they_are_spelt():
     assert ntm.MemoryRNN(4, 2, ToyAccess(), controller_size=7).cell.extra_repr() == (
         "4, 2, controller_size=7")
     assert NTMAccess(memory_slots=64).extra_repr() == "memory_slots=64"
+
+
+def test_torch_jit_script_says_what_to_use_instead():
+    model = ntm.NTM(4, 2, memory_slots=8, memory_width=3, controller_size=4)
+    for module in (model, model.cell, toy_model(), torch.nn.Sequential(model)):
+        with pytest.raises(NotImplementedError, match=r"torch.compile\(model\) or torch.export"):
+            torch.jit.script(module)

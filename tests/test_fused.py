@@ -184,7 +184,7 @@ def test_fused_node_frees_what_it_saved(fused_node):
     logits, state = model(torch.randn(4, 2, 5))
     node = state.memory.grad_fn
     if fused_node == "kernel":
-        assert type(node).__name__ == "KernelSequenceBackward"
+        assert type(node).__name__ == "_KernelSequenceBackward"
         parameters = {p.data_ptr() for p in model.parameters()}
         watched = [weakref.ref(t) for t in node.saved_tensors if t.data_ptr() not in parameters]
         assert len(watched) > 10

@@ -200,6 +200,12 @@ class MemoryCell(nn.Module):
     def extra_repr(self) -> str:
         return _changed_arguments(self, f"{self.input_size}, {self.output_size}")
 
+    def __prepare_scriptable__(self):
+        # torch.jit.script calls this before compiling: TorchScript cannot type the core.
+        raise NotImplementedError(
+            f"torch.jit.script does not support {type(self).__name__}: use "
+            "torch.compile(model) or torch.export.export(model, (input,)) instead")
+
 
 def _map_batch(state: MemoryState, batch_first, controller) -> MemoryState:
     return MemoryState(tuple(controller(t) for t in state.controller),
@@ -329,6 +335,12 @@ class MemoryRNN(nn.Module):
 
     def _public_trace(self, trace: MemoryTrace) -> Any:
         return trace
+
+    def __prepare_scriptable__(self):
+        # torch.jit.script calls this before compiling: TorchScript cannot type the core.
+        raise NotImplementedError(
+            f"torch.jit.script does not support {type(self).__name__}: use "
+            "torch.compile(model) or torch.export.export(model, (input,)) instead")
 
     def extra_repr(self) -> str:
         flags = [("batch_first=True", self.batch_first),
