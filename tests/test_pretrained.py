@@ -5,9 +5,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 
 import ntm
 from ntm.cli import main
+from ntm.rundir.checkpoint import CHECKSUM_KEY
 
 
 def test_list_names_the_shipped_copy_model():
@@ -151,3 +153,62 @@ def test_pretrained_names_resolve_in_the_run_reader_below_training():
     assert ntm.rundir.SHIPPED_DIR == Path(ntm.pretrained.__file__).resolve().parent
     with pytest.raises(ntm.errors.RunDirError, match="no pretrained run 'nope'; shipped models: "):
         ntm.rundir.resolve_run_dir("pretrained:nope")
+
+
+@pytest.mark.parametrize("name", ntm.pretrained.list())
+def test_load_takes_every_name_that_list_gives(name):
+    model = ntm.pretrained.load(name)
+    task, kind = name.split("-", 1)
+    assert ntm.rundir.read_config(ntm.pretrained.run_dir(name)).model.kind == kind
+    same = ntm.pretrained.load(task, kind)  # the older spelling, the same weights
+    for (key, value), (other, expected) in zip(model.state_dict().items(),
+                                               same.state_dict().items(), strict=True):
+        assert key == other and torch.equal(value, expected)
+
+
+def test_a_full_name_with_another_model_is_a_value_error():
+    assert isinstance(ntm.pretrained.load("copy-ntm-ff", "ntm-ff"), ntm.NTM)
+    with pytest.raises(ValueError, match="'copy-ntm-lstm' names a shipped model already"):
+        ntm.pretrained.load("copy-ntm-lstm", "ntm-ff")
+
+
+def test_dtype_converts_the_weights():
+    single = ntm.pretrained.load("copy-ntm-ff")
+    double = ntm.pretrained.load("copy-ntm-ff", dtype=torch.float64)
+    assert {p.dtype for p in single.parameters()} == {torch.float32}
+    assert {p.dtype for p in double.parameters()} == {torch.float64}
+    for a, b in zip(single.parameters(), double.parameters(), strict=True):
+        assert torch.equal(a.double(), b)  # float32 -> float64 is exact
+    assert ntm.pretrained.load("copy", dtype="bfloat16").cell.output.weight.dtype == (
+        torch.bfloat16)
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:99", "tpu", 3, "meta"])
+def test_a_bad_device_is_a_value_error_listing_the_available_ones(device):
+    with pytest.raises(ValueError, match=rf"device {device!r} is not available; available: cpu"):
+        ntm.pretrained.load("copy", device=device)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_cuda_without_cuda_is_a_value_error_not_an_assertion():
+    with pytest.raises(ValueError, match="device 'cuda' is not available; available: cpu$"):
+        ntm.pretrained.load("copy", device="cuda")
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, "float8", "int32", 32])
+def test_a_bad_dtype_is_a_value_error_listing_the_floating_ones(dtype):
+    with pytest.raises(ValueError, match=r"is not a floating-point dtype; expected one of "
+                                         r"torch.float32, torch.float64, torch.bfloat16"):
+        ntm.pretrained.load("copy", dtype=dtype)
+
+
+def test_shipped_weights_have_no_checksum_and_are_never_rewritten():
+    files = {name: ntm.pretrained.run_dir(name) / "model.safetensors"
+             for name in ntm.pretrained.list()}
+    before = {name: (path.read_bytes(), path.stat().st_mtime_ns) for name, path in files.items()}
+    for name, path in files.items():
+        with safe_open(path, framework="pt") as file:
+            assert CHECKSUM_KEY not in file.metadata()  # written before checksums
+        ntm.pretrained.load(name)
+    assert {name: (path.read_bytes(), path.stat().st_mtime_ns)
+            for name, path in files.items()} == before

@@ -13,6 +13,7 @@ __all__ = [
     "RunDirError",
     "TaskModuleError",
     "TrainingDiverged",
+    "WriteError",
 ]
 
 
@@ -39,6 +40,15 @@ class ModelModuleError(NTMError, ImportError):
 
 class RunDirError(NTMError):
     """A run directory that is missing, incomplete, corrupt or belongs to another model."""
+
+
+class WriteError(RunDirError, OSError):
+    """A file of a run that could not be written (no space left, a read-only or unwritable
+    directory, ...). The file it would have replaced is intact and no partial file is left.
+
+    Also an :class:`OSError`, which is what it wraps (an error of the file system, or of the
+    safetensors writer that reports one), so that code catching ``OSError`` still catches it.
+    """
 
 
 class TrainingDiverged(NTMError):

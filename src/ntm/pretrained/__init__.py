@@ -37,14 +37,19 @@ def run_dir(name: str) -> Path:
 
 
 def load(
-    task: str, model: str = DEFAULT_MODEL, *, device=None, memory_slots: int | None = None
+    task: str, model: str | None = None, *, device=None, dtype=None,
+    memory_slots: int | None = None,
 ) -> nn.Module:
-    """The shipped model trained on ``task`` (an :class:`ntm.NTM`), in eval mode.
+    """A shipped model (an :class:`ntm.NTM`), in eval mode.
 
     Args:
-        task: a task name, e.g. ``"copy"``.
-        model: ``"ntm-lstm"`` or ``"ntm-ff"``.
-        device: where to put it (default: the CPU, or CUDA if available).
+        task: a task name, e.g. ``"copy"``, or a shipped model's full name, one that
+            :func:`list` returns (``"copy-ntm-lstm"``).
+        model: ``"ntm-lstm"`` (the default) or ``"ntm-ff"``, with a task name.
+        device: where to put it, a :class:`torch.device` or its name (default: the CPU, or
+            CUDA if available).
+        dtype: its floating-point dtype (default: float32, which it was trained in; the NTM
+            also runs in float64 and bfloat16).
         memory_slots: give it a memory of this many slots instead of the one it trained with,
             as :func:`ntm.rundir.load_run` does (a model that learned its initial memory,
             such as ``copy-ntm-lstm``, accepts only its own size).
@@ -52,15 +57,31 @@ def load(
     Raises:
         KeyError: no model was shipped for ``task`` and ``model``; the message lists the
             shipped ones.
-        ntm.errors.ConfigError: a ``memory_slots`` that the model's weights do not allow.
+        ValueError: a device that is not available here or a dtype that is not a
+            floating-point one (the message lists the valid ones), a full name with another
+            ``model``, or (:class:`ntm.errors.ConfigError`) a ``memory_slots`` that the
+            model's weights do not allow.
+        ntm.errors.RunDirError: the shipped files are damaged.
 
     >>> load("repeat_copy", "ntm-ff", memory_slots=200).cell.memory_slots
     200
+    >>> {weight.dtype for weight in load("copy-ntm-ff", dtype="float64").parameters()}
+    {torch.float64}
     """
+    available = list()
+    if task in available:  # a full name, as list() gives it
+        if model is not None and not task.endswith(f"-{model}"):
+            raise ValueError(f"{task!r} names a shipped model already, not one of model "
+                             f"{model!r}; give model= only with a task name, as in "
+                             "load('copy', 'ntm-ff')")
+        name = task
+    else:
+        name = f"{task}-{model or DEFAULT_MODEL}"
     try:
-        path = run_dir(f"{task}-{model}")
+        path = run_dir(name)
     except KeyError as error:
         reason = error.args[0]  # the shipped models
-        raise KeyError(f"no model {model!r} was shipped for task {task!r}; {reason}") from None
-    loaded, _ = load_run(path, device=device, memory_slots=memory_slots)
+        raise KeyError(f"no model {model or DEFAULT_MODEL!r} was shipped for task {task!r}; "
+                       f"{reason}") from None
+    loaded, _ = load_run(path, device=device, dtype=dtype, memory_slots=memory_slots)
     return loaded

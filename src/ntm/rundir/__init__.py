@@ -11,7 +11,7 @@ through this package, which imports neither.
 ('ntm-ff', 128, 'auto')
 """
 
-from . import checkpoint
+from . import checkpoint, files
 from .build import (
     build_model,
     build_task,
@@ -33,8 +33,12 @@ from .config import (
 )
 from .directory import (
     DEFAULT_SHIPPED_MODEL,
+    FLOAT_DTYPES,
     PRETRAINED_PREFIX,
     SHIPPED_DIR,
+    available_devices,
+    check_device,
+    check_dtype,
     load_run,
     read_config,
     read_metrics,
@@ -50,6 +54,7 @@ __all__ = [
     "BEST_FILE",
     "CONFIG_FILE",
     "DEFAULT_SHIPPED_MODEL",
+    "FLOAT_DTYPES",
     "METRICS_FILE",
     "MODEL_FILE",
     "PRETRAINED_PREFIX",
@@ -63,9 +68,13 @@ __all__ = [
     "TaskConfig",
     "TrainConfig",
     "apply_overrides",
+    "available_devices",
     "build_model",
     "build_task",
+    "check_device",
+    "check_dtype",
     "checkpoint",
+    "files",
     "import_model_module",
     "import_task_module",
     "load_run",

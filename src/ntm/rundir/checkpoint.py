@@ -13,35 +13,46 @@ A run directory holds
 
 No pickle: tensors go to safetensors and everything else to JSON. Every file is written to a
 temporary file in the same directory and moved into place with :func:`os.replace`, which is
-atomic, so a crash mid-write leaves the previous file whole. Resuming reads one file only, so
-it never mixes two checkpoints.
+atomic, so a crash or a failed write leaves the previous file whole (:mod:`ntm.rundir.files`).
+Resuming reads one file only, so it never mixes two checkpoints.
+
+Every safetensors file written here records a CRC-32 of each tensor (its dtype, shape and
+bytes) and of the JSON metadata, under ``ntm.crc32`` in the safetensors metadata; loading
+checks them, so flipped bytes on a disk or in a copy are an error naming the file and the
+tensor instead of NaN weights. A file without them (written before they were, or by another
+program) loads unchecked. CRC-32, not a cryptographic hash: it guards against accidents, and a
+checksum stored in the file itself cannot guard against tampering whatever its strength; it
+costs about 0.2 ms per MB here, against 0.6 for SHA-256 (both with the CPU's instructions).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import secrets
-from collections.abc import Callable, Collection
+import zlib
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import nn
 
 from ..errors import RunDirError
+from .files import append_text, atomic_write, atomic_write_bytes, atomic_write_text, write_error
 
 __all__ = [
     "BEST_FILE",
+    "CHECKSUM_KEY",
     "CONFIG_FILE",
     "METRICS_FILE",
     "MODEL_FILE",
     "STATE_FILE",
+    "append_text",
     "atomic_write",
     "atomic_write_text",
+    "checksums",
     "load_state",
     "load_weights",
     "read_counters",
@@ -56,31 +67,45 @@ BEST_FILE = "best.safetensors"
 STATE_FILE = "training_state.safetensors"
 
 _META_KEY = "ntm"  # safetensors metadata is str -> str; ours is one JSON document under this key
+CHECKSUM_KEY = "ntm.crc32"  # JSON {tensor name: CRC-32 as 8 hex digits, "__metadata__": ...}
+_METADATA = "__metadata__"  # safetensors reserves this name, so no tensor can have it
+_NUMPY_DTYPES = {torch.float64, torch.float32, torch.float16, torch.int64, torch.int32,
+                 torch.int16, torch.int8, torch.uint8, torch.bool}
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> None:
-    """Call ``write(temporary_path)``, flush it to disk, then move it to ``path`` atomically.
+def checksums(tensors: dict[str, torch.Tensor], metadata_text: str) -> dict[str, str]:
+    """The CRC-32 of each tensor (contiguous, on the CPU) and of the metadata text: what
+    :data:`CHECKSUM_KEY` records."""
+    sums = {key: f"{_crc32(tensor):08x}" for key, tensor in tensors.items()}
+    sums[_METADATA] = f"{zlib.crc32(metadata_text.encode('utf-8')):08x}"
+    return sums
 
-    If ``write`` or the move fails, the temporary file is removed and ``path`` is untouched.
+
+def _crc32(tensor: torch.Tensor) -> int:
+    """CRC-32 of a tensor's dtype, shape and bytes (as stored: safetensors is little-endian,
+    as are the CPUs torch runs on)."""
+    described = zlib.crc32(f"{tensor.dtype} {list(tensor.shape)}".encode())
+    # Both share the tensor's memory: no copy. NumPy has no bfloat16, hence the byte view.
+    data = (tensor.numpy() if tensor.dtype in _NUMPY_DTYPES
+            else tensor.reshape(-1).view(torch.uint8).numpy())
+    return zlib.crc32(data, described)
+
+
+def _save(path: Path, tensors: dict[str, torch.Tensor], metadata: Any) -> None:
+    """Write ``tensors`` and JSON ``metadata`` to a safetensors file with checksums, atomically.
+
+    Raises:
+        WriteError: the file cannot be written, or ``metadata`` is not JSON (nothing written).
     """
-    path = Path(path)
-    # Beside the target (os.replace is atomic only within a file system); created by `write`
-    # itself, so it gets the usual permissions rather than mkstemp's 0600.
-    temporary = str(path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"))
+    existed = path.exists()
     try:
-        write(temporary)
-        with open(temporary, "rb+") as file:
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` with :func:`atomic_write`."""
-    atomic_write(path, lambda temporary: Path(temporary).write_text(text, encoding="utf-8"))
+        text = json.dumps(metadata)
+        tensors = _cpu(tensors)
+        header = {_META_KEY: text, CHECKSUM_KEY: json.dumps(checksums(tensors, text))}
+        data = save(tensors, metadata=header)
+    except (TypeError, ValueError, SafetensorError) as error:  # JSON's and the serialiser's
+        raise write_error(path, error, existed=existed) from error
+    atomic_write_bytes(path, data)
 
 
 def _cpu(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -90,27 +115,59 @@ def _cpu(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def save_weights(model: nn.Module, path: str | os.PathLike[str], metadata: dict | None = None):
     """Save ``model.state_dict()`` to a safetensors file, atomically."""
-    tensors = _cpu(model.state_dict())
-    meta = {_META_KEY: json.dumps(metadata or {})}
-    atomic_write(path, lambda temporary: save_file(tensors, temporary, metadata=meta))
+    _save(Path(path), model.state_dict(), metadata or {})
 
 
 def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Tensors and JSON metadata of a safetensors file; :class:`RunDirError` if unreadable."""
+    """Tensors and JSON metadata of a safetensors file, checked against its checksums if it
+    has them; :class:`RunDirError` if it is unreadable or they do not match."""
     if not path.is_file():
         raise RunDirError(f"{path} is missing")
     try:
         with safe_open(path, framework="pt") as file:
             tensors = {key: file.get_tensor(key) for key in file.keys()}  # noqa: SIM118
-            metadata = json.loads((file.metadata() or {}).get(_META_KEY, "{}"))
+            header = file.metadata() or {}
+        text = header.get(_META_KEY, "{}")
+        _verify(path, header, text, tensors)
+        metadata = json.loads(text)
     except (SafetensorError, OSError, ValueError) as error:
         raise RunDirError(f"{path} is corrupt or not a safetensors file ({error})") from None
     return tensors, metadata
 
 
+def _verify(path: Path, header: dict[str, str], text: str,
+            tensors: dict[str, torch.Tensor] | None) -> None:
+    """Compare the checksums recorded in ``header`` (none: nothing to check) with those of
+    the metadata ``text`` and, unless ``None``, of ``tensors``.
+
+    Raises:
+        RunDirError: a mismatch, naming the tensor (or the metadata) and the file.
+    """
+    if CHECKSUM_KEY not in header:
+        return  # written before checksums were, or by another program
+    recorded = json.loads(header[CHECKSUM_KEY])
+    if not isinstance(recorded, dict):
+        raise ValueError(f"{CHECKSUM_KEY} is not a JSON object")
+    actual = checksums(tensors or {}, text)
+    names = [_METADATA] if tensors is None else sorted(set(recorded) | set(actual))
+    for name in names:
+        if recorded.get(name) == actual.get(name):
+            continue
+        what = "its metadata" if name == _METADATA else f"tensor {name}"
+        if name not in recorded:
+            problem = "has no recorded checksum"
+        elif name not in actual:
+            problem = "is missing"
+        else:
+            problem = "does not match the checksum recorded when the file was written"
+        raise RunDirError(f"{path} is corrupt: {what} {problem} (the file was damaged after "
+                          "it was written, on the disk or in a copy); restore it from a copy "
+                          "or train again")
+
+
 def read_counters(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The loop's counters saved in a state file (``step``, ``sequences``, ``val_cost``,
-    ``best_step``, ...) without loading its tensors.
+    ``best_step``, ...) without loading its tensors (only the metadata's checksum is checked).
 
     Raises:
         RunDirError: the file is missing, corrupt or holds no counters.
@@ -120,7 +177,9 @@ def read_counters(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise RunDirError(f"{path} is missing")
     try:
         with safe_open(path, framework="pt") as file:
-            return json.loads((file.metadata() or {})[_META_KEY])["counters"]
+            header = file.metadata() or {}
+        _verify(path, header, header[_META_KEY], None)
+        return json.loads(header[_META_KEY])["counters"]
     except (SafetensorError, OSError, ValueError, KeyError) as error:
         raise RunDirError(f"{path} is corrupt or holds no training state ({error})") from None
 
@@ -140,6 +199,12 @@ def _fit(model: nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None
         raise RunDirError(
             f"{path} does not fit the model in config.json: {problems[0]}{more}"
         )
+    # Training never saves such weights (it stops first), so they come from damage that no
+    # checksum caught: a file written before checksums were, or by another program.
+    for key, value in tensors.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise RunDirError(f"{path} is corrupt: {key} holds NaN or infinite values, which "
+                              "training never saves")
     model.load_state_dict(tensors)
 
 
@@ -190,9 +255,7 @@ def save_state(
         "param_groups": state["param_groups"],
         "optimizer_scalars": scalars,
     }
-    tensors = _cpu(tensors)
-    text = {_META_KEY: json.dumps(meta)}
-    atomic_write(path, lambda temporary: save_file(tensors, temporary, metadata=text))
+    _save(Path(path), tensors, meta)
 
 
 def load_state(

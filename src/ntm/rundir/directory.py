@@ -24,8 +24,12 @@ from .config import RunConfig
 
 __all__ = [
     "DEFAULT_SHIPPED_MODEL",
+    "FLOAT_DTYPES",
     "PRETRAINED_PREFIX",
     "SHIPPED_DIR",
+    "available_devices",
+    "check_device",
+    "check_dtype",
     "load_run",
     "read_config",
     "read_metrics",
@@ -40,6 +44,8 @@ __all__ = [
 PRETRAINED_PREFIX = "pretrained:"
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "pretrained"  # ntm/pretrained/
 DEFAULT_SHIPPED_MODEL = models.DEFAULT_MODEL  # "pretrained:copy" is "pretrained:copy-ntm-lstm"
+# The dtypes weights can be loaded in (the model may refuse one: the NTM refuses float16).
+FLOAT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 
 
 def shipped_names() -> list[str]:
@@ -151,6 +157,7 @@ def read_config(run_dir: str | os.PathLike[str]) -> RunConfig:
 def load_run(
     run_dir: str | os.PathLike[str], *, best: bool = False,
     device: torch.device | str | None = None, memory_slots: int | None = None,
+    dtype: torch.dtype | str | None = None,
 ) -> tuple[nn.Module, RunConfig]:
     """Load a trained model and its config from a run directory, in eval mode.
 
@@ -165,12 +172,19 @@ def load_run(
             (:attr:`ntm.models.Entry.resize_memory`: the NTM's, unless it learned its initial
             memory, ``model.memory_init=learned``, which accepts only its own size). A model
             that ran out of memory on long sequences can then be tested with more.
+        dtype: the model's floating-point dtype (default: torch's, float32); the weights are
+            converted to it.
 
     Raises:
-        RunDirError: missing or corrupt directory, or weights that do not fit the config.
+        RunDirError: missing or corrupt directory (a weights file whose checksums do not
+            match included), or weights that do not fit the config.
         ConfigError: ``memory_slots`` for a model that has no such memory, another size for
-            one that learned its initial memory, or too few slots for its shifts.
+            one that learned its initial memory, or too few slots for its shifts; a device
+            that is not available or a dtype that is not a floating-point one (also
+            ``ValueError``s; the message lists the valid ones).
     """
+    device = None if device is None else check_device(device)
+    dtype = None if dtype is None else check_dtype(dtype)
     path = resolve_run_dir(run_dir)
     config = read_config(path)
     if memory_slots is not None:
@@ -179,9 +193,58 @@ def load_run(
         wants_cuda = config.train.device in ("auto", "cuda")
         device = "cuda" if wants_cuda and torch.cuda.is_available() else "cpu"
     task = build_task(config.task)
-    model = build_model(config.model, task.input_size, task.output_size, device=device)
+    model = build_model(config.model, task.input_size, task.output_size, device=device,
+                        dtype=dtype)
     load_weights(model, path / (BEST_FILE if best else MODEL_FILE))
     return model.eval(), config
+
+
+def available_devices() -> list[str]:
+    """The devices torch can use here: ``"cpu"``, then ``"cuda:0"``, ... and ``"mps"``."""
+    devices = ["cpu"] + [f"cuda:{index}" for index in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def check_device(device: torch.device | str) -> torch.device:
+    """``device`` as a :class:`torch.device`, if it exists here.
+
+    Raises:
+        ConfigError: not a device, or one that is not available (the message lists those
+            that are).
+    """
+    available = available_devices()
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        parsed = None
+    if parsed is not None and parsed.type == "cpu":
+        return parsed
+    if parsed is not None and parsed.type == "cuda" and torch.cuda.is_available():
+        if parsed.index is None or parsed.index < torch.cuda.device_count():
+            return parsed
+    if parsed is not None and parsed.type == "mps" and "mps" in available:
+        return parsed
+    raise ConfigError(f"device {device!r} is not available; available: {', '.join(available)}")
+
+
+def check_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    """``dtype`` (a :class:`torch.dtype`, or its name: ``"float64"``, ``"torch.float64"``) if
+    it is a floating-point dtype weights can be loaded in.
+
+    Raises:
+        ConfigError: anything else (the message lists :data:`FLOAT_DTYPES`).
+    """
+    if isinstance(dtype, str):
+        found = getattr(torch, dtype.removeprefix("torch."), None)
+        dtype = found if isinstance(found, torch.dtype) else dtype
+    if dtype not in FLOAT_DTYPES:
+        names = ", ".join(str(each) for each in FLOAT_DTYPES)
+        raise ConfigError(f"dtype {dtype!r} is not a floating-point dtype; expected one of "
+                          f"{names}")
+    return dtype
 
 
 def _with_memory_slots(config: RunConfig, memory_slots: int) -> RunConfig:
@@ -198,15 +261,25 @@ def _with_memory_slots(config: RunConfig, memory_slots: int) -> RunConfig:
 
 
 def read_metrics(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The records of ``metrics.jsonl`` in a run directory, in order."""
+    """The records of ``metrics.jsonl`` in a run directory, in order.
+
+    A last line cut short (no newline, not JSON: a crash or a full disk while it was being
+    appended) is left out; a resumed run drops it too.
+
+    Raises:
+        RunDirError: no such file, or a line before the last that is not JSON.
+    """
     path = resolve_run_dir(run_dir) / METRICS_FILE
     if not path.is_file():
         raise RunDirError(f"{path} is missing")
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(lines, 1):
         if line.strip():
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError:
+                if number == len(lines) and not line.endswith("\n"):
+                    break  # torn by the crash or failed write that ended the run
                 raise RunDirError(f"{path}, line {number}, is not valid JSON") from None
     return records
