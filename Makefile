@@ -10,7 +10,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,cluster]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -26,7 +26,7 @@ lint: $(VENV)/.installed
 
 # The docs extra is installed on first use only: `make test` never needs mkdocs.
 $(VENV)/.docs-installed: $(VENV)/.installed
-	$(PY) -m pip install -q -e '.[dev,docs]'
+	$(PY) -m pip install -q -e '.[dev,cluster,docs]'
 	touch $@
 
 docs: $(VENV)/.docs-installed

@@ -3,9 +3,10 @@
 Every command parses its options and calls the library (:mod:`ntm.training`, :mod:`ntm.plots`,
 :mod:`ntm.bench`); what it prints is the library's results. Every user mistake (unknown task,
 model or config key, a value of the wrong type, a missing or corrupt run directory, weights from
-another model) ends with one line ``ntm: error: ...`` on stderr and exit status 2, without a
-traceback. ``ntm sweep`` exits with 1 when some seed failed. Under ``torchrun``, every process
-runs ``ntm train`` and rank 0 alone prints.
+another model) and every file that cannot be written (a full disk, a read-only directory) ends
+with one line ``ntm: error: ...`` on stderr and exit status 2, without a traceback. ``ntm sweep``
+exits with 1 when some seed failed. Under ``torchrun``, every process runs ``ntm train`` and
+rank 0 alone prints.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 
 from . import __version__, models, tasks, training
 from ._threads import torch_threads
 from .errors import NTMError, TaskModuleError
-from .training import PRESETS, apply_overrides, preset_config
+from .training import PRESETS, apply_overrides, config_file, preset_config, ray_sweep
 from .training.presets import DEMO, clear_demo, demo_config
 
 PROG = "ntm"
@@ -49,7 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _COMMANDS[args.command](args)
     except SystemExit as exit:  # --help
         return exit.code if isinstance(exit.code, int) else 0
-    except (NTMError, _UsageError, OSError) as error:
+    # SafetensorError: the library turns those of the files it reads and writes into its own;
+    # any other is still a file's fault, not a bug to show a traceback for.
+    except (NTMError, _UsageError, OSError, SafetensorError) as error:
         message = " ".join(str(error).split())  # one line, whatever the message held
         print(f"{PROG}: error: {message}", file=sys.stderr)
         return EXIT_ERROR
@@ -91,6 +95,12 @@ _TASK_MODULE_HELP = ("import MODULE first, for the tasks it registers (ntm.tasks
 _MODEL_MODULE_HELP = ("import MODULE first, for the models it registers (ntm.models.register); "
                       "searched like --task-module")
 _OVERRIDES = {"dest": "overrides", "action": "append", "default": [], "metavar": "KEY=VALUE"}
+_CONFIG_HELP = ("a JSON file of dotted keys, e.g. {\"optim.lr\": 0.002} (ntm tune's "
+                "OUT/best.json), applied before --set; its task.name and model.kind stand for "
+                "TASK and --model")
+_ADDRESS_HELP = ("join the Ray cluster whose head is at ADDR (HOST:PORT, as ray start --head "
+                 "prints it; default: $RAY_ADDRESS if set, else a Ray started for this command "
+                 "on 127.0.0.1)")
 
 
 def _model_help() -> str:
@@ -131,7 +141,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Neural Turing Machines: train, evaluate, plot.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add_command in (_add_train, _add_sweep, _add_eval, _add_plot, _add_demo, _add_bench):
+    for add_command in (_add_train, _add_sweep, _add_tune, _add_eval, _add_plot, _add_demo,
+                        _add_bench):
         add_command(commands)
     return parser
 
@@ -154,6 +165,7 @@ def _add_train(commands) -> None:
     add("--preset", choices=PRESETS, help="recipe (default: fast)")
     add("--set", help="override a config value, e.g. model.memory_slots=64 or "
         "task.max_length=10 (repeatable)", **_OVERRIDES)
+    add("--config", metavar="FILE", help=_CONFIG_HELP)
     add("--tensorboard", action="store_true", help="also write TensorBoard logs")
     add("--resume", metavar="DIR", help="continue the run in DIR")
     add("--init", metavar="WEIGHTS", help="start from trained weights (fine-tuning): a run "
@@ -164,17 +176,30 @@ def _add_train(commands) -> None:
 def _add_sweep(commands) -> None:
     sweep = commands.add_parser(
         "sweep", help="train several seeds at once, one process each, and summarise them",
-        epilog="example: ntm sweep copy --seeds 1-10 --jobs 4 --out runs/copy-sweep. Exit "
+        epilog="example: ntm sweep copy --seeds 1-10 --jobs 4 --out runs/copy-sweep. With Ray "
+        "installed each seed is a Ray task (of train.threads CPUs, and a GPU for "
+        "train.device=cuda), on a Ray started for the sweep or on a cluster (--address). Exit "
         "status: 0 if every seed finished, 1 if some failed (see the table), 2 on bad input.")
     add = sweep.add_argument
-    add("task", metavar="TASK", help="task, as for ntm train")
+    add("task", metavar="TASK", nargs="?", help="task, as for ntm train")
     add("--seeds", required=True, metavar="LIST", help="seeds, e.g. 1-10, 1,3,5 or 1-3,7")
     add("--jobs", type=_positive, metavar="J",
-        help=f"seeds trained at a time (default: the CPU cores, {training.cpu_cores()})")
+        help=f"seeds trained at a time (default: the CPU cores, {training.cpu_cores()}; on a "
+             "Ray cluster, as many as its CPUs hold)")
+    add("--address", metavar="ADDR", help=_ADDRESS_HELP)
+    add("--no-ray", action="store_true",
+        help="train the seeds as processes of this command, as without Ray")
+    add("--config", metavar="FILE", help=_CONFIG_HELP)
     add("--target", type=float, default=0.1, metavar="BITS",
         help="validation cost, in bits per sequence, that counts as converged (default: 0.1)")
     add("--out", metavar="DIR", help="parent of the run directories DIR/seedS "
         "(default: runs/TASK-MODEL-sweep)")
+    _add_seed_options(sweep)
+
+
+def _add_seed_options(parser) -> None:
+    """The options of ``ntm train`` that ``ntm sweep`` and ``ntm tune`` give every seed."""
+    add = parser.add_argument
     passed_on = [  # given to every seed's ntm train as they came
         add("--task-module", metavar="MODULE", help=_TASK_MODULE_HELP),
         add("--model", metavar="MODEL", help=_model_help()),
@@ -186,8 +211,36 @@ def _add_sweep(commands) -> None:
             "runs with train.threads=1 unless set here", **_OVERRIDES),
         add("--tensorboard", action="store_true", help="also write TensorBoard logs"),
     ]
-    sweep.set_defaults(passed_on=[(action.option_strings[0], action.dest)
-                                  for action in passed_on])
+    parser.set_defaults(passed_on=[(action.option_strings[0], action.dest)
+                                   for action in passed_on])
+
+
+def _add_tune(commands) -> None:
+    tune = commands.add_parser(
+        "tune", help="search config values on Ray Tune (TPE, ASHA) for the most seeds solved",
+        epilog="example: ntm tune copy --space optim.lr=loguniform:1e-4:1e-2 --trials 8 "
+        "--seeds 2 --steps 500 --out runs/copy-tune. Every trial trains its seeds at once "
+        "(train.threads CPUs each) and ranks by the fraction of them under --target, then by "
+        "the median sequences to get there. Writes OUT/trials.csv, OUT/best.json (ntm train "
+        "--config OUT/best.json) and OUT/trials.png. Needs the cluster extra.")
+    add = tune.add_argument
+    add("task", metavar="TASK", nargs="?", help="task, as for ntm train")
+    add("--space", action="append", default=[], metavar="KEY=DIST", required=True,
+        help="a key to search and its distribution: loguniform:LO:HI, uniform:LO:HI, "
+             "int:LO:HI (inclusive) or choice:A,B,C, e.g. optim.lr=loguniform:1e-4:1e-2 "
+             "(repeatable)")
+    add("--trials", type=_positive, required=True, metavar="N", help="trials in all")
+    add("--seeds", default="2", metavar="S",
+        help="seeds of every trial: a count S (seeds 1 to S) or a list such as 1-3,7 "
+             "(default: 2)")
+    add("--target", type=float, default=0.1, metavar="BITS",
+        help="validation cost, in bits per sequence, under which a seed has solved the task "
+             "(it stops there; default: 0.1)")
+    add("--sampler-seed", type=int, default=0, metavar="N", help="seed of the TPE sampler")
+    add("--out", metavar="DIR", help="directory of the trials (default: runs/TASK-MODEL-tune)")
+    add("--address", metavar="ADDR", help=_ADDRESS_HELP)
+    add("--config", metavar="FILE", help=_CONFIG_HELP)
+    _add_seed_options(tune)
 
 
 def _add_eval(commands) -> None:
@@ -256,6 +309,7 @@ def _add_bench(commands) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    _apply_config_file(args)
     _import_modules(args)
     if args.resume:
         config, out = _resume_config(args), Path(args.resume)
@@ -266,6 +320,29 @@ def _train(args: argparse.Namespace) -> int:
         out = Path(args.out or f"runs/{config.task.name}-{config.model.kind}-seed"
                                f"{config.train.seed}")
     return _report_training(config, out, resume=bool(args.resume), progress=not args.no_progress)
+
+
+def _apply_config_file(args: argparse.Namespace) -> None:
+    """``--config FILE``: its ``task.name``, ``model.kind`` and modules stand for TASK,
+    ``--model``, ``--task-module`` and ``--model-module`` where those are not given (and must
+    agree where they are); its other keys go before the ``--set`` overrides."""
+    if getattr(args, "config", None) is None:
+        return
+    if getattr(args, "resume", None):
+        raise _UsageError(f"--resume continues the run as configured in {args.resume}; "
+                          f"--config {args.config} does not apply to it")
+    choices, values = config_file.read_config_file(args.config)
+    for key, dest, flag in (("task.name", "task", "TASK"), ("model.kind", "model", "--model"),
+                            ("task.module", "task_module", "--task-module"),
+                            ("model.module", "model_module", "--model-module")):
+        given = getattr(args, dest)
+        if key in choices and given is None:
+            setattr(args, dest, choices[key])
+        elif key in choices and given != choices[key]:
+            raise _UsageError(f"{flag} {given} differs from {key}={choices[key]} in --config "
+                              f"{args.config}: that file's values follow its preset")
+    args.overrides = config_file.file_overrides(values) + args.overrides
+    args.config = None
 
 
 def _new_config(args: argparse.Namespace) -> training.RunConfig:
@@ -433,15 +510,16 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    _apply_config_file(args)
     _import_modules(args)
     seeds = training.parse_seeds(args.seeds)
     if not args.target > 0:
         raise _UsageError(f"argument --target: expected a cost above 0, got {args.target}")
+    if not args.task:
+        raise _UsageError("the following arguments are required: TASK (or --config FILE)")
     config = _new_config(args)  # checked once here rather than failing once per seed
     out = Path(args.out or f"runs/{config.task.name}-{config.model.kind}-sweep")
-    jobs = args.jobs or training.cpu_cores()
-    print(f"Training {len(seeds)} seeds of {config.task.name} with {config.model.kind}, at most "
-          f"{jobs} at a time -> {out}", file=sys.stderr)
+    cluster = _sweep_cluster(args, config)
     ended: list[training.SeedRun] = []
 
     def report(run: training.SeedRun) -> None:
@@ -449,12 +527,102 @@ def _sweep(args: argparse.Namespace) -> int:
         how = "finished" if run.finished else f"failed: {run.error or 'no output'}"
         print(f"[{len(ended)}/{len(seeds)}] seed {run.seed} {how}", file=sys.stderr)
 
-    runs = training.run_sweep(_passed_on(args), seeds, out, jobs=jobs, target=args.target,
-                              report=report)
+    what = f"Training {len(seeds)} seeds of {config.task.name} with {config.model.kind}"
+    if cluster is None:
+        jobs = args.jobs or training.cpu_cores()
+        print(f"{what}, at most {jobs} at a time -> {out}", file=sys.stderr)
+        runs = training.run_sweep(_passed_on(args), seeds, out, jobs=jobs, target=args.target,
+                                  report=report)
+    else:
+        address = ray_sweep.cluster_address(args.address)
+        cpus = max(training.cpu_cores(), (args.jobs or 1) * cluster.threads)
+        with ray_sweep.connect(address, cpus=cpus) as where:
+            print(f"{what}, as Ray tasks of {cluster.threads} CPU(s)"
+                  f"{' and a GPU' if cluster.gpus else ''} on {where} -> {out}", file=sys.stderr)
+            runs = training.run_sweep(_passed_on(args), seeds, out, jobs=args.jobs,
+                                      target=args.target, report=report, cluster=cluster)
     every = training.read_summary(out)  # with the seeds of earlier sweeps into this folder
     print(training.sweep_table(every["runs"] if every else runs, args.target))
     print(f"Summary: {out / training.SUMMARY_FILE}")
     return 0 if all(run.finished for run in runs) else EXIT_SOME_FAILED
+
+
+def _sweep_cluster(args: argparse.Namespace,
+                   config: training.RunConfig) -> ray_sweep.RayCluster | None:
+    """Where a sweep's seeds train: None for processes here (``--no-ray``, or no Ray
+    installed), else Ray tasks of the seed's threads (and a GPU for ``train.device=cuda``)."""
+    if args.no_ray or not ray_sweep.available():
+        if args.address:
+            raise _UsageError("--address and --no-ray exclude each other" if args.no_ray else
+                              f"--address needs Ray; {ray_sweep.INSTALL}")
+        return None
+    return ray_sweep.RayCluster(_seed_threads(args, config), int(config.train.device == "cuda"))
+
+
+def _seed_threads(args: argparse.Namespace, config: training.RunConfig) -> int:
+    """The threads of each seed of a sweep or a search: 1 unless ``--set train.threads``."""
+    given = any(item.split("=", 1)[0].strip() == "train.threads" for item in args.overrides)
+    return config.train.threads if given else 1
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from .training import tune as tuning  # Ray Tune and Optuna, imported only to search
+
+    missing = tuning.available()
+    if missing:
+        raise _UsageError(missing)
+    _apply_config_file(args)
+    _import_modules(args)
+    if not args.task:
+        raise _UsageError("the following arguments are required: TASK (or --config FILE)")
+    if not args.target > 0:
+        raise _UsageError(f"argument --target: expected a cost above 0, got {args.target}")
+    seeds = (list(range(1, int(args.seeds) + 1)) if args.seeds.strip().isdigit()
+             else training.parse_seeds(args.seeds))
+    if not seeds:
+        raise _UsageError("argument --seeds: expected at least 1 seed")
+    space = tuning.parse_space(args.space)
+    config = _new_config(args)
+    tuning.check_space(space, config)  # before Ray starts
+    out = Path(args.out or f"runs/{config.task.name}-{config.model.kind}-tune")
+    threads, gpus = _seed_threads(args, config), int(config.train.device == "cuda")
+    with ray_sweep.connect(ray_sweep.cluster_address(args.address),
+                           cpus=max(training.cpu_cores(), len(seeds) * threads)) as where:
+        print(f"Searching {', '.join(d.key for d in space)} for {config.task.name} with "
+              f"{config.model.kind}: {args.trials} trials of {len(seeds)} seeds on {where} "
+              f"-> {out}", file=sys.stderr)
+        results = tuning.run_tune(_passed_on(args), space, seeds, out, trials=args.trials,
+                                  base=config, target=args.target, threads=threads, gpus=gpus,
+                                  sampler_seed=args.sampler_seed,
+                                  report=lambda trial: print(_trial_line(trial), file=sys.stderr))
+    return _report_tune(results, space, out, args.target)
+
+
+def _trial_line(trial) -> str:
+    values = ", ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
+                       for key, value in trial.values.items())
+    if trial.error:
+        return f"trial {trial.number} ({values}) failed: {trial.error}"
+    median = "-" if trial.median_sequences is None else f"{trial.median_sequences:.12g}"
+    how = "stopped early" if trial.stopped_early else "ended"
+    return (f"trial {trial.number} ({values}) {how}: {trial.solved} of {trial.seeds} seeds "
+            f"solved, median sequences {median}")
+
+
+def _report_tune(results, space, out: Path, target: float) -> int:
+    from .plots import tune as tune_plots  # matplotlib, loaded only for figures
+    from .training import tune as tuning
+
+    print(tuning.trials_table(results, space, target))
+    print(f"Trials: {out / tuning.TRIALS_FILE}")
+    best = tuning.best_trial(results)
+    if best is None:
+        print("No trial trained a seed; see the logs under " + str(out), file=sys.stderr)
+        return EXIT_SOME_FAILED
+    print(f"Best: trial {best.number}; its config: {out / tuning.BEST_CONFIG_FILE} (train it "
+          f"with: {PROG} train --config {out / tuning.BEST_CONFIG_FILE})")
+    print(f"Figure: {tune_plots.draw_trials(results, space, out, target)}")
+    return 0
 
 
 def _passed_on(args: argparse.Namespace) -> list[str]:
@@ -503,5 +671,5 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"train": _train, "sweep": _sweep, "eval": _eval, "plot": _plot, "demo": _demo,
-             "bench": _bench}
+_COMMANDS = {"train": _train, "sweep": _sweep, "tune": _tune, "eval": _eval, "plot": _plot,
+             "demo": _demo, "bench": _bench}

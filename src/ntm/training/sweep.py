@@ -12,6 +12,10 @@ A sweep into a directory that already holds a summary adds its seeds to it: the 
 lists the earlier seeds and the new ones, sorted by seed, and its counts are over all of them.
 Only seeds of the same sweep are added (the same ``train_args`` and target), so that the
 counts compare like with like.
+
+The seeds run here, one process each, unless ``run_sweep`` is given a ``cluster``: then each
+seed's ``ntm train`` runs in a Ray task (:mod:`ntm.training.ray_sweep`), with the same run
+directories, summary and table.
 """
 
 from __future__ import annotations
@@ -25,21 +29,22 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .checkpoint import METRICS_FILE, STATE_FILE, atomic_write_text, read_counters
 from .config import SEED_LIMIT
 from .errors import ConfigError, RunDirError
 from .evaluate import read_metrics
 
-__all__ = ["LOG_FILE", "MAX_SEEDS", "SUMMARY_FILE", "SeedRun", "cpu_cores", "parse_seeds",
-           "read_summary", "run_sweep", "summarize", "sweep_table"]
+__all__ = ["LAUNCHER_VARIABLES", "LOG_FILE", "MAX_SEEDS", "SUMMARY_FILE", "SeedRun", "SeedRunner",
+           "cpu_cores", "parse_seeds", "read_summary", "run_sweep", "seed_command", "seed_result",
+           "summarize", "sweep_table"]
 
 SUMMARY_FILE = "summary.json"
 LOG_FILE = "train.log"
 MAX_SEEDS = 10_000  # a typo such as 1-1000000 should be an error, not a million processes
 # torchrun's variables: a sweep started inside a distributed job still trains each seed alone.
-_LAUNCHER_VARIABLES = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
+LAUNCHER_VARIABLES = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
                        "MASTER_PORT", "GROUP_RANK", "ROLE_RANK", "TORCHELASTIC_RUN_ID")
 
 
@@ -115,6 +120,20 @@ class SeedRun:
         return self.sequences_to_target is not None
 
 
+class SeedRunner(Protocol):
+    """Trains the seeds of a sweep somewhere else (a Ray cluster: :mod:`ntm.training.ray_sweep`).
+
+    ``train_seeds`` trains every seed of ``folders`` (seed -> its run directory, none holding a
+    run) with ``train_args``, calls ``report`` with each seed's result as it ends, and returns
+    the results by seed. A seed that fails is a result, not an exception; on Ctrl-C it stops
+    every seed with a checkpoint, then raises KeyboardInterrupt.
+    """
+
+    def train_seeds(self, folders: dict[int, Path], train_args: Sequence[str], target: float,
+                    *, jobs: int | None,
+                    report: Callable[[SeedRun], None] | None) -> dict[int, SeedRun]: ...
+
+
 def run_sweep(
     train_args: Sequence[str],
     seeds: Sequence[int],
@@ -123,6 +142,7 @@ def run_sweep(
     jobs: int | None = None,
     target: float = 0.1,
     report: Callable[[SeedRun], None] | None = None,
+    cluster: SeedRunner | None = None,
 ) -> list[SeedRun]:
     """Train every seed in its own ``python -m ntm train`` process, then write the summary.
 
@@ -137,9 +157,12 @@ def run_sweep(
         train_args: the task and the options of ``ntm train`` that every seed shares.
         seeds: the seeds to train.
         out_dir: the parent of the run directories; ``summary.json`` goes here.
-        jobs: processes at a time; None means one per CPU core.
+        jobs: processes at a time; None means one per CPU core (with a ``cluster``: as many
+            as its resources allow).
         target: the validation cost, in bits per sequence, that counts as converged.
         report: called with each seed's result as it ends, in the calling thread.
+        cluster: where the seeds train instead of local processes, e.g.
+            :class:`ntm.training.ray_sweep.RayCluster`.
 
     Returns:
         The runs in the order of ``seeds`` (this sweep's only; :func:`read_summary` gives all).
@@ -152,7 +175,10 @@ def run_sweep(
     out = Path(out_dir)
     folders = {seed: out / f"seed{seed}" for seed in seeds}
     earlier = _check_sweep_dirs(out, folders.values(), train_args, target)
-    runs = _train_seeds(folders, train_args, target, jobs, report)
+    if cluster is None:
+        runs = _train_seeds(folders, train_args, target, jobs, report)
+    else:
+        runs = cluster.train_seeds(folders, train_args, target, jobs=jobs, report=report)
     every = {run.seed: run for run in (earlier["runs"] if earlier else [])}
     every.update(runs)  # a seed run again takes its new result
     _write_summary(out, train_args, target, sorted(every.values(), key=lambda run: run.seed))
@@ -176,7 +202,7 @@ def _train_seeds(folders: dict[int, Path], train_args: Sequence[str], target: fl
                  jobs: int | None, report: Callable[[SeedRun], None] | None) -> dict[int, SeedRun]:
     """Train every seed of ``folders`` in its own process, at most ``jobs`` at a time."""
     environment = {key: value for key, value in os.environ.items()
-                   if key not in _LAUNCHER_VARIABLES}
+                   if key not in LAUNCHER_VARIABLES}
     environment["OMP_NUM_THREADS"] = "1"  # also the threads torch starts before train() runs
     workers = min(jobs or cpu_cores(), len(folders)) or 1
     runs: dict[int, SeedRun] = {}
@@ -320,24 +346,39 @@ def _status(run: SeedRun) -> str:
     return "not started" if run.returncode is None else f"failed ({run.returncode})"
 
 
+def seed_command(seed: int, folder: Path, train_args: Sequence[str]) -> list[str]:
+    """The ``ntm train`` command line of one seed of a sweep: one thread unless ``train_args``
+    set ``train.threads``, output to ``folder``."""
+    return [sys.executable, "-m", "ntm", "train", "--set", "train.threads=1", *train_args,
+            "--seed", str(seed), "--out", str(folder), "--no-progress"]
+
+
 def _run_seed(seed: int, folder: Path, train_args: Sequence[str], environment: dict[str, str],
               target: float) -> SeedRun:
     """Train one seed in a child process and read back how it went."""
-    command = [sys.executable, "-m", "ntm", "train", "--set", "train.threads=1", *train_args,
-               "--seed", str(seed), "--out", str(folder), "--no-progress"]
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with open(folder / LOG_FILE, "w", encoding="utf-8") as log:
-            returncode = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, env=environment).returncode
+            returncode = subprocess.run(seed_command(seed, folder, train_args), stdout=log,
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        env=environment).returncode
     except OSError as error:  # no log or no process: this seed fails, the others go on
         return SeedRun(seed, str(folder), None, error=f"could not start ntm train: {error}")
+    return seed_result(seed, folder, returncode, target)
+
+
+def seed_result(seed: int, folder: Path, returncode: int, target: float, *,
+                where: Path | None = None) -> SeedRun:
+    """How the ``ntm train`` of ``seed`` into ``folder`` ended with ``returncode``: its error
+    (the last line of its log), steps, sequences, costs and sequences to ``target``, read
+    from ``where`` (default: ``folder``; where ``folder`` is relative to another directory)."""
+    where = folder if where is None else where
     run = SeedRun(seed, str(folder), returncode)
     if returncode != 0:
-        lines = (folder / LOG_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
+        lines = (where / LOG_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
         run.error = next((line.strip() for line in reversed(lines) if line.strip()), None)
     try:
-        _read_results(run, folder, target)
+        _read_results(run, where, target)
     except (RunDirError, ConfigError, OSError, KeyError, ValueError) as error:
         if run.finished:  # a finished run whose files cannot be read is a failure too
             run.returncode, run.error = 1, f"cannot read the run: {error}"
