@@ -40,8 +40,8 @@ TINY = ["model.memory_slots=8", "model.memory_width=4", "model.controller_size=8
         "task.max_length=3"]
 SETS = [item for setting in TINY for item in ("--set", setting)]
 RANKS, BATCH = 2, 3  # the gradient test: 2 ranks of 3 sequences against 1 process of 6
-RUN_FILES = ["best.safetensors", "config.json", "metrics.jsonl", "model.safetensors",
-             "training_state.safetensors"]
+RUN_FILES = [".lock", "best.safetensors", "config.json", "metrics.jsonl", "model.safetensors",
+             "training_state.safetensors"]  # .lock: rank 0's, the one writer
 
 
 def _torchrun(*args, cwd):

@@ -31,6 +31,7 @@ __all__ = [
     "check_device",
     "check_dtype",
     "load_run",
+    "parse_metrics",
     "read_config",
     "read_metrics",
     "resolve_run_dir",
@@ -267,19 +268,44 @@ def read_metrics(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     appended) is left out; a resumed run drops it too.
 
     Raises:
-        RunDirError: no such file, or a line before the last that is not JSON.
+        RunDirError: no such file, or a line before the last that is not a JSON record.
     """
     path = resolve_run_dir(run_dir) / METRICS_FILE
     if not path.is_file():
         raise RunDirError(f"{path} is missing")
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    records, _ = parse_metrics(path)
+    return [record for _, record in records]
+
+
+def parse_metrics(path: str | os.PathLike[str]) -> tuple[list[tuple[str, dict[str, Any]]], str]:
+    """The lines of a ``metrics.jsonl`` file with their records, and the torn last line that
+    was left out ("" if none).
+
+    A torn line is the last one, cut short: no newline at its end and not JSON (a crash or a
+    full disk while it was being appended). Every other line must be a JSON object with an
+    integer ``step``.
+
+    Raises:
+        RunDirError: any other malformed line (naming its number), or an unreadable file.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    except (OSError, UnicodeDecodeError) as error:
+        raise RunDirError(f"{path} cannot be read ({error})") from None
     records = []
     for number, line in enumerate(lines, 1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                if number == len(lines) and not line.endswith("\n"):
-                    break  # torn by the crash or failed write that ended the run
-                raise RunDirError(f"{path}, line {number}, is not valid JSON") from None
-    return records
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines) and not line.endswith("\n"):
+                return records, line  # torn by the crash or failed write that ended the run
+            raise RunDirError(f"{path}, line {number}, is not valid JSON; the file was changed "
+                              "or damaged after it was written") from None
+        if not (isinstance(record, dict) and type(record.get("step")) is int):
+            raise RunDirError(f"{path}, line {number}, is not a metrics record (a JSON object "
+                              "with an integer step)")
+        records.append((line, record))
+    return records, ""

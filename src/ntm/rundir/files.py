@@ -9,6 +9,8 @@ raised as one :class:`~ntm.errors.WriteError` naming the file.
 Each file gets the permissions of an ordinary new file (``0o666`` less the umask): the
 temporary is created here with those, and a writer that replaces it by a file of its own
 (``safetensors.torch.save_file`` writes through a ``0600`` temporary) has them put back.
+
+:func:`lock_run_dir` makes a training process the one writer of its run directory.
 """
 
 from __future__ import annotations
@@ -18,17 +20,27 @@ import errno
 import os
 import re
 import secrets
+import socket
 import stat
-from collections.abc import Callable
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from safetensors import SafetensorError
 
-from ..errors import NTMError, WriteError
+from ..errors import NTMError, RunDirError, WriteError
 
-__all__ = ["append_text", "atomic_write", "atomic_write_bytes", "atomic_write_text",
-           "write_error"]
+try:
+    import fcntl
+except ImportError:  # Windows: no flock
+    fcntl = None
+
+__all__ = ["LOCK_FILE", "append_text", "atomic_write", "atomic_write_bytes", "atomic_write_text",
+           "lock_run_dir", "write_error"]
+
+LOCK_FILE = ".lock"  # in a run directory: who trains it (see lock_run_dir)
 
 # What a failing file system raises: OSError from Python's own I/O, SafetensorError from the
 # safetensors writer (a Rust io::Error, e.g. "I/O error: No space left on device (os error 28)").
@@ -157,3 +169,62 @@ def _safetensors_reason(message: str) -> str:
     for prefix in ("Error while serializing: ", "I/O error: "):
         message = message.removeprefix(prefix)
     return message or "an error of the file system"
+
+
+@contextlib.contextmanager
+def lock_run_dir(run_dir: str | os.PathLike[str]) -> Iterator[Path]:
+    """Within: this process is the only one that trains the run in ``run_dir`` (created if
+    missing). Yields the lock file's path.
+
+    The lock is an OS lock (``flock``) on ``run_dir/.lock``, which also records who holds it
+    (process id, machine, command, start time) for the message of whoever is refused. The
+    operating system releases it when the process ends, however it ends (``kill -9`` too), so a
+    lock left by a dead process never blocks; the file itself stays, harmless. Where there
+    is no ``flock`` (Windows) nothing is locked. On a network file system the lock is as good
+    as that system's ``flock`` (NFS emulates it with its own locks). A folder that this call
+    created and that holds nothing but the lock file at the end (a new run refused before it
+    wrote anything) is removed.
+
+    Raises:
+        RunDirError: another process holds the lock; the message names it.
+        WriteError: the directory or its lock file cannot be created.
+    """
+    path = Path(run_dir) / LOCK_FILE
+    created = not path.parent.exists()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        file = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held open: the lock is on it)
+    except OSError as error:
+        raise write_error(path, error, existed=path.exists()) from error
+    with file:
+        if fcntl is not None:
+            try:
+                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                file.seek(0)
+                holder = " ".join(file.read().split()) or "a process that did not say who it is"
+                raise RunDirError(f"{run_dir} is being trained by another process ({holder}); "
+                                  "wait for it to end or stop it (it saves a checkpoint on "
+                                  "Ctrl-C or SIGTERM), then --resume") from None
+        try:
+            _say_who(file)
+            yield path
+        finally:
+            if created:  # a new run that stopped before writing anything leaves no folder
+                with contextlib.suppress(OSError):
+                    if os.listdir(path.parent) == [LOCK_FILE]:
+                        path.unlink()
+                        path.parent.rmdir()
+            if fcntl is not None:
+                fcntl.flock(file, fcntl.LOCK_UN)
+
+
+def _say_who(file) -> None:
+    """Write who holds the lock into its file (best effort: the lock holds without it)."""
+    command = " ".join(sys.argv[1:8])  # e.g. "train --resume runs/copy"
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+    with contextlib.suppress(OSError):
+        file.seek(0)
+        file.truncate()
+        file.write(f"pid {os.getpid()} on {socket.gethostname()}, since {started}: {command}\n")
+        file.flush()

@@ -24,6 +24,8 @@ from tqdm.auto import tqdm
 from .._threads import torch_threads
 from ..cuda_graphs import GraphedUpdate
 from ..metrics import LN_2, sequence_loss
+from ..rundir import parse_metrics
+from ..rundir.files import append_text, lock_run_dir
 from . import distributed
 from .build import build_model, build_task
 from .checkpoint import (
@@ -73,7 +75,7 @@ class TrainResult:
         seconds: training wall-clock time in total (including before a resume).
         stopped: ``"steps"`` (reached ``train.steps``), ``"target"`` (validation cost under
             ``train.target_val_cost``), ``"time"`` (``train.max_seconds`` spent) or
-            ``"interrupted"`` (Ctrl-C; a checkpoint was saved).
+            ``"interrupted"`` (Ctrl-C or SIGTERM; a checkpoint was saved).
         best_step, best_val_cost: the validation with the lowest cost, whose weights are in
             ``best.safetensors``.
         world_size: processes that trained together (torchrun's ``WORLD_SIZE``). Only rank 0
@@ -148,12 +150,16 @@ def train(
 
 def _train(config: RunConfig, out: Path, world: World, *, resume: bool,
            progress: bool) -> TrainResult:
-    """:func:`train` in the process group of ``world``."""
-    if resume:
-        _check_resumable(config, out)
-    elif world.main:  # rank 0 alone: another rank could see files rank 0 has begun to write
-        _check_new_run_dir(out)
-    return _Run(config, out, world, resume=resume).train(progress)
+    """:func:`train` in the process group of ``world``, holding the run directory's lock
+    (rank 0, which alone writes it) so that no other process trains the same run."""
+    # A run to resume that is not there is an error of _check_resumable, not a new folder.
+    locked = world.main and (out.is_dir() or not resume)
+    with lock_run_dir(out) if locked else contextlib.nullcontext():
+        if resume:
+            _check_resumable(config, out)
+        elif world.main:  # rank 0 alone: another rank could see files rank 0 has begun to write
+            _check_new_run_dir(out)
+        return _Run(config, out, world, resume=resume).train(progress)
 
 
 def _check_new_run_dir(out: Path) -> None:
@@ -297,7 +303,8 @@ class _Run:
         if self.nothing_to_train and world.main:
             self.final_cost = _final_cost(self.out / METRICS_FILE)
         self.replica.train()
-        metrics_file = (open(self.out / METRICS_FILE, "a", encoding="utf-8")  # noqa: SIM115
+        # Unbuffered bytes: each record is written whole or fails there (append_text).
+        metrics_file = (open(self.out / METRICS_FILE, "ab", buffering=0)  # noqa: SIM115
                         if world.main else contextlib.nullcontext())
         try:
             with (metrics_file as metrics, _interruptible() as stop,
@@ -368,8 +375,7 @@ class _Run:
     def _record(self, metrics, bar, writer, lr: float) -> None:
         """Write the record of the step just done (validating on ``val_every``), rank 0 only."""
         record = _log(self.counters, self.config, self.validate, lr)
-        metrics.write(json.dumps(record) + "\n")
-        metrics.flush()
+        append_text(metrics, json.dumps(record) + "\n")
         bar.set_postfix({k: f"{record[k]:.3g}" for k in ("cost", "val_cost") if k in record},
                         refresh=False)
         if writer is not None:
@@ -404,8 +410,7 @@ class _Run:
             if counters["interval_steps"]:  # the run ended between two records
                 record = _final_record(counters, self.config, scores, lr)
                 self.final_cost = record["cost"]
-                metrics.write(json.dumps(record) + "\n")
-                metrics.flush()
+                append_text(metrics, json.dumps(record) + "\n")
         if distributed.agree(int(rescored), self.world):
             self.checkpoint()
 
@@ -473,9 +478,8 @@ def _final_record(counters: dict[str, Any], config: RunConfig, scores: dict[str,
 
 def _final_cost(path: Path) -> float | None:
     """The cost of the ``"final"`` record that ends ``metrics.jsonl``, if it ends with one."""
-    text = path.read_text(encoding="utf-8") if path.is_file() else ""
-    lines = [line for line in text.splitlines() if line.strip()]
-    last = json.loads(lines[-1]) if lines else {}
+    records = parse_metrics(path)[0] if path.is_file() else []
+    last = records[-1][1] if records else {}
     return last.get("cost") if last.get("final") else None
 
 
@@ -513,11 +517,17 @@ def resumable_overrides() -> list[str]:
 
 def _truncate_metrics(path: Path, step: int) -> None:
     """Drop the records logged after the checkpoint, and the record of where the last piece
-    ended between two records: the resumed run logs them as one that never stopped."""
+    ended between two records: the resumed run logs them as one that never stopped. A last
+    line torn by a crash is dropped with a warning; anything else malformed is a
+    :class:`RunDirError`."""
     if not path.is_file():
         return
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    records = [(line, json.loads(line)) for line in lines if line.strip()]
+    records, torn = parse_metrics(path)
+    if torn:
+        warnings.warn(f"dropped the last line of {path}, cut short by the crash or failed write "
+                      f"that ended the run ({len(torn.encode('utf-8'))} bytes, not a whole "
+                      "record); the run resumes from its checkpoint", RuntimeWarning,
+                      stacklevel=2)
     kept = [line for line, record in records
             if record["step"] <= step and not record.get("final")]
     atomic_write_text(path, "".join(kept))
@@ -537,10 +547,15 @@ def _tensorboard(out: Path, enabled: bool, step: int):
     return SummaryWriter(log_dir=str(out / "tensorboard"), purge_step=step or None)
 
 
+# Signals that stop a run with a checkpoint: Ctrl-C, and what schedulers, `docker stop` and
+# `kill` send (SLURM and Kubernetes send SIGTERM, then SIGKILL after a grace period).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextlib.contextmanager
 def _interruptible() -> Iterator[threading.Event]:
-    """While active, a first Ctrl-C sets the yielded event (the loop saves and stops after the
-    current step, so no update is cut in half); a second one interrupts at once."""
+    """While active, a first Ctrl-C or SIGTERM sets the yielded event (the loop saves and stops
+    after the current step, so no update is cut in half); a second one interrupts at once."""
     stop = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield stop
@@ -551,8 +566,9 @@ def _interruptible() -> Iterator[threading.Event]:
             raise KeyboardInterrupt
         stop.set()
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {number: signal.signal(number, handler) for number in STOP_SIGNALS}
     try:
         yield stop
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, handling in previous.items():
+            signal.signal(number, handling)
