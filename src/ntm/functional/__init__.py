@@ -2,8 +2,9 @@
 
 The NTM's (Graves et al. 2014) are re-exported here: :mod:`ntm.functional.addressing`
 (content and location addressing) and :mod:`ntm.functional.memory` (reading and writing).
-Other memories keep theirs in submodules of their own (``ntm.functional.dnc``,
-``ntm.functional.sparse``). Modules (:mod:`ntm.access`) own the parameters and call these;
+Other memories keep theirs in submodules of their own: :mod:`ntm.functional.dnc` (the
+Differentiable Neural Computer's allocation, usage, precedence and temporal links), and
+``ntm.functional.sparse`` to come. Modules (:mod:`ntm.access`) own the parameters and call these;
 the fast backends (:mod:`ntm.backends`) call them too, so each equation is written once in
 Python.
 
@@ -17,6 +18,7 @@ The shape vocabulary, mapped once to the paper's letters:
     read_heads     R    read heads; write_heads W
 """
 
+from . import dnc
 from .addressing import (
     CARRY_GRAD_BOUND,
     LOG_FLOOR,
@@ -39,6 +41,7 @@ __all__ = [
     "bound_gradient",
     "content_weights",
     "cosine_similarity",
+    "dnc",
     "interpolate",
     "read",
     "sharpen",
