@@ -296,10 +296,10 @@ def test_model_choices_come_from_the_registry(capsys, monkeypatch):
                                                in registry._ENTRIES.items() if entry.builtin})
     assert main(["train", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
-    assert "model (ntm-lstm, ntm-ff, lstm, or one registered by --model-module" in text
+    assert "model (ntm-lstm, ntm-ff, dnc, dnc-ff, lstm, or one registered by --model-module" in text
     line = _error(capsys, ["train", "copy", "--model", "gru"])
     assert line == ("ntm: error: argument --model: invalid choice: 'gru' (choose from ntm-lstm, "
-                    "ntm-ff, lstm, or register one with --model-module)")
+                    "ntm-ff, dnc, dnc-ff, lstm, or register one with --model-module)")
     line = _error(capsys, ["train", "copy", "--model", "lstm", "--set", "model.memory_slots=8"])
     assert line == ("ntm: error: unknown key 'model.memory_slots'; valid keys of model 'lstm': "
                     "kind, module, hidden_size, num_layers")

@@ -25,7 +25,7 @@ from ntm.training import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-BUILTIN = ["ntm-lstm", "ntm-ff", "lstm"]
+BUILTIN = ["ntm-lstm", "ntm-ff", "dnc", "dnc-ff", "lstm"]
 # Every config.json in the repository: the shipped runs, the results, the test data. They were
 # all written with the older flat ModelConfig.
 CONFIG_FILES = sorted(
@@ -55,8 +55,8 @@ def _build_tiny(config, input_size, output_size, *, device=None, dtype=None):
 
 
 def test_the_builtin_models_come_first_in_registration_order():
-    assert models.names()[:3] == BUILTIN
-    assert list(MODEL_KINDS)[:3] == BUILTIN  # the older constant follows the registry
+    assert models.names()[:len(BUILTIN)] == BUILTIN
+    assert list(MODEL_KINDS)[:len(BUILTIN)] == BUILTIN  # the older constant follows the registry
     for name in BUILTIN:
         entry = models.get(name)
         assert entry.name == name and entry.builtin and entry.description
@@ -174,7 +174,7 @@ def test_an_old_flat_model_section_reads_as_the_kinds_config():
     with pytest.raises(ConfigError, match="unknown key 'model.speed'; valid keys of model "
                                           "'lstm': "):
         RunConfig.from_dict({"model": {**flat, "speed": 3}})  # truly unknown keys stay errors
-    with pytest.raises(ConfigError, match="model.kind must be one of ntm-lstm, ntm-ff, lstm"):
+    with pytest.raises(ConfigError, match="model.kind must be one of ntm-lstm, ntm-ff, dnc, dnc-ff, lstm"):
         RunConfig.from_dict({"model": {**flat, "kind": "gru"}})
 
 

@@ -38,7 +38,7 @@ def test_overrides_parse_each_type():
     ("model.memory_slots=2.5", "expects int"),
     ("optim.lr=fast", "optim.lr expects float"),
     ("train.tensorboard=maybe", "expects bool"),
-    ("model.kind=gru", "model.kind must be one of ntm-lstm, ntm-ff, lstm"),
+    ("model.kind=gru", "model.kind must be one of ntm-lstm, ntm-ff, dnc, dnc-ff, lstm"),
     ("model.memory_slots=0", "model.memory_slots must be at least 1"),
     ("optim.lr=0", "optim.lr must be greater than 0"),
     ("task.max_lenght=3", "unknown key 'task.max_lenght'; valid keys of task 'copy': name, "),
@@ -115,7 +115,7 @@ def test_priority_sort_lstm_ntm_has_five_heads_and_two_layers():
 def test_preset_errors_and_demo():
     with pytest.raises(ConfigError, match="valid presets: fast, paper"):
         preset_config("copy", "ntm-lstm", "slow")
-    with pytest.raises(ConfigError, match="valid models: ntm-lstm, ntm-ff, lstm"):
+    with pytest.raises(ConfigError, match="valid models: ntm-lstm, ntm-ff, dnc, dnc-ff, lstm"):
         preset_config("copy", "rnn")
     with pytest.raises(ConfigError, match="unknown task 'nope'"):
         preset_config("nope")
@@ -215,7 +215,7 @@ def test_overriding_the_task_or_model_kind_with_its_own_value_is_allowed():
     config = apply_overrides(preset_config("ngrams", "lstm"),
                              ["task.name=ngrams", "model.kind=lstm"])
     assert config == preset_config("ngrams", "lstm")
-    with pytest.raises(ConfigError, match="model.kind must be one of ntm-lstm, ntm-ff, lstm"):
+    with pytest.raises(ConfigError, match="model.kind must be one of ntm-lstm, ntm-ff, dnc, dnc-ff, lstm"):
         apply_overrides(preset_config("copy"), ["model.kind=gru"])  # type checks come first
 
 

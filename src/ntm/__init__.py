@@ -22,10 +22,15 @@ from . import (
 )
 from .baselines import LSTMBaseline, LSTMState
 from .core import MemoryCell, MemoryRNN, MemoryState, MemoryTrace
+from .dnc import DNC, DNCCell, DNCState, DNCTrace
 from .model import NTM, NTMCell, NTMState, NTMTrace
 
 __all__ = [
+    "DNC",
     "NTM",
+    "DNCCell",
+    "DNCState",
+    "DNCTrace",
     "LSTMBaseline",
     "LSTMState",
     "MemoryCell",

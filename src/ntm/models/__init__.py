@@ -1,13 +1,14 @@
 """Models by name: each is a config dataclass and a function that builds the module.
 
 The package registers the Neural Turing Machine with an LSTM or a feedforward controller
-(``"ntm-lstm"``, ``"ntm-ff"``, both configured by :class:`NTMConfig`) and the paper's stacked
+(``"ntm-lstm"``, ``"ntm-ff"``, both configured by :class:`NTMConfig`), the Differentiable
+Neural Computer likewise (``"dnc"``, ``"dnc-ff"``, :class:`DNCConfig`) and the paper's stacked
 LSTM baseline (``"lstm"``, :class:`LSTMConfig`). A config's ``kind`` (its first field) picks
 the model:
 
 >>> import ntm
->>> ntm.models.names()[:3]  # the package's own; models registered later follow
-['ntm-lstm', 'ntm-ff', 'lstm']
+>>> ntm.models.names()[:5]  # the package's own; models registered later follow
+['ntm-lstm', 'ntm-ff', 'dnc', 'dnc-ff', 'lstm']
 >>> config = ntm.models.NTMConfig(kind="ntm-ff", memory_slots=64)
 >>> model = ntm.models.make(config, input_size=9, output_size=8)
 >>> type(model).__name__, model.cell.memory_slots
@@ -32,8 +33,9 @@ checked against its dataclass, and the run records the module, so that ``ntm eva
 
 # isort: off
 # Each module registers its models on import; the order is that of names() and of every
-# "valid models" message: the NTMs, then the baseline.
+# "valid models" message: the NTMs, the DNCs, then the baseline.
 from .ntm import NTMConfig
+from .dnc import DNCConfig
 from .lstm import LSTMConfig
 
 # isort: on
@@ -56,6 +58,7 @@ from .registry import (
 __all__ = [
     "DEFAULT_MODEL",
     "LEGACY_FIELDS",
+    "DNCConfig",
     "Entry",
     "LSTMConfig",
     "NTMConfig",

@@ -18,8 +18,10 @@ from matplotlib.figure import Figure
 __all__ = [
     "generalisation_figure",
     "learning_curve_figure",
+    "link_figure",
     "save_figure",
     "sequence_figure",
+    "usage_figure",
     "weightings_figure",
 ]
 
@@ -101,6 +103,66 @@ def weightings_figure(
         axis.set_yticks(ticks, [str(slots[tick]) for tick in ticks])
     for axis in axes[len(panels):]:
         axis.set_visible(False)
+    if title:
+        figure.suptitle(title)
+    return figure
+
+
+def usage_figure(usage: Any, allocation: Any, *, title: str | None = None) -> Figure:
+    """A DNC's memory usage and allocation weightings over time for one sequence.
+
+    Args:
+        usage: ``[steps, memory_slots]``, each slot's usage in [0, 1].
+        allocation: ``[steps, write_heads, memory_slots]``, where each write head would
+            allocate.
+        title: drawn above the figure.
+
+    Returns:
+        A figure with one image for the usage and one per write head, location down, time
+        across.
+    """
+    used, allocated = _array(usage), _array(allocation)
+    panels = [("Usage", used)] + [(f"Allocation weighting, write head {h}", a)
+                                  for h, a in enumerate(np.moveaxis(allocated, 1, 0))]
+    steps = used.shape[0]
+    figure = Figure(figsize=(min(2 + steps * 0.08, 10), 3 * len(panels)), layout="constrained")
+    for axis, (name, values) in zip(figure.subplots(len(panels), 1, squeeze=False).ravel(),
+                                    panels, strict=True):
+        axis.imshow(values.T, aspect="auto", interpolation="nearest", cmap=_WEIGHTS_MAP,
+                    vmin=0.0, vmax=max(float(values.max()), 1e-8))
+        axis.set_title(name)
+        axis.set_xlabel("Time")
+        axis.set_ylabel("Location")
+    if title:
+        figure.suptitle(title)
+    return figure
+
+
+def link_figure(link: Any, *, title: str | None = None) -> Figure:
+    """A DNC's temporal link matrices at the end of a sequence, one per write head.
+
+    Args:
+        link: ``[write_heads, memory_slots, memory_slots]``; ``link[w, i, j]`` is how much
+            slot ``i`` was written right after slot ``j`` by head ``w``.
+        title: drawn above the figure.
+
+    Returns:
+        A figure with one image per write head over the slots that were linked.
+    """
+    links = _array(link)
+    used = np.flatnonzero((links.max(axis=(0, 1)) > 0.01) | (links.max(axis=(0, 2)) > 0.01))
+    slots = np.arange(links.shape[-1]) if used.size == 0 else np.arange(used.min(),
+                                                                         used.max() + 1)
+    figure = Figure(figsize=(4.5 * len(links), 4.2), layout="constrained")
+    for head, axis in enumerate(figure.subplots(1, len(links), squeeze=False).ravel()):
+        image = axis.imshow(links[head][np.ix_(slots, slots)], interpolation="nearest",
+                            cmap=_WEIGHTS_MAP, vmin=0.0, vmax=1.0,
+                            extent=(slots[0] - 0.5, slots[-1] + 0.5, slots[-1] + 0.5,
+                                    slots[0] - 0.5))
+        axis.set_title(f"Link matrix, write head {head}")
+        axis.set_xlabel("Written before (slot j)")
+        axis.set_ylabel("Written after (slot i)")
+    figure.colorbar(image, ax=list(figure.axes), shrink=0.8)
     if title:
         figure.suptitle(title)
     return figure

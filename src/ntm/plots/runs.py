@@ -20,8 +20,10 @@ from ..training.evaluate import generalisation, setting_label
 from .figures import (
     generalisation_figure,
     learning_curve_figure,
+    link_figure,
     save_figure,
     sequence_figure,
+    usage_figure,
     weightings_figure,
 )
 
@@ -76,6 +78,11 @@ def _draw_example(model: nn.Module, config: RunConfig, out: Path, prefix: str) -
     if "read_weights" in shown:
         figure = weightings_figure(shown["read_weights"], shown["write_weights"], title=name)
         written.append(save_figure(figure, out / f"{prefix}weightings.png"))
+    if "usage" in shown:  # the DNC's allocation and temporal links
+        figure = usage_figure(shown["usage"], shown["allocation"], title=name)
+        written.append(save_figure(figure, out / f"{prefix}usage.png"))
+        figure = link_figure(shown["link"], title=name)
+        written.append(save_figure(figure, out / f"{prefix}links.png"))
     return written
 
 
@@ -145,7 +152,9 @@ def example(model: nn.Module, config: RunConfig) -> dict[str, Any]:
         ``setting`` (its label), ``inputs [steps, input_size]``, ``targets`` and ``outputs``
         ``[steps, output_size]`` (probabilities; unscored steps zero, as in the paper's
         figures) and, for a model with ``trace``, the first sequence's ``read_weights`` and
-        ``write_weights`` ``[steps, heads, memory_slots]``.
+        ``write_weights`` ``[steps, heads, memory_slots]``; for a DNC also ``usage [steps,
+        memory_slots]``, ``allocation [steps, write_heads, memory_slots]`` and the final
+        ``link [write_heads, memory_slots, memory_slots]``.
     """
     settings = [s for s in tasks.GENERALISATION.get(config.task.name, []) if s]
     setting = settings[0] if settings else {}
@@ -153,9 +162,14 @@ def example(model: nn.Module, config: RunConfig) -> dict[str, Any]:
     inputs = batch.inputs.to(next(model.parameters()).device)
     shown: dict[str, Any] = {"setting": setting_label(setting)}
     if hasattr(model, "trace"):
-        logits, _, trace = model.trace(inputs)
-        shown["read_weights"] = trace.read_weights[:, 0].cpu()
-        shown["write_weights"] = trace.write_weights[:, 0].cpu()
+        logits, state, trace = model.trace(inputs)
+        heads = getattr(trace, "access", trace)  # the core's MemoryTrace nests the access's
+        for field in ("read_weights", "write_weights", "usage", "allocation"):
+            if field in heads._fields:
+                shown[field] = getattr(heads, field)[:, 0].cpu()
+        link = getattr(getattr(state, "access", None), "link", None)
+        if link is not None:
+            shown["link"] = link[0].cpu()  # (write_heads, N, N) at the end of the sequence
     else:
         logits, _ = model(inputs)
     mask = batch.mask[:, 0, None].float()  # (T, 1)
