@@ -142,8 +142,8 @@ def test_memory_slots_do_not_apply_to_a_model_without_a_memory(model_module, tmp
     assert main(["train", "copy", "--model", name, "--model-module", module, "--steps", "1",
                  "--out", str(out), *TINY_CLI]) == 0
     line = _error(capsys, ["eval", str(out), "--memory-slots", "40"])
-    assert line == (f"ntm: error: memory_slots applies to ntm-lstm, ntm-ff, dnc, dnc-ff, not to {name} "
-                    "(a GRU baseline): it has no memory whose length can change")
+    assert line == (f"ntm: error: memory_slots applies to ntm-lstm, ntm-ff, dnc, dnc-ff, not to "
+                    f"{name} (a GRU baseline): it has no memory whose length can change")
 
 
 def test_an_unimportable_model_module_is_one_line(model_module, tmp_path, capsys):

@@ -174,7 +174,8 @@ def test_an_old_flat_model_section_reads_as_the_kinds_config():
     with pytest.raises(ConfigError, match="unknown key 'model.speed'; valid keys of model "
                                           "'lstm': "):
         RunConfig.from_dict({"model": {**flat, "speed": 3}})  # truly unknown keys stay errors
-    with pytest.raises(ConfigError, match="model.kind must be one of ntm-lstm, ntm-ff, dnc, dnc-ff, lstm"):
+    with pytest.raises(ConfigError,
+                       match="model.kind must be one of ntm-lstm, ntm-ff, dnc, dnc-ff, lstm"):
         RunConfig.from_dict({"model": {**flat, "kind": "gru"}})
 
 

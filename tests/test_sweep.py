@@ -16,6 +16,15 @@ TINY = ["model.memory_slots=8", "model.memory_width=4", "model.controller_size=8
 SETS = [item for setting in TINY for item in ("--set", setting)]
 
 
+@pytest.fixture(autouse=True)
+def _local_processes(monkeypatch):
+    """These tests are of the sweep itself, in local processes (what it does without Ray);
+    the same sweep on Ray is tests/test_ray.py's."""
+    from ntm.training import ray_sweep
+
+    monkeypatch.setattr(ray_sweep, "available", lambda: False)
+
+
 def test_sweep_trains_each_seed_and_summarises(tmp_path, capsys):
     out = tmp_path / "sweep"
     # 3 steps validated at step 2: the loop scores the final model after step 3, and the sweep

@@ -215,7 +215,8 @@ def test_overriding_the_task_or_model_kind_with_its_own_value_is_allowed():
     config = apply_overrides(preset_config("ngrams", "lstm"),
                              ["task.name=ngrams", "model.kind=lstm"])
     assert config == preset_config("ngrams", "lstm")
-    with pytest.raises(ConfigError, match="model.kind must be one of ntm-lstm, ntm-ff, dnc, dnc-ff, lstm"):
+    with pytest.raises(ConfigError,
+                       match="model.kind must be one of ntm-lstm, ntm-ff, dnc, dnc-ff, lstm"):
         apply_overrides(preset_config("copy"), ["model.kind=gru"])  # type checks come first
 
 

@@ -520,6 +520,7 @@ def _sweep(args: argparse.Namespace) -> int:
     config = _new_config(args)  # checked once here rather than failing once per seed
     out = Path(args.out or f"runs/{config.task.name}-{config.model.kind}-sweep")
     cluster = _sweep_cluster(args, config)
+    training.check_sweep(_passed_on(args), seeds, out, args.target)  # before Ray starts
     ended: list[training.SeedRun] = []
 
     def report(run: training.SeedRun) -> None:
@@ -585,6 +586,7 @@ def _tune(args: argparse.Namespace) -> int:
     config = _new_config(args)
     tuning.check_space(space, config)  # before Ray starts
     out = Path(args.out or f"runs/{config.task.name}-{config.model.kind}-tune")
+    tuning.check_new_search(out)
     threads, gpus = _seed_threads(args, config), int(config.train.device == "cuda")
     with ray_sweep.connect(ray_sweep.cluster_address(args.address),
                            cpus=max(training.cpu_cores(), len(seeds) * threads)) as where:

@@ -62,6 +62,7 @@ from .presets import FAST, PAPER_MODELS, PRESETS, demo_config, preset_config
 from .sweep import (
     SUMMARY_FILE,
     SeedRun,
+    check_sweep,
     cpu_cores,
     parse_seeds,
     read_summary,
@@ -103,6 +104,7 @@ __all__ = [
     "build_model",
     "build_optimizer",
     "build_task",
+    "check_sweep",
     "clip_gradients",
     "cpu_cores",
     "demo_config",

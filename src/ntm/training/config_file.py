@@ -46,6 +46,9 @@ def read_config_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict
             raise ConfigError(f"--config {path}: {key!r} must be a dotted key "
                               "(section.key, e.g. optim.lr) with a single value")
     choices = {key: values.pop(key) for key in CHOICE_KEYS if key in values}
+    for key, value in choices.items():
+        if value is not None and not (isinstance(value, str) and value.strip()):
+            raise ConfigError(f"--config {path}: {key} must be a name (a string), got {value!r}")
     return {key: value for key, value in choices.items() if value is not None}, values
 
 

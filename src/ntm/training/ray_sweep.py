@@ -14,7 +14,10 @@ are not started.
 cluster at an address; it needs the optional extra (``pip install
 'neural-turing-machines[cluster]'``). Several machines must see the sweep's directory at the
 same path (a shared file system): each seed writes its run there, and a retried seed may
-resume on another machine.
+resume on another machine. A cluster whose head uses token authentication (Ray's default since
+2.59 where a token exists) is joined with ``RAY_AUTH_MODE=token`` and its token in
+``RAY_AUTH_TOKEN`` or ``~/.ray/auth_token``: Ray sends no token to an address it is given
+otherwise.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ OBJECT_STORE_BYTES = 100 * 1024**2  # tasks pass only small results; Ray's defau
 # A local instance: loopback only (Ray would otherwise pick the machine's outward address) and
 # no usage statistics sent anywhere.
 _LOCAL_ENVIRONMENT = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+_AUTH_MODE = "RAY_AUTH_MODE"  # "token": send the token of RAY_AUTH_TOKEN or ~/.ray/auth_token
 _PR_SET_PDEATHSIG = 1
 
 
@@ -259,8 +263,14 @@ def _stopped(stop: Any) -> bool:
 
 
 def _die_with_parent() -> None:
-    """In the child, before ``exec``: be killed when the task's worker dies (Linux), so that a
-    retried seed never has two trainers. Elsewhere a lost worker can leave its child running."""
+    """In the child, before ``exec``: take signals again, and be killed when the task's worker
+    dies (Linux), so that a retried seed never has two trainers. Elsewhere a lost worker can
+    leave its child running.
+
+    A Ray worker blocks SIGINT, and a child inherits the mask through ``exec``: the sweep's
+    SIGINT (Ctrl-C: stop with a checkpoint) would wait for ever while the seed trained on."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
     if not sys.platform.startswith("linux"):
         return
     libc = ctypes.CDLL(None, use_errno=True)
@@ -279,34 +289,96 @@ def connect(address: str | None = None, *, cpus: int | None = None) -> Iterator[
     (``HOST:PORT``, ``ray://HOST:PORT`` or ``auto``; left at the end). Yields a description of
     where the tasks run, e.g. ``"a local Ray instance (2 CPUs)"``.
 
+    A Ray of its own, or a cluster at a loopback address, is kept on 127.0.0.1 (Ray would
+    otherwise put this machine's outward address in its place, and listen on it), even when
+    Ray was imported before.
+
     Raises:
-        ConfigError: Ray is not installed, or nothing answers at ``address``.
+        ConfigError: Ray is not installed, nothing answers at ``address``, the cluster there
+            refuses to be joined, or Ray's own instance did not start, or not on 127.0.0.1.
     """
     if not available():
         raise ConfigError(f"Ray is not installed; {INSTALL}")
-    if address is None:
-        for key, value in _LOCAL_ENVIRONMENT.items():
-            os.environ.setdefault(key, value)
-    else:
+    if address is not None:
         _check_answers(address)
     import ray
 
-    if address is None:
-        cpus = cpus or cpu_cores()
+    with _on_loopback(address is None or _is_loopback(address)):
+        where = _start_local(cpus or cpu_cores()) if address is None else _join(address)
+        try:
+            yield where
+        finally:
+            ray.shutdown()
+
+
+def _start_local(cpus: int) -> str:
+    """Start a Ray instance of this process's own on 127.0.0.1 (``address="local"``: never a
+    cluster that happens to run on the machine)."""
+    import ray
+
+    try:
         ray.init(address="local", num_cpus=cpus, _node_ip_address=LOOPBACK,
                  include_dashboard=False, log_to_driver=False, logging_level="error",
                  object_store_memory=OBJECT_STORE_BYTES)
-        where = f"a local Ray instance ({cpus} CPUs)"
-    else:
-        try:
-            ray.init(address=address, log_to_driver=False, logging_level="error")
-        except (ConnectionError, ValueError, RuntimeError) as error:
-            raise ConfigError(f"cannot join the Ray cluster at {address}: {error}") from None
-        where = f"the Ray cluster at {address} ({int(ray.cluster_resources().get('CPU', 0))} CPUs)"
-    try:
-        yield where
-    finally:
+    except (RuntimeError, ConnectionError, ValueError, ray.exceptions.RayError) as error:
+        ray.shutdown()  # what it started
+        reason = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+        raise ConfigError(f"could not start a local Ray instance: {type(error).__name__}: "
+                          f"{reason[:300]}") from None
+    host = ray.get_runtime_context().gcs_address.rpartition(":")[0]
+    if host != LOOPBACK:
         ray.shutdown()
+        raise ConfigError(f"Ray started its instance on {host}, not on {LOOPBACK}; set "
+                          "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 before Ray is imported")
+    return f"a local Ray instance ({cpus} CPUs)"
+
+
+def _join(address: str) -> str:
+    """Join the cluster at ``address``; a description of it."""
+    import ray
+
+    try:
+        ray.init(address=address, log_to_driver=False, logging_level="error")
+    except (ConnectionError, ValueError, RuntimeError) as error:
+        hint = ("" if os.environ.get(_AUTH_MODE, "").lower() == "token" else
+                f"; if its head started with token authentication (Ray's default where a token "
+                f"exists), set {_AUTH_MODE}=token and its token (RAY_AUTH_TOKEN or "
+                "~/.ray/auth_token)")
+        raise ConfigError(f"cannot join the Ray cluster at {address}: {error}{hint}") from None
+    return f"the Ray cluster at {address} ({int(ray.cluster_resources().get('CPU', 0))} CPUs)"
+
+
+def _is_loopback(address: str) -> bool:
+    host = address.removeprefix("ray://").rpartition(":")[0].strip("[]")
+    return host == "localhost" or host.startswith("127.") or host == "::1"
+
+
+@contextlib.contextmanager
+def _on_loopback(active: bool) -> Iterator[None]:
+    """Within (if ``active``): Ray's variables for an instance on 127.0.0.1 set (those the
+    user set kept), restored at the end. Ray reads ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` once,
+    when it is imported; where that came first, its reading is set too."""
+    if not active:
+        yield
+        return
+    from ray._private import ray_constants
+
+    saved = {key: os.environ.get(key) for key in _LOCAL_ENVIRONMENT}
+    for key, value in _LOCAL_ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
+    enabled = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
+    if os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0" and enabled:
+        ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        if enabled is not None:
+            ray_constants.ENABLE_RAY_CLUSTER = enabled
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _check_answers(address: str) -> None:

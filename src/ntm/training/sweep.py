@@ -37,8 +37,8 @@ from .errors import ConfigError, RunDirError
 from .evaluate import read_metrics
 
 __all__ = ["LAUNCHER_VARIABLES", "LOG_FILE", "MAX_SEEDS", "SUMMARY_FILE", "SeedRun", "SeedRunner",
-           "cpu_cores", "parse_seeds", "read_summary", "run_sweep", "seed_command", "seed_result",
-           "summarize", "sweep_table"]
+           "check_sweep", "cpu_cores", "parse_seeds", "read_summary", "run_sweep",
+           "seed_command", "seed_result", "summarize", "sweep_table"]
 
 SUMMARY_FILE = "summary.json"
 LOG_FILE = "train.log"
@@ -174,7 +174,7 @@ def run_sweep(
     """
     out = Path(out_dir)
     folders = {seed: out / f"seed{seed}" for seed in seeds}
-    earlier = _check_sweep_dirs(out, folders.values(), train_args, target)
+    earlier = check_sweep(train_args, seeds, out, target)
     if cluster is None:
         runs = _train_seeds(folders, train_args, target, jobs, report)
     else:
@@ -185,11 +185,17 @@ def run_sweep(
     return [runs[seed] for seed in seeds]
 
 
-def _check_sweep_dirs(out: Path, folders: Iterable[Path], train_args: Sequence[str],
-                      target: float) -> dict[str, Any] | None:
-    """Refuse seed folders that hold runs and a summary of another sweep; returns the summary
-    of an earlier sweep into ``out`` (None if there is none)."""
-    for folder in folders:
+def check_sweep(train_args: Sequence[str], seeds: Iterable[int], out_dir: str | os.PathLike[str],
+                target: float) -> dict[str, Any] | None:
+    """Check, before anything starts, that :func:`run_sweep` may train ``seeds`` into
+    ``out_dir``: no seed's folder holds a run, and a summary there is of the same sweep.
+    Returns that summary (:func:`read_summary`; None if there is none).
+
+    Raises:
+        RunDirError: as :func:`run_sweep` does.
+    """
+    out = Path(out_dir)
+    for folder in (out / f"seed{seed}" for seed in seeds):
         if (folder / STATE_FILE).exists() or (folder / METRICS_FILE).exists():
             raise RunDirError(f"{folder} already holds a run; choose another output directory")
     earlier = read_summary(out)

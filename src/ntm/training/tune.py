@@ -41,7 +41,8 @@ from .ray_sweep import INSTALL, POLL_SECONDS, _check_fits, _die_with_parent
 from .sweep import LAUNCHER_VARIABLES, LOG_FILE, seed_command
 
 __all__ = ["BEST_CONFIG_FILE", "DISTRIBUTIONS", "TRIALS_FILE", "Dimension", "TrialResult",
-           "available", "parse_space", "run_tune", "score"]
+           "available", "best_trial", "check_new_search", "check_space", "parse_space",
+           "run_tune", "score", "trials_table"]
 
 TRIALS_FILE = "trials.csv"
 BEST_CONFIG_FILE = "best.json"
@@ -81,7 +82,7 @@ class Dimension:
 
     def contains(self, value: Any) -> bool:
         if self.kind == "choice":
-            return str(value) in self.choices
+            return _spelled(value) in self.choices
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return False
         return self.low <= value <= self.high and (self.kind != "int" or value == int(value))
@@ -165,7 +166,12 @@ def check_space(space: Sequence[Dimension], base: RunConfig) -> dict[str, Any] |
 
 
 def _typed(dimension: Dimension, value: Any) -> Any:
-    return str(value) if dimension.kind == "choice" else value
+    return _spelled(value) if dimension.kind == "choice" else value
+
+
+def _spelled(value: Any) -> str:
+    """A config value as ``--set`` (and so a choice) spells it: ``true``, ``null``, ``32``."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def score(solved: int, seeds: int, median_sequences: float | None, budget: int,
@@ -298,7 +304,7 @@ def _trial(config: dict[str, Any], plan: _Plan) -> None:
     the score so far (for the sampler); then the final counts."""
     from ray import tune
 
-    trial_dir = _new_trial_dir(Path(plan.out))
+    trial_dir = _trial_dir(Path(plan.out), tune.get_context().get_trial_name())
     settings = [item for key, value in config.items() for item in ("--set", f"{key}={value}")]
     args = [*plan.train_args, *settings, "--set", f"train.target_val_cost={plan.target!r}"]
     folders = [trial_dir / f"seed{seed}" for seed in plan.seeds]
@@ -327,6 +333,23 @@ def _trial(config: dict[str, Any], plan: _Plan) -> None:
         report(None, finished=True)
     finally:
         _stop(processes)
+
+
+def _trial_name(trial: Any) -> str:
+    """``trialNNN``, the name of a trial (Ray Tune's ``trial_name_creator``): its number in the
+    order the sampler proposed it, which its experiment tag begins with (``3_optim.lr=...``),
+    so that trial 1 is the first point proposed (the preset's values)."""
+    number = str(trial.experiment_tag).partition("_")[0]
+    return f"trial{int(number):03d}" if number.isdigit() else f"trial_{trial.trial_id}"
+
+
+def _trial_dir(out: Path, name: str) -> Path:
+    """``out/name`` for a trial named by :func:`_trial_name`, else a new ``out/trialNNN``."""
+    if name.startswith("trial") and name.removeprefix("trial").isdigit():
+        path = out / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    return _new_trial_dir(out)
 
 
 def _new_trial_dir(out: Path) -> Path:
@@ -415,31 +438,39 @@ def run_tune(
         RunDirError: ``out_dir`` already holds a search.
     """
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # its tables print even at verbose=0
-    import ray
-    from ray import tune
-
     out = Path(out_dir)
-    _check_new_search(out)
+    check_new_search(out)
     first = check_space(space, base)
     _check_fits(len(seeds) * threads, len(seeds) * gpus)
     plan = _Plan(tuple(train_args), tuple(seeds), target, str(out.resolve()), os.getcwd(),
                  base.train.steps, base.train.batch_size)
-    cpus, gpus_per_trial = len(seeds) * threads, len(seeds) * gpus
-    trainable = tune.with_resources(tune.with_parameters(_trial, plan=plan),
-                                    {"cpu": cpus, "gpu": gpus_per_trial})
-    room = int(ray.cluster_resources().get("CPU", 1) // cpus)
-    tuner = tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(search_alg=_sampler(space, first, trials, sampler_seed),
-                                    scheduler=_asha(space, base), num_samples=trials,
-                                    max_concurrent_trials=max(room, 1)),
-        run_config=tune.RunConfig(name="ray", storage_path=str(out.resolve()), verbose=0,
-                                  callbacks=[_callback(plan, out, report)]),
-    )
+    tuner = _tuner(plan, {"cpu": len(seeds) * threads, "gpu": len(seeds) * gpus},
+                   search_alg=_sampler(space, first, trials, sampler_seed),
+                   scheduler=_asha(space, base), trials=trials,
+                   callback=_callback(plan, out, report))
     results = sorted((_trial_result(result, plan, out) for result in tuner.fit()),
                      key=lambda trial: trial.number)
     _write_search(out, results, space, base)
     return results
+
+
+def _tuner(plan: _Plan, resources: dict[str, int], *, search_alg: Any, scheduler: Any,
+           trials: int, callback: Any) -> Any:
+    """A Ray Tune ``Tuner`` of ``trials`` trials of :func:`_trial`, each holding
+    ``resources``, as many at a time as the cluster's CPUs hold; its records in ``OUT/ray``."""
+    import ray
+    from ray import tune
+
+    trainable = tune.with_resources(tune.with_parameters(_trial, plan=plan), resources)
+    room = int(ray.cluster_resources().get("CPU", 1) // max(resources["cpu"], 1))
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler,
+                                    num_samples=trials, max_concurrent_trials=max(room, 1),
+                                    trial_name_creator=_trial_name),
+        run_config=tune.RunConfig(name="ray", storage_path=plan.out, verbose=0,
+                                  callbacks=[callback]),
+    )
 
 
 def _write_search(out: Path, results: Sequence[TrialResult], space: Sequence[Dimension],
@@ -456,10 +487,12 @@ def _write_search(out: Path, results: Sequence[TrialResult], space: Sequence[Dim
 def best_trial(results: Sequence[TrialResult]) -> TrialResult | None:
     """The trial of the highest :func:`score` (the first of equal ones); None if none ran."""
     ran = [result for result in results if result.seeds and result.error is None]
-    return max(reversed(ran), key=lambda result: result.score) if ran else None
+    return max(ran, key=lambda result: result.score) if ran else None
 
 
-def _check_new_search(out: Path) -> None:
+def check_new_search(out: str | os.PathLike[str]) -> None:
+    """Refuse an ``out`` that already holds a search (:class:`RunDirError`)."""
+    out = Path(out)
     if (out / TRIALS_FILE).exists() or any(out.glob("trial[0-9]*")):
         raise RunDirError(f"{out} already holds a search; choose another --out")
 
