@@ -101,7 +101,7 @@ def _eager_and_graphed(model_factory, batches, rates=None, **optimizer_arguments
         for batch, rate in zip(batches, rates or [None] * len(batches), strict=True):
             if rate is not None:
                 set_lr(optimizer, rate)
-            losses[name].append(update(*batch).item())
+            losses[name].append(update(batch.inputs, batch.targets, batch.mask).item())
         models[name] = model
         if name == "graph" and rates is None:
             # the first update runs eagerly; each later shape is captured once
@@ -154,7 +154,7 @@ def test_graphs_are_replayed_until_the_learning_rate_changes() -> None:
     for index, batch in enumerate(batches):
         if index == 3:
             set_lr(optimizer, 5e-4)
-        update(*batch)
+        update(batch.inputs, batch.targets, batch.mask)
         captured.append(len(update.captured_shapes))
     # eager first update, one capture replayed; a new rate: eager again, then one capture
     assert captured == [0, 1, 1, 0, 1, 1]

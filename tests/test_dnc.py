@@ -283,3 +283,16 @@ def test_a_key_of_another_model_is_refused(capsys):
     assert main(["train", "copy", "--model", "dnc", "--set", "model.shift_range=2",
                  "--steps", "1"]) == 2
     assert "shift_range" in capsys.readouterr().err
+
+
+def test_lengths_equal_running_each_sequence_alone():
+    model, inputs = _model(read_heads=2), _input(steps=7, batch=3)
+    lengths = [7, 2, 5]
+    logits, state = model(inputs, lengths=lengths)
+    for b, length in enumerate(lengths):
+        alone, end = model(inputs[:length, b:b + 1])
+        torch.testing.assert_close(logits[:length, b:b + 1], alone, rtol=0, atol=1e-12)
+        assert not logits[length:, b].any()
+        for got, want in zip(_flat(state), _flat(end), strict=True):
+            row = got[:, b:b + 1] if got.dim() == 3 and got.size(0) == 1 else got[b:b + 1]
+            torch.testing.assert_close(row, want, rtol=0, atol=1e-12)

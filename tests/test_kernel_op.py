@@ -37,8 +37,9 @@ def _model(controller="lstm", layers=1, dtype=torch.float64, backend="kernel"):
                    backend=backend, **SIZES)
 
 
-def _op_inputs(controller, layers, dtype, requires_grad=True):
-    """The operator's inputs for a sequence of 3 steps at batch 2, from a model's parameters."""
+def _op_inputs(controller, layers, dtype, requires_grad=True, batch_sizes=()):
+    """The operator's inputs for a sequence of 3 steps at batch 2, from a model's parameters
+    (``batch_sizes``: per step, the sequences still running; ``()``: both, every step)."""
     model = _model(controller, layers, dtype)
     cell, generator = model.cell, torch.Generator().manual_seed(1)
     lstm = controller == "lstm"
@@ -58,7 +59,7 @@ def _op_inputs(controller, layers, dtype, requires_grad=True):
         tensor.requires_grad_(requires_grad)
     layout = cell.access.layout
     return (*tensors, state, weights, *rest, hidden, reads, 1, layout.shifts, lstm,
-            kernel._CONSTANTS)
+            kernel._CONSTANTS, list(batch_sizes))
 
 
 def _cases():
@@ -75,6 +76,13 @@ def test_opcheck_of_the_forward_operator(controller, layers, dtype):
     AOTAutograd's trace of forward and backward (dynamic shapes) against eager."""
     torch.library.opcheck(torch.ops.ntm.sequence_forward.default,
                           _op_inputs(controller, layers, dtype))
+
+
+@pytest.mark.parametrize(("controller", "layers", "dtype"), _cases()[::3])
+def test_opcheck_with_sequences_of_different_lengths(controller, layers, dtype):
+    """The same with batch_sizes (lengths 3 and 1): sequences that end before the last step."""
+    torch.library.opcheck(torch.ops.ntm.sequence_forward.default,
+                          _op_inputs(controller, layers, dtype, batch_sizes=[2, 1, 1]))
 
 
 @pytest.mark.parametrize(("controller", "layers", "dtype"), _cases()[::3])

@@ -78,7 +78,8 @@ RULES = {
     "models": (*BELOW_TRAINING, "pretrained", "rundir"),
     **{layer: (*BELOW_TRAINING, "pretrained", "rundir", "models")
        for layer in ("core", "model", "access", "functional", "backends", "controllers",
-                     "heads", "baselines", "tasks", "metrics", "addressing", "memory")},
+                     "heads", "baselines", "tasks", "metrics", "addressing", "memory",
+                     "lengths")},
     "training": ("cli", "plots"),
     "plots": ("cli",),
     "errors": tuple(_layer(name) for name in MODULES if name not in (ROOT, "ntm.errors")),

@@ -133,12 +133,14 @@ def test_no_generator_uses_the_global_rng(name: str) -> None:
         assert torch.equal(a, b)
 
 
-def test_batch_to_moves_every_tensor() -> None:
+def test_batch_to_moves_every_tensor_but_the_lengths() -> None:
     batch = draw("copy", batch_size=2)
     moved = batch.to("meta")
     assert isinstance(moved, tasks.Batch)
-    assert all(t.device.type == "meta" for t in moved)
+    assert all(t.device.type == "meta" for t in moved[:3])
+    assert moved.lengths is batch.lengths  # on the CPU, where the model plans the run
     assert [t.shape for t in moved] == [t.shape for t in batch]
+    assert batch._replace(lengths=None).to("meta").lengths is None
 
 
 def test_unknown_task_lists_the_valid_ones() -> None:

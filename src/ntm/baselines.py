@@ -13,7 +13,9 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from .lengths import check_lengths, valid_steps
 from .model import check_input_dtype
 
 __all__ = ["LSTMBaseline", "LSTMState", "lstm_baseline_parameter_count"]
@@ -101,22 +103,45 @@ class LSTMBaseline(nn.Module):
         return LSTMState(zeros, zeros.clone())
 
     def forward(
-        self, input: Tensor, state: tuple[Tensor, Tensor] | None = None
-    ) -> tuple[Tensor, LSTMState]:
+        self, input: Tensor | PackedSequence, state: tuple[Tensor, Tensor] | None = None, *,
+        lengths: Tensor | list[int] | None = None,
+    ) -> tuple[Tensor | PackedSequence, LSTMState]:
         """Run the baseline over a sequence.
 
         Args:
             input: ``[steps, batch, input_size]`` (``[batch, steps, input_size]`` if
-                ``batch_first``).
+                ``batch_first``), or a ``torch.nn.utils.rnn.PackedSequence``.
             state: the state returned by a previous call, or ``None`` for zeros.
+            lengths: ``[batch]`` integers in ``0..steps`` (a tensor or a list), the length of
+                each padded sequence; ``None``: every sequence has all the steps.
 
         Returns:
-            ``(logits, state)``: logits of shape ``[steps, batch, output_size]`` (pre-sigmoid)
-            and the final :class:`LSTMState`.
+            ``(logits, state)``: logits of shape ``[steps, batch, output_size]`` (pre-sigmoid;
+            a PackedSequence for a PackedSequence input; zero past each sequence's end) and
+            the final :class:`LSTMState`, each sequence's after its own last step.
         """
-        if input.dim() != 3:
+        if isinstance(input, PackedSequence):
+            if lengths is not None:
+                raise ValueError("lengths must be None for a PackedSequence input, which "
+                                 f"carries its own; got {type(lengths).__name__}")
+            self._check_input(input.data, input.data.dim() + 1)
+            hidden, (h, c) = self.lstm(input, None if state is None else tuple(state))
+            logits = self.output(hidden.data)  # (sum of lengths, O)
+            return (PackedSequence(logits, hidden.batch_sizes, hidden.sorted_indices,
+                                   hidden.unsorted_indices), LSTMState(h, c))
+        self._check_input(input, input.dim())
+        if lengths is not None:
+            steps, batch = input.shape[1::-1] if self.batch_first else input.shape[:2]
+            lengths = check_lengths(lengths, batch, steps)
+            if steps == 0 or not bool((lengths == steps).all()):  # nn.LSTM refuses 0 steps
+                return self._forward_lengths(input, state, lengths)
+        hidden, (h, c) = self.lstm(input, None if state is None else tuple(state))
+        return self.output(hidden), LSTMState(h, c)
+
+    def _check_input(self, input: Tensor, rank: int) -> None:
+        if rank != 3:
             raise ValueError(
-                f"input must have 3 dimensions [steps, batch, input_size], got {input.dim()}"
+                f"input must have 3 dimensions [steps, batch, input_size], got {rank}"
             )
         if input.size(-1) != self.input_size:
             raise ValueError(
@@ -124,8 +149,33 @@ class LSTMBaseline(nn.Module):
                 f"Expected {self.input_size}, got {input.size(-1)}"
             )
         check_input_dtype(input, self.output.weight.dtype)
-        hidden, (h, c) = self.lstm(input, None if state is None else tuple(state))
-        return self.output(hidden), LSTMState(h, c)
+
+    def _forward_lengths(self, input: Tensor, state, lengths: Tensor) -> tuple[Tensor, LSTMState]:
+        """Padded ``input`` whose sequences end at ``lengths`` (``[B]`` CPU int64): packed for
+        ``nn.LSTM``, which refuses length 0; those sequences keep their state."""
+        batch_dim = 0 if self.batch_first else 1
+        steps, batch = input.size(1 - batch_dim), input.size(batch_dim)
+        h, c = self.initial_state(batch) if state is None else state
+        expected = (self.num_layers, batch, self.hidden_size)
+        for name, tensor in (("hidden", h), ("cell", c)):
+            if tuple(tensor.shape) != expected:
+                raise ValueError(f"state.{name} must have shape {expected}, got "
+                                 f"{tuple(tensor.shape)}")
+        running = (lengths > 0).nonzero().squeeze(1)  # (B',)
+        index = running.to(input.device)
+        hidden = input.new_zeros(*input.shape[:-1], self.hidden_size)
+        if len(running):
+            packed = pack_padded_sequence(input.index_select(batch_dim, index), lengths[running],
+                                          batch_first=self.batch_first, enforce_sorted=False)
+            out, (h_run, c_run) = self.lstm(packed, (h.index_select(1, index),
+                                                     c.index_select(1, index)))
+            out, _ = pad_packed_sequence(out, batch_first=self.batch_first, total_length=steps)
+            hidden = hidden.index_copy(batch_dim, index, out)
+            h, c = h.index_copy(1, index, h_run), c.index_copy(1, index, c_run)
+        valid = valid_steps(lengths, steps, input.device)  # (T, B)
+        valid = (valid.T if self.batch_first else valid).unsqueeze(-1)
+        logits = torch.where(valid, self.output(hidden), hidden.new_zeros(()))
+        return logits, LSTMState(h, c)
 
     def extra_repr(self) -> str:
         text = f"{self.input_size}, {self.output_size}, hidden_size={self.hidden_size}"

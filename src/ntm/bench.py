@@ -69,7 +69,7 @@ def _graphed_step(model, optimizer):
     parameters = list(model.parameters())
     update = GraphedUpdate(model, optimizer, sequence_loss,
                            after_backward=lambda: torch.nn.utils.clip_grad_value_(parameters, 10.0))
-    return lambda model, optimizer, batch: update(*batch)
+    return lambda model, optimizer, batch: update(batch.inputs, batch.targets, batch.mask)
 
 
 def _synchronize(device: torch.device) -> None:

@@ -17,12 +17,14 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from . import backends
 from .access.base import MemoryAccess
 from .backends import Carry
 from .controllers import CONTROLLERS
 from .functional import bound_gradient
+from .lengths import check_lengths, join_tensors, map_tensors, plan, valid_steps
 
 
 class MemoryState(NamedTuple):
@@ -233,6 +235,13 @@ class MemoryRNN(nn.Module):
     :class:`MemoryState`. Running ``T`` steps at once equals running them in two calls that
     pass the state along.
 
+    Sequences of different lengths, as ``torch.nn.LSTM``: ``forward(input, state=None, *,
+    lengths=None)`` with ``lengths [B]`` (integers in ``0..T``; a tensor or a list) beside
+    padded input, or a ``torch.nn.utils.rnn.PackedSequence`` as input (then the logits are a
+    PackedSequence too). The logits past each sequence's end are zero and the state is each
+    sequence's after its own last step (a sequence of length 0 keeps the given state), equal
+    to running each alone; the batch shrinks as sequences end (:mod:`ntm.lengths`).
+
     Example:
         >>> import torch, ntm
         >>> access = ntm.access.NTMAccess(memory_slots=16, memory_width=4)
@@ -270,33 +279,49 @@ class MemoryRNN(nn.Module):
         """See :meth:`MemoryCell.initial_state`."""
         return self.cell._from_core(self.cell.initial_state(batch_size, generator=generator))
 
-    def forward(self, input: Tensor, state: Any = None) -> tuple[Tensor, Any]:
-        logits, state, _ = self._run(input, state, record=False)
+    def forward(self, input: Tensor | PackedSequence, state: Any = None, *,
+                lengths: Tensor | list[int] | None = None) -> tuple[Tensor | PackedSequence, Any]:
+        """Run a sequence: ``(logits, state)``; see the class docstring and :mod:`ntm.lengths`."""
+        logits, state, _ = self._run(input, state, lengths, record=False)
         return logits, state
 
-    def trace(self, input: Tensor, state: Any = None):
+    def trace(self, input: Tensor | PackedSequence, state: Any = None, *,
+              lengths: Tensor | list[int] | None = None):
         """Like :meth:`forward`, also returning every step's :class:`MemoryTrace`.
 
         The trace is time-major (``[T, B, ...]``; ``[T, ...]`` for unbatched input) whatever
-        ``batch_first`` is.
+        ``batch_first`` is, padded with zeros past each sequence's end (also for a
+        PackedSequence input).
         """
-        return self._run(input, state, record=True)
+        return self._run(input, state, lengths, record=True)
 
-    def _run(self, input: Tensor, state: Any, record: bool):
+    def _run(self, input: Tensor | PackedSequence, state: Any, lengths: Any, record: bool):
+        if isinstance(input, PackedSequence):
+            return self._run_packed(input, state, lengths, record)
         cell = self.cell
         check_dtype(cell.initial_reads.dtype)  # also after model.half()
         check_input(input, cell.input_size, cell.initial_reads.dtype, batched_rank=3)
         unbatched = input.dim() == 2
         if unbatched:
+            if lengths is not None:
+                raise ValueError("lengths needs a batched input [T, B, I] (or a PackedSequence), "
+                                 f"got an unbatched input of shape {tuple(input.shape)}")
             input = input.unsqueeze(1)
             state = None if state is None else cell._add_batch(state)
         elif self.batch_first:
             input = input.transpose(0, 1)
-        carry = cell._start(input.size(1), state)
-        projected = cell.controller.project_input(input)  # (T, B, gates), all steps at once
-        run = self._sequence(projected, carry, record)
-        # The output layer is not recurrent: one matrix product for the whole sequence.
-        logits = cell.output(torch.cat([run.outputs, run.reads], dim=-1))  # (T, B, O)
+        steps, batch = input.shape[:2]
+        if lengths is not None:
+            lengths = check_lengths(lengths, batch, steps)
+            lengths = None if bool((lengths == steps).all()) else lengths  # nothing padded
+        carry = cell._start(batch, state)
+        if lengths is None:
+            projected = cell.controller.project_input(input)  # (T, B, gates), all steps at once
+            run = self._sequence(projected, carry, record)
+            # The output layer is not recurrent: one matrix product for the whole sequence.
+            logits = cell.output(torch.cat([run.outputs, run.reads], dim=-1))  # (T, B, O)
+        else:
+            logits, run = self._run_lengths(input, carry, lengths, record)
         new_state = cell._from_core(cell._pack(run.carry))
         trace = self._public_trace(MemoryTrace(run.trace, run.reads)) if record else None
         if unbatched:
@@ -307,14 +332,93 @@ class MemoryRNN(nn.Module):
             logits = logits.transpose(0, 1)
         return logits, new_state, trace
 
+    def _run_packed(self, input: PackedSequence, state: Any, lengths: Any, record: bool):
+        """A PackedSequence in, a PackedSequence out (with the input's sorted_indices), as
+        ``torch.nn.LSTM``; the state in the batch's own order (unsorted)."""
+        if lengths is not None:
+            raise ValueError("lengths must be None for a PackedSequence input, which carries "
+                             f"its own; got {type(lengths).__name__}")
+        batch_first = self.batch_first
+        padded, lengths = pad_packed_sequence(input, batch_first=batch_first)
+        logits, new_state, trace = self._run(padded, state, lengths, record)
+        indices = input.sorted_indices
+        if indices is not None:  # back to the order the data was packed in, longest first
+            logits = logits.index_select(0 if batch_first else 1, indices)
+            lengths = lengths[indices.cpu()]
+        packed = pack_padded_sequence(logits, lengths, batch_first=batch_first)
+        output = PackedSequence(packed.data, packed.batch_sizes, indices, input.unsorted_indices)
+        return output, new_state, trace
+
+    def _backend(self, projected: Tensor) -> backends.Backend | None:
+        """The backend that runs ``projected`` (``[T, B, gates]``): ``None`` for the plain
+        loop, which is also what runs where no gradient is needed."""
+        if torch.is_grad_enabled() and projected.size(0) > 0:
+            return backends.choose(self.backend, self.cell.access, projected)
+        return None
+
     def _sequence(self, projected: Tensor, carry: Carry, record: bool) -> backends.SequenceRun:
         """Run every step, on the chosen backend where gradients are needed."""
-        backend = None
-        if torch.is_grad_enabled() and projected.size(0) > 0:
-            backend = backends.choose(self.backend, self.cell.access, projected)
+        backend = self._backend(projected)
         if backend is not None:
             return backend.run(self.cell, projected, carry)
         return self._loop(projected, carry, record)
+
+    def _run_lengths(self, input: Tensor, carry: Carry, lengths: Tensor, record: bool):
+        """Run sequences that end at ``lengths`` (``[B]``, CPU): ``(logits [T, B, O], run)``.
+
+        Sorted longest first (:func:`ntm.lengths.plan`), the sequences not yet ended are a
+        prefix of the batch at every step. A backend that runs packed batches (the C++
+        kernel) runs them in one call that shrinks the batch as they end; any other runs
+        :meth:`_sequence` once per time segment between consecutive distinct lengths, on the
+        sequences still running (split runs equal one run). Back in the batch's own order:
+        the logits and the run's reads and trace zero past each end, its carry each
+        sequence's after its own last step (its outputs are not kept).
+        """
+        layout = plan(lengths)
+        order = layout.order.to(input.device)
+        restore = layout.restore.to(input.device)
+        input = input.index_select(1, order)  # (T, B, I), longest first
+        carry = map_tensors(carry, lambda t: t.index_select(0, order))
+        projected = self.cell.controller.project_input(input)  # (T, B, gates)
+        backend, longest = self._backend(projected), layout.segments[-1].stop
+        if backend is not None and backend.packed is not None and longest > 0:
+            sizes = [active for start, stop, active, _ in layout.segments
+                     for _ in range(start, stop)]  # per step, those still running
+            runs = [backend.packed(self.cell, projected[:longest], carry, sizes)]
+            final = runs[0].carry
+        else:
+            runs, final = self._segments(projected, carry, layout, record)
+        steps, batch = projected.shape[:2]
+        outputs = _pad_steps([r.outputs for r in runs], steps, batch)  # (T, B, C), zero past ends
+        reads = _pad_steps([r.reads for r in runs], steps, batch)
+        logits = self.cell.output(torch.cat([outputs, reads], dim=-1))  # (T, B, O)
+        valid = valid_steps(lengths[layout.order], steps, logits.device).unsqueeze(-1)
+        logits = torch.where(valid, logits, logits.new_zeros(()))  # the bias past the ends
+        trace = None
+        if record:
+            trace = join_tensors([r.trace for r in runs], lambda pieces: _pad_steps(
+                pieces, steps, batch).index_select(1, restore))
+            reads = reads.index_select(1, restore)
+        unsorted = map_tensors(final, lambda t: t.index_select(0, restore))
+        return (logits.index_select(1, restore),
+                backends.SequenceRun(None, reads, trace, unsorted))
+
+    def _segments(self, projected: Tensor, carry: Carry, layout, record: bool):
+        """:meth:`_sequence` per segment of ``layout`` (an :class:`ntm.lengths.Plan`) on the
+        sorted batch: ``(runs, final carry)``, the runs' pieces ``[t_k, active_k, ...]``."""
+        runs = [self._loop(projected[:0], carry, record)]  # no steps: the shapes of the pieces
+        # split, not slicing: the backward of a slice fills a tensor of the whole's size.
+        steps = [stop - start for start, stop, _, _ in layout.segments]
+        pieces = projected.split([*steps, projected.size(0) - sum(steps)])
+        ended = []
+        for piece, (start, stop, active, ending) in zip(pieces, layout.segments, strict=False):
+            if stop > start:
+                runs.append(self._sequence(piece[:, :active], carry, record))
+                carry = runs[-1].carry
+            carry, done = _split_rows(carry, ending)
+            ended.append(done)
+        # The shortest ended first: their rows come last in the sorted batch.
+        return runs, join_tensors(ended[::-1], torch.cat)
 
     def _loop(self, projected: Tensor, carry: Carry, record: bool) -> backends.SequenceRun:
         """The plain step loop (autograd records every operation); the reference path."""
@@ -346,6 +450,27 @@ class MemoryRNN(nn.Module):
         flags = [("batch_first=True", self.batch_first),
                  (f"backend={self.backend!r}", self.backend != backends.AUTO)]
         return ", ".join(text for text, on in flags if on)
+
+
+def _split_rows(carry: Carry, at: int) -> tuple[Carry, Carry]:
+    """Rows ``:at`` and ``at:`` of the batch of every tensor of a loop-form state (batch
+    first), by one split each."""
+    halves = [t.split([at, t.size(0) - at]) for t in _flat_state(carry)]
+    first, second = iter([h[0] for h in halves]), iter([h[1] for h in halves])
+    return map_tensors(carry, lambda t: next(first)), map_tensors(carry, lambda t: next(second))
+
+
+def _pad_steps(pieces: list[Tensor], steps: int, batch: int) -> Tensor:
+    """Time segments ``[t_k, b_k, ...]`` (``b_k <= batch``) -> ``[steps, batch, ...]``: each
+    padded with zeros to ``batch`` sequences, one after another, zeros to ``steps``."""
+    rest = pieces[0].shape[2:]
+    padded = [p if p.size(1) == batch else
+              torch.cat([p, p.new_zeros(p.size(0), batch - p.size(1), *rest)], dim=1)
+              for p in pieces if p.size(0)]
+    done = sum(p.size(0) for p in pieces)
+    if done < steps or not padded:
+        padded.append(pieces[0].new_zeros(steps - done, batch, *rest))
+    return padded[0] if len(padded) == 1 else torch.cat(padded)
 
 
 def _empty_trace(access: MemoryAccess, batch: int, factory: dict) -> Any:

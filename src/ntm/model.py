@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
 
 from .access.ntm import (
     CONSTANT_MEMORY_VALUE,
@@ -258,6 +259,8 @@ class NTM(MemoryRNN):
     ``forward(input, state=None) -> (logits, state)``: ``input [T, B, I]`` (or ``[T, I]``
     unbatched), ``logits [T, B, O]`` before the sigmoid, ``state`` an :class:`NTMState`.
     Running ``T`` steps at once equals running them in two calls that pass the state along.
+    ``lengths=`` or a PackedSequence input run sequences of different lengths, as in
+    :class:`ntm.MemoryRNN`.
 
     Example:
         >>> import torch, ntm
@@ -303,18 +306,21 @@ class NTM(MemoryRNN):
         """See :meth:`NTMCell.initial_state`."""
         return super().initial_state(batch_size, generator=generator)
 
-    def forward(self, input: Tensor, state: NTMState | None = None) -> tuple[Tensor, NTMState]:
-        return super().forward(input, state)
+    def forward(self, input: Tensor | PackedSequence, state: NTMState | None = None, *,
+                lengths: Tensor | list[int] | None = None
+                ) -> tuple[Tensor | PackedSequence, NTMState]:
+        return super().forward(input, state, lengths=lengths)
 
     def trace(
-        self, input: Tensor, state: NTMState | None = None
-    ) -> tuple[Tensor, NTMState, NTMTrace]:
+        self, input: Tensor | PackedSequence, state: NTMState | None = None, *,
+        lengths: Tensor | list[int] | None = None,
+    ) -> tuple[Tensor | PackedSequence, NTMState, NTMTrace]:
         """Like :meth:`forward`, also returning every step's weightings (:class:`NTMTrace`).
 
         The trace is time-major (``[T, B, ...]``; ``[T, ...]`` for unbatched input) whatever
-        ``batch_first`` is.
+        ``batch_first`` is, and zero past each sequence's end where they differ in length.
         """
-        return super().trace(input, state)
+        return super().trace(input, state, lengths=lengths)
 
     def _public_trace(self, trace: MemoryTrace) -> NTMTrace:
         cell = self.cell

@@ -30,5 +30,10 @@ def _run_on_kernel(cell, projected, carry) -> SequenceRun:
     return python.run_sequence(cell, projected, carry, node=kernel.KernelSequence)
 
 
-register("kernel", NTMAccess, _run_on_kernel, kernel.unavailable)
+def _run_packed_on_kernel(cell, projected, carry, batch_sizes) -> SequenceRun:
+    return python.run_sequence(cell, projected, carry, node=kernel.KernelSequence,
+                               batch_sizes=batch_sizes)
+
+
+register("kernel", NTMAccess, _run_on_kernel, kernel.unavailable, packed=_run_packed_on_kernel)
 register("python", NTMAccess, python.run_sequence)

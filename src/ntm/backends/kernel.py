@@ -304,7 +304,7 @@ def _forward(projected: Tensor, memory: Tensor, focus: Tensor, reads: Tensor,
              state: list[Tensor], layer_weights: list[Tensor], bias: Tensor,
              head_weight: Tensor, head_bias: Tensor, hidden: int, read_heads: int,
              write_heads: int, shifts: int, lstm: bool,
-             constants: list[float]) -> list[Tensor]:
+             constants: list[float], batch_sizes: list[int]) -> list[Tensor]:
     """An NTM sequence on the kernel, forward (``torch.ops.ntm.sequence_forward``).
 
     Args:
@@ -317,6 +317,10 @@ def _forward(projected: Tensor, memory: Tensor, focus: Tensor, reads: Tensor,
         hidden, read_heads, write_heads, shifts, lstm: ``C``, ``R``, ``W``, ``2K + 1`` and
             the controller's kind.
         constants: ``[CLIP, NORM_EPS, LOG_FLOOR, CARRY_GRAD_BOUND]``.
+        batch_sizes: ``[]`` (every sequence runs every step), or per step how many of the
+            batch run (not increasing; the batch sorted longest first, as a PackedSequence's):
+            outputs, reads and focus past a sequence's end are zero, and its final state is
+            the one after its own last step.
 
     Returns:
         ``[outputs [T, B, C], reads [T, B, R*M], focus [T, B, H, N], memory, focus, reads,
@@ -326,7 +330,7 @@ def _forward(projected: Tensor, memory: Tensor, focus: Tensor, reads: Tensor,
     results = _loaded().forward(
         projected.contiguous(), memory, focus, reads, state,
         [w.contiguous() for w in layer_weights], bias, head_weight.contiguous(), head_bias,
-        hidden, read_heads, write_heads, shifts, lstm, constants,
+        hidden, read_heads, write_heads, shifts, lstm, constants, batch_sizes,
     )  # fmt: skip
     del results[6 + len(state) + _PREVIOUS]
     final = results[3]
@@ -358,7 +362,8 @@ def forward_shapes(projected: Tensor, memory: Tensor, focus: Tensor, state: list
 
 
 def _forward_fake(projected, memory, focus, reads, state, layer_weights, bias, head_weight,
-                  head_bias, hidden, read_heads, write_heads, shifts, lstm, constants):
+                  head_bias, hidden, read_heads, write_heads, shifts, lstm, constants,
+                  batch_sizes):
     shapes = forward_shapes(projected, memory, focus, state, layer_weights, head_weight, hidden,
                             read_heads, lstm)
     return [projected.new_empty(shape) for shape in shapes]
@@ -369,13 +374,13 @@ def _backward(saved: list[Tensor], previous: Tensor, all_focus: Tensor, outputs:
               grad_all_reads: Tensor, grad_memory: Tensor, grad_focus: Tensor,
               grad_reads: Tensor, grad_state: list[Tensor], hidden: int, read_heads: int,
               write_heads: int, shifts: int, lstm: bool,
-              constants: list[float]) -> list[Tensor]:
+              constants: list[float], batch_sizes: list[int]) -> list[Tensor]:
     """An NTM sequence on the kernel, backward (``torch.ops.ntm.sequence_backward``).
 
     Args:
         saved: what the forward returned after the final state.
         previous: its input ``focus``. all_focus, outputs: its focus and outputs per step.
-        layer_weights, head_weight, hidden ... constants: as given to it.
+        layer_weights, head_weight, hidden ... batch_sizes: as given to it.
         grad_outputs ... grad_state: the gradients of its first ``6 + len(state)`` outputs
             (but the focus per step, which has none), zeros where there are none.
 
@@ -389,13 +394,14 @@ def _backward(saved: list[Tensor], previous: Tensor, all_focus: Tensor, outputs:
         head_weight.contiguous(), grad_outputs.contiguous(), grad_all_reads.contiguous(),
         grad_memory.contiguous(), grad_focus.contiguous(), grad_reads.contiguous(),
         [grad.contiguous() for grad in grad_state], hidden, read_heads, write_heads, shifts,
-        lstm, constants,
+        lstm, constants, batch_sizes,
     )  # fmt: skip
 
 
 def _backward_fake(saved, previous, all_focus, outputs, layer_weights, head_weight,
                    grad_outputs, grad_all_reads, grad_memory, grad_focus, grad_reads,
-                   grad_state, hidden, read_heads, write_heads, shifts, lstm, constants):
+                   grad_state, hidden, read_heads, write_heads, shifts, lstm, constants,
+                   batch_sizes):
     steps, batch = outputs.shape[:2]
     gates = layer_weights[0].size(0)
     like = [grad_memory, grad_focus, grad_reads, *grad_state, *layer_weights]
@@ -441,9 +447,11 @@ def _op_backward(ctx, grads):
     n_state, layers = ctx.n_state, ctx.layers
     flat = _backward_flat(ctx, *grads[: 6 + n_state])
     state, weights = flat[4 : 4 + n_state], flat[4 + n_state : 4 + n_state + layers]
-    # Grouped as the inputs are; the sizes (and constants) have none.
+    # Grouped as the inputs are; the sizes (constants, batch sizes) have none. An empty list
+    # (batch_sizes of a batch that runs every step) is a container of no leaves to autograd's
+    # check of this structure, and must come back as one; a list of numbers is one leaf.
     return (*flat[:4], list(state), list(weights), *flat[4 + n_state + layers :],
-            *[None] * len(ctx.sizes))  # fmt: skip
+            *[[] if size == [] else None for size in ctx.sizes])  # fmt: skip
 
 
 @once_differentiable  # no double backward: a second derivative raises instead of being wrong
@@ -480,7 +488,7 @@ def _op_inputs(spec, n_state, projected, memory, focus, reads, rest) -> tuple:
     layers = n_state + spec.layers
     return (projected, memory, focus, reads, list(rest[:n_state]), list(rest[n_state:layers]),
             *rest[layers:], spec.hidden, spec.read_heads, spec.write_heads, spec.layout.shifts,
-            spec.lstm, _CONSTANTS)  # fmt: skip
+            spec.lstm, _CONSTANTS, list(spec.batch_sizes))  # fmt: skip
 
 
 class _KernelSequence(torch.autograd.Function):

@@ -51,6 +51,9 @@ class Spec(NamedTuple):
     write_heads: int  # W
     width: int  # M
     layout: object  # heads.HeadLayout
+    # Per step, how many of the batch (sorted longest first) still run; () for all. Only the
+    # C++ kernel takes them (ntm/backends/kernel.py); this module's node runs every step.
+    batch_sizes: tuple[int, ...] = ()
 
 
 # The derivatives of the activations are ATen's own backward kernels, the ones autograd calls:
@@ -367,6 +370,9 @@ class _FusedSequence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, spec, n_state, projected, memory, focus, reads, *rest):
+        if spec.batch_sizes:
+            raise ValueError("the Python node runs every sequence to the last step; "
+                             "batch_sizes are for the C++ kernel's node")
         state = rest[:n_state]
         layer_weights = rest[n_state : n_state + spec.layers]
         bias, head_weight, head_bias = rest[n_state + spec.layers :]
@@ -449,7 +455,8 @@ class _FusedSequence(torch.autograd.Function):
                 grad_head_bias)  # fmt: skip
 
 
-def run_sequence(cell, projected: Tensor, carry, node=None) -> SequenceRun:
+def run_sequence(cell, projected: Tensor, carry, node=None,
+                 batch_sizes: tuple[int, ...] = ()) -> SequenceRun:
     """Run a :class:`ntm.MemoryCell` with an :class:`ntm.access.NTMAccess` through one node.
 
     Args:
@@ -458,6 +465,8 @@ def run_sequence(cell, projected: Tensor, carry, node=None) -> SequenceRun:
         carry: the cell's loop-form state (:class:`ntm.core.Carry`).
         node: the autograd Function to run: this module's (the default) or the C++ kernel's
             (:class:`ntm.backends.kernel.KernelSequence`), which takes the same inputs.
+        batch_sizes: for the kernel's node only: per step, how many sequences of the batch
+            (sorted longest first) run; each ends with its own state, zeros past its end.
 
     Returns:
         :class:`ntm.backends.SequenceRun`.
@@ -471,6 +480,7 @@ def run_sequence(cell, projected: Tensor, carry, node=None) -> SequenceRun:
         write_heads=access.write_heads,
         width=access.memory_width,
         layout=access.layout,
+        batch_sizes=tuple(batch_sizes),
     )
     state, (memory, read_weights, write_weights), reads = carry
     focus = torch.cat([read_weights, write_weights], dim=1)  # (B, R + W, N)

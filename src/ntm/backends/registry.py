@@ -47,25 +47,34 @@ class Backend(NamedTuple):
 
     ``run(cell, projected [T, B, gates], carry) -> SequenceRun``; ``unavailable(projected)``
     says in a few words why it cannot run these inputs, or returns ``None`` where it can.
+    ``packed`` (optional) runs sequences of different lengths in one go, as a PackedSequence:
+    ``packed(cell, projected, carry, batch_sizes) -> SequenceRun`` with the batch sorted
+    longest first and ``batch_sizes[t]`` (not increasing, ``T`` of them) the sequences still
+    running at step ``t``; outputs, reads and trace zero past each end, and the carry each
+    sequence's after its own last step. Without it, a batch with ``lengths`` runs ``run``
+    once per distinct length, on the sequences not yet ended (see :mod:`ntm.lengths`).
     """
 
     name: str
     access_type: type
     run: Callable[..., SequenceRun]
     unavailable: Callable[[Tensor], str | None]
+    packed: Callable[..., SequenceRun] | None = None
 
 
 _REGISTRY: list[Backend] = []
 
 
 def register(name: str, access_type: type, run: Callable[..., SequenceRun],
-             unavailable: Callable[[Tensor], str | None] = lambda projected: None) -> None:
-    """Register a fast path of ``access_type``; the earlier registered is preferred by auto."""
+             unavailable: Callable[[Tensor], str | None] = lambda projected: None, *,
+             packed: Callable[..., SequenceRun] | None = None) -> None:
+    """Register a fast path of ``access_type``; the earlier registered is preferred by auto.
+    ``packed``: see :class:`Backend`."""
     if name in (AUTO, AUTOGRAD):
         raise ValueError(f"backend name {name!r} is reserved")
     if any(b.name == name and b.access_type is access_type for b in _REGISTRY):
         raise ValueError(f"backend {name!r} is already registered for {access_type.__name__}")
-    _REGISTRY.append(Backend(name, access_type, run, unavailable))
+    _REGISTRY.append(Backend(name, access_type, run, unavailable, packed))
 
 
 def registered() -> list[Backend]:

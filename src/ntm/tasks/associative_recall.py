@@ -90,4 +90,4 @@ class AssociativeRecallTask(Task):
         inputs[:listing_steps] += listing  # the two never overlap within a sequence
         targets = place(answer_vectors, start=answer_start, steps=steps)  # (T, B, W)
         mask = steps_between(answer_start, answer_start + item_length, steps)  # (T, B)
-        return Batch(inputs, targets, mask)
+        return Batch(inputs, targets, mask, lengths=answer_start + item_length)

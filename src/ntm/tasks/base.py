@@ -6,10 +6,13 @@ Every task produces time-major batches (as in the paper, section 4):
 - ``targets`` ``[steps, batch, output_size]`` float32, values 0 or 1 for the paper's tasks (a
   custom task's may lie anywhere in [0, 1])
 - ``mask``    ``[steps, batch]``              bool, True on the steps that are scored
+- ``lengths`` ``[batch]``                     int64, the steps of each sequence, padding
+  excluded (``None`` in a custom task's batch that does not give them: all ``steps``)
 
 Data bits occupy input channels ``0..width-1`` and control channels follow them. A batch whose
 sequences differ in length is padded at the end of the time axis with zeros, and padding is
-never scored.
+never scored; training and evaluation pass ``lengths`` to the model (``model(inputs,
+lengths=lengths)``), which then stops each sequence at its own end.
 """
 
 from __future__ import annotations
@@ -30,15 +33,23 @@ class Batch(NamedTuple):
         inputs: ``[steps, batch, input_size]`` float32.
         targets: ``[steps, batch, output_size]`` float32, 0 or 1.
         mask: ``[steps, batch]`` bool, True where the target is scored.
+        lengths: ``[batch]`` int64, the steps of each sequence (``1..steps``; no step past a
+            sequence's end is scored), or ``None``: every sequence has all ``steps``.
     """
 
     inputs: torch.Tensor
     targets: torch.Tensor
     mask: torch.Tensor
+    lengths: torch.Tensor | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
-        """Returns the same batch with every tensor moved to ``device``."""
-        return Batch(*(t.to(device, non_blocking=non_blocking) for t in self))
+        """Returns the same batch with ``inputs``, ``targets`` and ``mask`` moved to ``device``.
+
+        ``lengths`` stays on the CPU, where ``torch.nn.utils.rnn.pack_padded_sequence`` and the
+        models' plan of the run read it.
+        """
+        moved = (t.to(device, non_blocking=non_blocking) for t in self[:3])
+        return Batch(*moved, self.lengths)
 
 
 class Task(abc.ABC):
@@ -135,7 +146,8 @@ def check_batch(task: Any, batch: Any, batch_size: int) -> None:
     Expected: a :class:`Batch` with ``inputs [steps, batch_size, task.input_size]`` float32 and
     finite, ``targets [steps, batch_size, task.output_size]`` float32 in [0, 1] (they are scored
     by binary cross-entropy) and ``mask [steps, batch_size]`` bool with at least one step to
-    score, one ``steps`` for all three.
+    score, one ``steps`` for all three; ``lengths`` ``None`` or as
+    :func:`check_batch_lengths` says.
 
     Raises:
         ValueError: one line naming the field, what was expected and what came.
@@ -172,6 +184,34 @@ def check_batch(task: Any, batch: Any, batch_size: int) -> None:
     if not mask.any():
         raise ValueError("Batch.mask marks no step to score (all False), so every cost would "
                          "be 0; set it True where the targets are scored")
+    if batch.lengths is not None:
+        check_batch_lengths(batch.lengths, mask)
+
+
+def check_batch_lengths(lengths: Any, mask: torch.Tensor) -> None:
+    """Checks ``Batch.lengths`` against ``mask [steps, batch]``: ``[batch]`` int64 in
+    ``1..steps``, no step scored past a sequence's end.
+
+    Raises:
+        ValueError: one line naming what was expected and what came.
+    """
+    steps, batch_size = mask.shape
+    if not isinstance(lengths, torch.Tensor) or lengths.dtype != torch.int64:
+        got = lengths.dtype if isinstance(lengths, torch.Tensor) else type(lengths).__name__
+        raise ValueError(f"Batch.lengths must be an int64 tensor or None, got {got}")
+    if lengths.shape != (batch_size,):
+        raise ValueError(f"Batch.lengths must have shape [batch] = [{batch_size}], "
+                         f"got {_shape(lengths)}")
+    lengths = lengths.cpu()
+    if ((lengths < 1) | (lengths > steps)).any():
+        raise ValueError(f"Batch.lengths must lie in 1..{steps} (the steps), got "
+                         f"{lengths.tolist()}")
+    scored_past_end = mask.cpu() & (time_index(steps, lengths) >= lengths)  # (T, B)
+    if scored_past_end.any():
+        step, sequence = (int(i) for i in scored_past_end.nonzero()[0])
+        raise ValueError(f"Batch.mask scores step {step} of sequence {sequence}, past its end: "
+                         f"Batch.lengths[{sequence}] = {int(lengths[sequence])}; expected "
+                         f"lengths > the last scored step")
 
 
 def check_task(task: Any) -> None:

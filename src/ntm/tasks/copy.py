@@ -61,4 +61,4 @@ class CopyTask(Task):
 
         targets = place(bits, start=lengths + 1, steps=steps)  # (T, B, W)
         mask = steps_between(lengths + 1, 2 * lengths + 1, steps)  # (T, B)
-        return Batch(inputs, targets, mask)
+        return Batch(inputs, targets, mask, lengths=2 * lengths + 1)

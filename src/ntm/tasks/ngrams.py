@@ -146,7 +146,7 @@ class NGramsTask(Task):
         inputs[1:, :, 0] = bits[:-1]
         targets = bits.unsqueeze(-1)  # (T, B, 1)
         mask = torch.ones(self.length, batch_size, dtype=torch.bool)
-        return Batch(inputs, targets, mask)
+        return Batch(inputs, targets, mask, lengths=torch.full((batch_size,), self.length))
 
     def optimal_predictions(self, bits: torch.Tensor) -> torch.Tensor:
         """``optimal_predictions(bits, self.order)``: ``[steps, batch, 1]`` probabilities."""

@@ -63,4 +63,4 @@ class PrioritySortTask(Task):
         targets[num_inputs + 1 :] = sorted_bits
         mask = torch.zeros(steps, batch_size, dtype=torch.bool)
         mask[num_inputs + 1 :] = True
-        return Batch(inputs, targets, mask)
+        return Batch(inputs, targets, mask, lengths=torch.full((batch_size,), steps))

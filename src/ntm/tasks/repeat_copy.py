@@ -98,4 +98,4 @@ class RepeatCopyTask(Task):
         targets[:, :, :width] = copies * in_copies.unsqueeze(-1)
         targets[:, :, width] = (t == end_marker_step).float()
         mask = steps_between(answer_start, end_marker_step + 1, steps)  # (T, B)
-        return Batch(inputs, targets, mask)
+        return Batch(inputs, targets, mask, lengths=end_marker_step + 1)

@@ -6,6 +6,8 @@ Reading run directories back (:func:`load_run`, :func:`read_config`, ...) lives 
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Iterable
 from typing import Any
 
@@ -30,6 +32,7 @@ from ..rundir.directory import (
 
 __all__ = [
     "PRETRAINED_PREFIX",
+    "batch_logits",
     "eval_report",
     "eval_settings",
     "evaluate",
@@ -47,6 +50,27 @@ __all__ = [
 ]
 
 
+def batch_logits(model: nn.Module, batch: tasks.Batch) -> torch.Tensor:
+    """``model``'s logits ``[steps, batch, output_size]`` for ``batch.inputs``, given
+    ``batch.lengths`` where the batch has them and the model's ``forward`` takes ``lengths=``
+    (every model of the package does; a custom model without it gets the padded batch, whose
+    padding is not scored either). Zero past each sequence's end with lengths."""
+    module = getattr(model, "module", model)  # DistributedDataParallel holds the model
+    if batch.lengths is not None and _takes_lengths(type(module)):
+        logits, _ = model(batch.inputs, lengths=batch.lengths)
+    else:
+        logits, _ = model(batch.inputs)
+    return logits
+
+
+@functools.cache
+def _takes_lengths(model_type: type) -> bool:
+    try:
+        return "lengths" in inspect.signature(model_type.forward).parameters
+    except (TypeError, ValueError):  # no signature to read
+        return False
+
+
 @torch.no_grad()
 def evaluate_batches(
     model: nn.Module, batches: Iterable[tasks.Batch], task: tasks.Task | None = None
@@ -54,7 +78,8 @@ def evaluate_batches(
     """Mean cost and bit errors per sequence of ``model`` over ``batches``.
 
     Args:
-        model: maps ``inputs [steps, batch, input_size]`` to ``(logits, state)``.
+        model: maps ``inputs [steps, batch, input_size]`` to ``(logits, state)`` (given
+            ``lengths=`` too where it takes them: :func:`batch_logits`).
         batches: CPU or device batches; they are moved to the model's device.
         task: if it has ``optimal_bits_per_sequence(batch)`` (ngrams), the optimal estimator's
             cost on the same batches is reported as ``optimal_cost``.
@@ -72,7 +97,7 @@ def evaluate_batches(
     try:
         for batch in batches:
             moved = batch.to(device)
-            logits, _ = model(moved.inputs)
+            logits = batch_logits(model, moved)
             totals["cost"] += bits_per_sequence(logits, moved.targets, moved.mask).item()
             totals["bit_errors"] += bit_errors_per_sequence(
                 logits, moved.targets, moved.mask

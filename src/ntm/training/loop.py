@@ -43,7 +43,7 @@ from .checkpoint import (
 from .config import RunConfig
 from .distributed import World, data_seed
 from .errors import ConfigError, RunDirError, TrainingDiverged
-from .evaluate import evaluate_batches, read_config, weights_file
+from .evaluate import batch_logits, evaluate_batches, read_config, weights_file
 from .optim import build_optimizer, clip_gradients, scheduled_lr, set_capturable, set_lr
 
 __all__ = ["RESUMABLE_FIELDS", "RESUMABLE_OPTIM_FIELDS", "TIMING_FIELDS", "TrainResult",
@@ -365,7 +365,8 @@ class _Run:
             value = _update(self.replica, self.optimizer, self.parameters, batch, self.config,
                             self.world)
         else:  # the update is done even if the loss is not finite: the run stops
-            value = self.graphed(*batch).item()
+            # A CUDA graph replays fixed shapes: the padded batch, without lengths.
+            value = self.graphed(batch.inputs, batch.targets, batch.mask).item()
         if not math.isfinite(value):
             raise TrainingDiverged(f"the loss became {value} at step {self.counters['step'] + 1};"
                                    f" {_kept(self.last_checkpoint, self.out)} "
@@ -432,7 +433,7 @@ def _update(model, optimizer, parameters, batch, config: RunConfig, world: World
     is clipped as in one process with the ranks' batches together. A NaN or infinite loss on any
     rank is returned without touching the weights or the optimiser state on any rank.
     """
-    logits, _ = model(batch.inputs)
+    logits = batch_logits(model, batch)  # each sequence stops at its own length
     loss = sequence_loss(logits, batch.targets, batch.mask)
     value = distributed.mean(loss, world)  # every rank sees the same value, so all skip or none
     if math.isfinite(value):

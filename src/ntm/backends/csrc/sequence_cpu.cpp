@@ -18,6 +18,12 @@
 // Every equation of the backward pass is the one written next to ntm/fused.py's code;
 // tests/test_fused.py checks this file against that path and against plain autograd.
 //
+// Sequences of different lengths (ntm/lengths.py) run as a PackedSequence does: the batch is
+// sorted longest first and `batch_sizes[t]` says how many sequences are still running at step
+// t (empty: all B at every step). Step t touches only those; an ended sequence's state stays
+// as it was at its end, its outputs past the end are zero, and in the backward pass the
+// gradient of its final state waits, untouched, until the steps reach its end.
+//
 // Files: kernel_math.h (sizes, scalar math, vectorised loops), heads_cpu.h (one step of the
 // heads and the memory), this file (the sequence: controller, steps, batch, bindings).
 
@@ -73,6 +79,27 @@ void for_each_sequence(int64_t batch, const Fn& fn) {
 // From this batch size on, the controller's activations are ATen calls over the whole batch.
 constexpr int64_t kVectorBatch = 4;
 
+// The sequences running at step t: a prefix of the batch (see the top of this file).
+inline int64_t active_at(const std::vector<int64_t>& batch_sizes, int64_t t, int64_t batch) {
+  return batch_sizes.empty() ? batch : batch_sizes[t];
+}
+
+void check_batch_sizes(const std::vector<int64_t>& batch_sizes, int64_t steps, int64_t batch) {
+  if (batch_sizes.empty()) return;
+  TORCH_CHECK(static_cast<int64_t>(batch_sizes.size()) == steps, "ntm kernel: ",
+              batch_sizes.size(), " batch sizes for ", steps, " steps");
+  for (int64_t t = 0; t < steps; ++t) {
+    TORCH_CHECK(batch_sizes[t] >= 0 && batch_sizes[t] <= (t == 0 ? batch : batch_sizes[t - 1]),
+                "ntm kernel: batch sizes must not increase and lie in 0..", batch);
+  }
+}
+
+// Zero rows active.. of a [B, ...] step of a buffer: nothing past a sequence's end is read.
+inline void zero_rows(const Tensor& step, int64_t active) {
+  const int64_t batch = step.size(0);
+  if (active < batch) step.narrow(0, active, batch - active).zero_();
+}
+
 // What the forward pass keeps for the backward pass, in the order of `saved` in Python.
 enum Saved {
   kMemories,  // (T, B, M, N) memory before each step, transposed
@@ -112,7 +139,7 @@ std::vector<Tensor> forward(const Tensor& projected, const Tensor& memory0, cons
                             const std::vector<Tensor>& layer_weights, const Tensor& bias,
                             const Tensor& head_weight, const Tensor& head_bias, int64_t hidden,
                             int64_t read_heads, int64_t write_heads, int64_t shifts, bool lstm,
-                            std::vector<double> constants) {
+                            std::vector<double> constants, std::vector<int64_t> batch_sizes) {
   const Constants k{constants[0], constants[1], constants[2], constants[3]};
   const int64_t layers = static_cast<int64_t>(layer_weights.size());
   TORCH_CHECK(projected.dim() == 3 && memory0.dim() == 3 && head_weight.dim() == 2 &&
@@ -122,6 +149,7 @@ std::vector<Tensor> forward(const Tensor& projected, const Tensor& memory0, cons
                            read_heads, write_heads, shifts, lstm);
   check_inputs(s, projected, memory0, focus0, reads0, state0, layer_weights, bias, head_weight,
                head_bias);
+  check_batch_sizes(batch_sizes, s.T, s.B);
   const auto options = projected.options();
   const int64_t T = s.T, B = s.B, C = s.C, H = s.H, N = s.N, M = s.M;
 
@@ -164,6 +192,7 @@ std::vector<Tensor> forward(const Tensor& projected, const Tensor& memory0, cons
     base[kMemories] = memories.data_ptr<T_>();  // [T + 1, ...]: step t + 1 is the new memory
     for (int i = kRaw; i < kPrevious; ++i) base[i] = saved[i].data_ptr<T_>();
     for (int64_t t = 0; t < T; ++t) {
+      const int64_t Bt = active_at(batch_sizes, t, B);  // the sequences running at this step
       // Controller (ntm/controllers.py): layer 0 sees [reads, hidden], later ones the layer below.
       Tensor below = reads;
       for (int64_t l = 0; l < layers; ++l) {
@@ -172,7 +201,7 @@ std::vector<Tensor> forward(const Tensor& projected, const Tensor& memory0, cons
         const T_* below_data = below.data_ptr<T_>();
         T_* joined_data = joined.data_ptr<T_>();
         const int64_t inputs = joined.size(1);
-        for (int64_t b = 0; b < B; ++b) {
+        for (int64_t b = 0; b < Bt; ++b) {
           std::copy(below_data + b * below_size, below_data + (b + 1) * below_size,
                     joined_data + b * inputs);
           if (lstm) {
@@ -181,8 +210,9 @@ std::vector<Tensor> forward(const Tensor& projected, const Tensor& memory0, cons
                       joined_data + b * inputs + below_size);
           }
         }
-        const Tensor offset = l == 0 ? projected[t] : bias[l];
-        at::addmm_out(gates, offset, joined, layer_weights[l].t());
+        const Tensor offset = l == 0 ? projected[t].narrow(0, 0, Bt) : bias[l];
+        Tensor step_gates = gates.narrow(0, 0, Bt);
+        at::addmm_out(step_gates, offset, joined.narrow(0, 0, Bt), layer_weights[l].t());
         const T_* gates_data = gates.data_ptr<T_>();
         Tensor out = l == layers - 1 ? outputs[t] : at::empty({B, C}, options);
         T_* out_data = out.data_ptr<T_>();
@@ -199,12 +229,14 @@ std::vector<Tensor> forward(const Tensor& projected, const Tensor& memory0, cons
           // Gates: input, forget, output (sigmoid), candidate (tanh). Over a batch, ATen's
           // vectorised activations beat one scalar exp per unit; for a few sequences, its
           // per-call overhead does not.
-          const bool vectorised = B >= kVectorBatch;
+          const bool vectorised = Bt >= kVectorBatch;
           if (vectorised) {
-            at::sigmoid_out(sig_step, gates.narrow(1, 0, 3 * C));
-            at::tanh_out(candidate_step, gates.narrow(1, 3 * C, C));
+            Tensor sig_rows = sig_step.narrow(0, 0, Bt);
+            Tensor candidate_rows = candidate_step.narrow(0, 0, Bt);
+            at::sigmoid_out(sig_rows, step_gates.narrow(1, 0, 3 * C));
+            at::tanh_out(candidate_rows, step_gates.narrow(1, 3 * C, C));
           } else {
-            for (int64_t b = 0; b < B; ++b) {
+            for (int64_t b = 0; b < Bt; ++b) {
               for (int64_t c = 0; c < 3 * C; ++c) {
                 sig[b * 3 * C + c] = sigmoid(gates_data[b * s.G + c]);
               }
@@ -214,7 +246,7 @@ std::vector<Tensor> forward(const Tensor& projected, const Tensor& memory0, cons
             }
           }
           // c' = f c + i candidate.
-          for (int64_t b = 0; b < B; ++b) {
+          for (int64_t b = 0; b < Bt; ++b) {
             for (int64_t c = 0; c < C; ++c) {
               const int64_t i = b * C + c;
               cell_before[i] = cell_state[i];
@@ -223,12 +255,13 @@ std::vector<Tensor> forward(const Tensor& projected, const Tensor& memory0, cons
             }
           }
           if (vectorised) {
-            at::tanh_out(tanh_cell_step, state[2 * l + 1]);
+            Tensor tanh_cell_rows = tanh_cell_step.narrow(0, 0, Bt);
+            at::tanh_out(tanh_cell_rows, state[2 * l + 1].narrow(0, 0, Bt));
           } else {
-            for (int64_t i = 0; i < B * C; ++i) tanh_cell[i] = std::tanh(cell_state[i]);
+            for (int64_t i = 0; i < Bt * C; ++i) tanh_cell[i] = std::tanh(cell_state[i]);
           }
           // h' = o tanh(c').
-          for (int64_t b = 0; b < B; ++b) {
+          for (int64_t b = 0; b < Bt; ++b) {
             for (int64_t c = 0; c < C; ++c) {
               const int64_t i = b * C + c;
               hidden_state[i] = sig[b * 3 * C + 2 * C + c] * tanh_cell[i];
@@ -238,20 +271,22 @@ std::vector<Tensor> forward(const Tensor& projected, const Tensor& memory0, cons
         } else {
           Tensor hidden_step = saved[kFixed + per_layer * l + 1][t];
           T_* hidden_saved = hidden_step.data_ptr<T_>();
-          if (B >= kVectorBatch) {
-            at::tanh_out(hidden_step, gates);
+          if (Bt >= kVectorBatch) {
+            Tensor hidden_rows = hidden_step.narrow(0, 0, Bt);
+            at::tanh_out(hidden_rows, step_gates);
           } else {
-            for (int64_t i = 0; i < B * C; ++i) hidden_saved[i] = std::tanh(gates_data[i]);
+            for (int64_t i = 0; i < Bt * C; ++i) hidden_saved[i] = std::tanh(gates_data[i]);
           }
-          std::copy(hidden_saved, hidden_saved + B * C, out_data);
+          std::copy(hidden_saved, hidden_saved + Bt * C, out_data);
         }
+        zero_rows(out, Bt);
         below = out;
       }
-      Tensor raw = saved[kRaw][t];
-      at::addmm_out(raw, head_bias, outputs[t], head_weight.t());
+      Tensor raw = saved[kRaw][t].narrow(0, 0, Bt);
+      at::addmm_out(raw, head_bias, outputs[t].narrow(0, 0, Bt), head_weight.t());
       const T_* previous_data =
           t == 0 ? focus.data_ptr<T_>() : all_focus.data_ptr<T_>() + (t - 1) * B * H * N;
-      for_each_sequence(B, [&](int64_t b) {
+      for_each_sequence(Bt, [&](int64_t b) {
         const int64_t tb = t * B + b;
         heads_forward(s, k,
                       step_pointers(base, s, t, b, previous_data + b * H * N,
@@ -260,12 +295,35 @@ std::vector<Tensor> forward(const Tensor& projected, const Tensor& memory0, cons
                                     base[kMemories] + (tb + B) * N * M));
       });
       Tensor step_reads = all_reads[t];
+      if (Bt < B) {  // nothing past a sequence's end is read; zeros make the buffers definite
+        zero_rows(step_reads, Bt);
+        zero_rows(all_focus[t], Bt);
+        zero_rows(memories[t + 1], Bt);
+        for (int i = kRaw; i < kPrevious; ++i) zero_rows(saved[i][t], Bt);
+        for (size_t i = kFixed; i < saved.size(); ++i) zero_rows(saved[i][t], Bt);
+      }
       reads = step_reads;
     }
   });
-  std::vector<Tensor> results = {outputs, all_reads, all_focus,
-                                 memories[T].transpose(1, 2).contiguous(),
-                                 all_focus[T - 1].clone(), all_reads[T - 1].clone()};
+  std::vector<Tensor> results = {outputs, all_reads, all_focus};
+  if (batch_sizes.empty()) {
+    results.push_back(memories[T].transpose(1, 2).contiguous());
+    results.push_back(all_focus[T - 1].clone());
+    results.push_back(all_reads[T - 1].clone());
+  } else {  // each sequence's state after its own last step (memory0... for length 0)
+    Tensor memory = at::empty({B, M, N}, options);  // transposed
+    Tensor final_focus = at::empty({B, H, N}, options);
+    Tensor final_reads = at::empty({B, s.R * M}, options);
+    for (int64_t b = 0, length = T; b < B; ++b) {
+      while (length > 0 && batch_sizes[length - 1] <= b) --length;
+      memory[b].copy_(memories[length][b]);
+      final_focus[b].copy_(length == 0 ? focus[b] : all_focus[length - 1][b]);
+      final_reads[b].copy_(length == 0 ? reads0[b] : all_reads[length - 1][b]);
+    }
+    results.push_back(memory.transpose(1, 2).contiguous());
+    results.push_back(final_focus);
+    results.push_back(final_reads);
+  }
   for (const auto& tensor : state) results.push_back(tensor);
   saved[kMemories] = memories.narrow(0, 0, T);
   results.insert(results.end(), saved.begin(), saved.end());
@@ -279,7 +337,7 @@ std::vector<Tensor> backward(const std::vector<Tensor>& saved, const Tensor& all
                              const Tensor& grad_focus_in, const Tensor& grad_reads_in,
                              const std::vector<Tensor>& grad_state_in, int64_t hidden,
                              int64_t read_heads, int64_t write_heads, int64_t shifts, bool lstm,
-                             std::vector<double> constants) {
+                             std::vector<double> constants, std::vector<int64_t> batch_sizes) {
   const Constants k{constants[0], constants[1], constants[2], constants[3]};
   const int64_t layers = static_cast<int64_t>(layer_weights.size());
   const Tensor& memories = saved[kMemories];
@@ -291,6 +349,7 @@ std::vector<Tensor> backward(const std::vector<Tensor>& saved, const Tensor& all
   const int64_t C = s.C, H = s.H, N = s.N, M = s.M, P = s.P;
   const int64_t per_layer = lstm ? 5 : 2;
   const double bound = k.grad_bound;
+  check_batch_sizes(batch_sizes, T, B);
 
   Tensor grad_memory = at::empty({B, M, N}, options);  // transposed
   grad_memory.copy_(grad_memory_in.transpose(1, 2));
@@ -317,17 +376,21 @@ std::vector<Tensor> backward(const std::vector<Tensor>& saved, const Tensor& all
     }
     T_* focus_data = const_cast<T_*>(all_focus.data_ptr<T_>());
     for (int64_t t = T - 1; t >= 0; --t) {
+      // Sequences from Bt on have ended before step t: their gradients (of their final state)
+      // are left as they are, and their rows of the per-step gradients stay zero.
+      const int64_t Bt = active_at(batch_sizes, t, B);
       at::add_out(step_reads, grad_reads, grad_all_reads[t]);
       const T_* previous_data = t == 0 ? saved[kPrevious].data_ptr<T_>()
                                        : all_focus.data_ptr<T_>() + (t - 1) * B * H * N;
       Tensor grad_raw = grad_raw_all[t];
+      zero_rows(grad_raw, Bt);
       T_* grad_memory_data = grad_memory.data_ptr<T_>();
       T_* grad_focus_data = grad_focus.data_ptr<T_>();
       T_* step_reads_data = step_reads.data_ptr<T_>();
       T_* next_grad_memory_data = next_grad_memory.data_ptr<T_>();
       T_* next_grad_focus_data = next_grad_focus.data_ptr<T_>();
       T_* grad_raw_data = grad_raw.data_ptr<T_>();
-      for_each_sequence(B, [&](int64_t b) {
+      for_each_sequence(Bt, [&](int64_t b) {
         const StepPointers<T_> p = step_pointers<T_>(base, s, t, b, previous_data + b * H * N,
                                                      focus_data, nullptr, nullptr);
         StepGradients<T_> g{
@@ -340,15 +403,22 @@ std::vector<Tensor> backward(const std::vector<Tensor>& saved, const Tensor& all
         };
         heads_backward(s, k, p, g, work[at::get_thread_num()]);
       });
+      if (Bt < B) {  // the ended sequences' gradients carry on unchanged
+        next_grad_memory.narrow(0, Bt, B - Bt).copy_(grad_memory.narrow(0, Bt, B - Bt));
+        next_grad_focus.narrow(0, Bt, B - Bt).copy_(grad_focus.narrow(0, Bt, B - Bt));
+      }
       std::swap(grad_memory, next_grad_memory);
       std::swap(grad_focus, next_grad_focus);
       // dOutput = dOutput(loss) + dRaw W_heads.
-      at::addmm_out(grad_output, grad_outputs[t], grad_raw, head_weight);
+      Tensor grad_output_rows = grad_output.narrow(0, 0, Bt);
+      at::addmm_out(grad_output_rows, grad_outputs[t].narrow(0, 0, Bt), grad_raw.narrow(0, 0, Bt),
+                    head_weight);
       // Controller, top layer down.
-      Tensor grad_below = grad_output;
+      Tensor grad_below = grad_output_rows;
       for (int64_t l = layers - 1; l >= 0; --l) {
         const int64_t base = kFixed + per_layer * l;
-        Tensor grad_gates = grad_gates_all[l][t];
+        zero_rows(grad_gates_all[l][t], Bt);
+        Tensor grad_gates = grad_gates_all[l][t].narrow(0, 0, Bt);
         T_* dg = grad_gates.data_ptr<T_>();
         const T_* gb = grad_below.data_ptr<T_>();
         if (lstm) {
@@ -358,7 +428,7 @@ std::vector<Tensor> backward(const std::vector<Tensor>& saved, const Tensor& all
           const T_* tanh_cell = saved[base + 4][t].data_ptr<T_>();
           T_* grad_hidden_state = grad_state[2 * l].data_ptr<T_>();
           T_* grad_cell_state = grad_state[2 * l + 1].data_ptr<T_>();
-          for (int64_t b = 0; b < B; ++b) {
+          for (int64_t b = 0; b < Bt; ++b) {
             for (int64_t c = 0; c < C; ++c) {
               const int64_t i = b * C + c;
               const T_ input_gate = sig[b * 3 * C + c];
@@ -378,17 +448,22 @@ std::vector<Tensor> backward(const std::vector<Tensor>& saved, const Tensor& all
           }
           Tensor grad_joined = at::mm(grad_gates, layer_weights[l]);
           const int64_t inputs = grad_joined.size(1) - C;
-          grad_state[2 * l].copy_(grad_joined.narrow(1, inputs, C).clamp(-bound, bound));
+          grad_state[2 * l].narrow(0, 0, Bt).copy_(
+              grad_joined.narrow(1, inputs, C).clamp(-bound, bound));
           grad_below = grad_joined.narrow(1, 0, inputs).contiguous();
         } else {
           const T_* hidden_saved = saved[base + 1][t].data_ptr<T_>();
-          for (int64_t i = 0; i < B * C; ++i) {
+          for (int64_t i = 0; i < Bt * C; ++i) {
             dg[i] = gb[i] * (T_(1) - hidden_saved[i] * hidden_saved[i]);
           }
           grad_below = at::mm(grad_gates, layer_weights[l]);
         }
       }
-      grad_reads = grad_below.clamp(-bound, bound);
+      if (Bt == B) {
+        grad_reads = grad_below.clamp(-bound, bound);
+      } else {  // in place: the ended sequences' rows stay
+        grad_reads.narrow(0, 0, Bt).copy_(grad_below.clamp(-bound, bound));
+      }
     }
   });
   // Weight gradients: one matrix product over all steps and sequences each.
