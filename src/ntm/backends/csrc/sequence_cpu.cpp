@@ -94,6 +94,12 @@ void check_batch_sizes(const std::vector<int64_t>& batch_sizes, int64_t steps, i
   }
 }
 
+// The first `active` rows of a [B, ...] tensor: the tensor itself when all are (a view costs
+// an allocation, which at batch 1 is a measurable part of a step).
+inline Tensor rows(const Tensor& tensor, int64_t active) {
+  return active == tensor.size(0) ? tensor : tensor.narrow(0, 0, active);
+}
+
 // Zero rows active.. of a [B, ...] step of a buffer: nothing past a sequence's end is read.
 inline void zero_rows(const Tensor& step, int64_t active) {
   const int64_t batch = step.size(0);
@@ -210,9 +216,9 @@ std::vector<Tensor> forward(const Tensor& projected, const Tensor& memory0, cons
                       joined_data + b * inputs + below_size);
           }
         }
-        const Tensor offset = l == 0 ? projected[t].narrow(0, 0, Bt) : bias[l];
-        Tensor step_gates = gates.narrow(0, 0, Bt);
-        at::addmm_out(step_gates, offset, joined.narrow(0, 0, Bt), layer_weights[l].t());
+        const Tensor offset = l == 0 ? rows(projected[t], Bt) : bias[l];
+        Tensor step_gates = rows(gates, Bt);
+        at::addmm_out(step_gates, offset, rows(joined, Bt), layer_weights[l].t());
         const T_* gates_data = gates.data_ptr<T_>();
         Tensor out = l == layers - 1 ? outputs[t] : at::empty({B, C}, options);
         T_* out_data = out.data_ptr<T_>();
@@ -231,8 +237,8 @@ std::vector<Tensor> forward(const Tensor& projected, const Tensor& memory0, cons
           // per-call overhead does not.
           const bool vectorised = Bt >= kVectorBatch;
           if (vectorised) {
-            Tensor sig_rows = sig_step.narrow(0, 0, Bt);
-            Tensor candidate_rows = candidate_step.narrow(0, 0, Bt);
+            Tensor sig_rows = rows(sig_step, Bt);
+            Tensor candidate_rows = rows(candidate_step, Bt);
             at::sigmoid_out(sig_rows, step_gates.narrow(1, 0, 3 * C));
             at::tanh_out(candidate_rows, step_gates.narrow(1, 3 * C, C));
           } else {
@@ -255,8 +261,8 @@ std::vector<Tensor> forward(const Tensor& projected, const Tensor& memory0, cons
             }
           }
           if (vectorised) {
-            Tensor tanh_cell_rows = tanh_cell_step.narrow(0, 0, Bt);
-            at::tanh_out(tanh_cell_rows, state[2 * l + 1].narrow(0, 0, Bt));
+            Tensor tanh_cell_rows = rows(tanh_cell_step, Bt);
+            at::tanh_out(tanh_cell_rows, rows(state[2 * l + 1], Bt));
           } else {
             for (int64_t i = 0; i < Bt * C; ++i) tanh_cell[i] = std::tanh(cell_state[i]);
           }
@@ -272,7 +278,7 @@ std::vector<Tensor> forward(const Tensor& projected, const Tensor& memory0, cons
           Tensor hidden_step = saved[kFixed + per_layer * l + 1][t];
           T_* hidden_saved = hidden_step.data_ptr<T_>();
           if (Bt >= kVectorBatch) {
-            Tensor hidden_rows = hidden_step.narrow(0, 0, Bt);
+            Tensor hidden_rows = rows(hidden_step, Bt);
             at::tanh_out(hidden_rows, step_gates);
           } else {
             for (int64_t i = 0; i < Bt * C; ++i) hidden_saved[i] = std::tanh(gates_data[i]);
@@ -282,8 +288,8 @@ std::vector<Tensor> forward(const Tensor& projected, const Tensor& memory0, cons
         zero_rows(out, Bt);
         below = out;
       }
-      Tensor raw = saved[kRaw][t].narrow(0, 0, Bt);
-      at::addmm_out(raw, head_bias, outputs[t].narrow(0, 0, Bt), head_weight.t());
+      Tensor raw = rows(saved[kRaw][t], Bt);
+      at::addmm_out(raw, head_bias, rows(outputs[t], Bt), head_weight.t());
       const T_* previous_data =
           t == 0 ? focus.data_ptr<T_>() : all_focus.data_ptr<T_>() + (t - 1) * B * H * N;
       for_each_sequence(Bt, [&](int64_t b) {
@@ -410,15 +416,16 @@ std::vector<Tensor> backward(const std::vector<Tensor>& saved, const Tensor& all
       std::swap(grad_memory, next_grad_memory);
       std::swap(grad_focus, next_grad_focus);
       // dOutput = dOutput(loss) + dRaw W_heads.
-      Tensor grad_output_rows = grad_output.narrow(0, 0, Bt);
-      at::addmm_out(grad_output_rows, grad_outputs[t].narrow(0, 0, Bt), grad_raw.narrow(0, 0, Bt),
+      Tensor grad_output_rows = rows(grad_output, Bt);
+      at::addmm_out(grad_output_rows, rows(grad_outputs[t], Bt), rows(grad_raw, Bt),
                     head_weight);
       // Controller, top layer down.
       Tensor grad_below = grad_output_rows;
       for (int64_t l = layers - 1; l >= 0; --l) {
         const int64_t base = kFixed + per_layer * l;
-        zero_rows(grad_gates_all[l][t], Bt);
-        Tensor grad_gates = grad_gates_all[l][t].narrow(0, 0, Bt);
+        Tensor grad_gates_step = grad_gates_all[l][t];
+        zero_rows(grad_gates_step, Bt);
+        Tensor grad_gates = rows(grad_gates_step, Bt);
         T_* dg = grad_gates.data_ptr<T_>();
         const T_* gb = grad_below.data_ptr<T_>();
         if (lstm) {
@@ -448,7 +455,7 @@ std::vector<Tensor> backward(const std::vector<Tensor>& saved, const Tensor& all
           }
           Tensor grad_joined = at::mm(grad_gates, layer_weights[l]);
           const int64_t inputs = grad_joined.size(1) - C;
-          grad_state[2 * l].narrow(0, 0, Bt).copy_(
+          rows(grad_state[2 * l], Bt).copy_(
               grad_joined.narrow(1, inputs, C).clamp(-bound, bound));
           grad_below = grad_joined.narrow(1, 0, inputs).contiguous();
         } else {
@@ -462,7 +469,7 @@ std::vector<Tensor> backward(const std::vector<Tensor>& saved, const Tensor& all
       if (Bt == B) {
         grad_reads = grad_below.clamp(-bound, bound);
       } else {  // in place: the ended sequences' rows stay
-        grad_reads.narrow(0, 0, Bt).copy_(grad_below.clamp(-bound, bound));
+        rows(grad_reads, Bt).copy_(grad_below.clamp(-bound, bound));
       }
     }
   });
