@@ -21,7 +21,7 @@ def test_benchmark_times_each_path_and_writes_json(tmp_path):
         ("autograd", 2, 1, 2),
     ]
     assert all(r.sequences_per_second > 0 and r.peak_memory_mib > 0 for r in rows)
-    assert len(lines) == 3 and lines[0].startswith("kernel ")
+    assert len(lines) == 3 and lines[0].startswith("ntm-lstm  kernel ")
     path = tmp_path / "bench.json"
     write_json(rows, str(path))
     saved = json.loads(path.read_text())
@@ -30,17 +30,31 @@ def test_benchmark_times_each_path_and_writes_json(tmp_path):
 
 def test_each_path_builds_the_ntm_with_its_backend(monkeypatch):
     built = []
+    make = ntm.models.make
 
-    def recording_ntm(*args, backend, **kwargs):
-        model = ntm.NTM(*args, backend=backend, **kwargs)
-        built.append(model.backend)
+    def recording_make(config, *args, **kwargs):
+        model = make(config, *args, **kwargs)
+        built.append((config.kind, model.backend))
         return model
 
-    monkeypatch.setattr(ntm.bench, "NTM", recording_ntm)
+    monkeypatch.setattr(ntm.bench.models, "make", recording_make)
     rows = benchmark([1], [1], ["fused", "kernel", "python", "plain"], timed_steps=1,
                      warmup_steps=0, length=1, log=lambda _: 0)
-    assert built == ["auto", "kernel", "python", "autograd"]
+    assert built == [("ntm-lstm", b) for b in ["auto", "kernel", "python", "autograd"]]
     assert [row.path for row in rows] == ["auto", "kernel", "python", "autograd"]
+
+
+def test_several_models_are_timed_interleaved_and_a_missing_path_is_refused():
+    rows = benchmark([2], [1], ["auto", "autograd"], timed_steps=1, warmup_steps=0, length=1,
+                     log=lambda _: 0, model_kinds=("ntm-lstm", "dnc"))
+    assert [(row.model, row.path) for row in rows] == [
+        ("ntm-lstm", "auto"), ("ntm-lstm", "autograd"), ("dnc", "auto"), ("dnc", "autograd")]
+    with pytest.raises(ValueError, match="model dnc has no 'kernel' path; its paths: auto"):
+        benchmark([1], [1], ["kernel"], model_kinds=("dnc",), log=lambda _: 0)
+    with pytest.raises(ValueError, match="model lstm has no backends to choose"):
+        benchmark([1], [1], ["autograd"], model_kinds=("lstm",), log=lambda _: 0)
+    with pytest.raises(ValueError, match="unknown model 'gru'"):
+        benchmark([1], [1], ["auto"], model_kinds=("gru",), log=lambda _: 0)
 
 
 def test_older_path_names_are_aliases_and_each_path_is_timed_once():

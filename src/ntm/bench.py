@@ -1,14 +1,16 @@
 """Training-step benchmark: the numbers behind the README's speed table.
 
 A full training step (forward, backward, ``torch.optim.RMSprop`` step with element-wise
-gradient clipping) of the same :class:`ntm.NTM` that users import, on the copy task with
-sequence length 20 (41 steps), an LSTM controller of 100, memory 128 x 20, one read and one
-write head. Paths are timed interleaved, a few steps of each in turn, so that the noise of a
-shared machine falls on all of them alike; the figure reported is the median.
+gradient clipping) of the models users import, looked up in the registry (:mod:`ntm.models`)
+with their default sizes (the NTM's: an LSTM controller of 100, memory 128 x 20, one read and
+one write head; the DNC's the same), on the copy task with sequence length 20 (41 steps).
+Every (model, path) pair is timed interleaved, a few steps of each in turn, so that the noise
+of a shared machine falls on all of them alike; the figure reported is the median.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import resource
@@ -19,11 +21,11 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from . import models
 from ._threads import torch_threads
 from .backends import kernel
 from .cuda_graphs import GraphedUpdate
 from .metrics import sequence_loss
-from .model import NTM
 from .tasks import make
 
 # What each path times: the NTM's backend, and whether its update is replayed from a CUDA graph.
@@ -46,6 +48,7 @@ class BenchResult:
     milliseconds_per_step: float
     timed_steps: int
     peak_memory_mib: float
+    model: str = models.DEFAULT_MODEL
 
 
 def _peak_memory_mib(device: torch.device) -> float:
@@ -131,8 +134,10 @@ def benchmark(
     length: int = 20,
     seed: int = 0,
     log=print,
+    model_kinds: Sequence[str] = (models.DEFAULT_MODEL,),
 ) -> list[BenchResult]:
-    """Time training steps; returns one :class:`BenchResult` per path, thread count and batch.
+    """Time training steps; returns one :class:`BenchResult` per model, path, thread count and
+    batch.
 
     Args:
         paths: the backend of :class:`ntm.NTM` to time (see :mod:`ntm.backends`): ``"auto"``
@@ -145,11 +150,16 @@ def benchmark(
             too; rows carry the new ones.
         timed_steps: timed steps per row, after ``warmup_steps`` untimed ones.
         steps_per_round: steps of one path before the next path's turn.
+        model_kinds: registered models (:func:`ntm.models.names`) to time, each with its
+            default config and every path, e.g. ``("ntm-lstm", "dnc")``.
 
     Raises:
-        ValueError: an unknown path, or one that cannot run on ``device``.
+        ValueError: an unknown path or model, a path that cannot run on ``device``, or one
+            that a model has no backend for (the DNC has ``auto`` and ``autograd``).
     """
     paths = resolve_paths(paths)
+    for kind in model_kinds:  # before anything is timed: each model takes each path
+        _config(kind, paths)
     target = torch.device(device)
     prepare(device, paths)
     _check_device(paths, target)
@@ -159,12 +169,13 @@ def benchmark(
         with torch_threads(thread_count):  # the caller's count comes back afterwards
             for batch_size in batch_sizes:
                 batch = task.sample(batch_size, generator=torch.Generator().manual_seed(seed))
-                runs = _time_paths(paths, task, batch.to(target), target, seed=seed,
+                runs = _time_paths(model_kinds, paths, task, batch.to(target), target, seed=seed,
                                    warmup_steps=warmup_steps, timed_steps=timed_steps,
                                    steps_per_round=steps_per_round)
-                for path, times in runs.items():
+                for (kind, path), times in runs.items():
                     median = statistics.median(times)
-                    row = BenchResult(path=path, device=str(target), threads=thread_count,
+                    row = BenchResult(model=kind, path=path, device=str(target),
+                                      threads=thread_count,
                                       batch_size=batch_size,
                                       sequences_per_second=batch_size / median,
                                       milliseconds_per_step=median * 1e3,
@@ -175,23 +186,60 @@ def benchmark(
     return results
 
 
-def _time_paths(paths: Sequence[str], task, batch, device: torch.device, *, seed: int,
-                warmup_steps: int, timed_steps: int, steps_per_round: int) -> dict[str, list]:
-    """The seconds of ``timed_steps`` steps of each path on ``batch``, timed interleaved: a
-    model and optimiser per path, each warmed up, then ``steps_per_round`` steps of each in
-    turn, so that the noise of a shared machine falls on all of them alike."""
+def _config(kind: str, paths: Sequence[str], path: str | None = None):
+    """The default config of model ``kind`` with the backend of ``path`` (default: the first
+    of ``paths``), having checked that it has a backend for every one of ``paths``.
+
+    Raises:
+        ValueError: an unknown model, or a path it has no backend for.
+    """
+    config = models.default_config(kind)
+    has_backend = any(field.name == "backend" for field in dataclasses.fields(config))
+    for each in paths:
+        if not has_backend and _BACKENDS[each] != "auto":
+            raise ValueError(f"model {kind} has no backends to choose: time it with --paths auto")
+    if has_backend:
+        for each in paths:
+            try:
+                models.set_field(dataclasses.replace(config), "backend", _BACKENDS[each])
+            except ValueError:
+                raise ValueError(f"model {kind} has no {each!r} path; its paths: "
+                                 f"{', '.join(_paths_of(config))}") from None
+        models.set_field(config, "backend", _BACKENDS[path or paths[0]])
+    return config
+
+
+def _paths_of(config) -> list[str]:
+    """The paths that a model with ``config`` (which has a ``backend`` field) can take."""
+    taken = []
+    for path, backend in _BACKENDS.items():
+        try:
+            models.set_field(dataclasses.replace(config), "backend", backend)
+            taken.append(path)
+        except ValueError:
+            pass
+    return taken
+
+
+def _time_paths(model_kinds: Sequence[str], paths: Sequence[str], task, batch,
+                device: torch.device, *, seed: int, warmup_steps: int, timed_steps: int,
+                steps_per_round: int) -> dict[tuple[str, str], list]:
+    """The seconds of ``timed_steps`` steps of each (model, path) on ``batch``, timed
+    interleaved: a model and optimiser per pair, each warmed up, then ``steps_per_round`` steps
+    of each in turn, so that the noise of a shared machine falls on all of them alike."""
     runs = {}
     if device.type == "cuda":  # before the warm-up: a graph's memory is held from then
         torch.cuda.reset_peak_memory_stats(device)
-    for path in paths:
+    for kind, path in [(kind, path) for kind in model_kinds for path in paths]:
         torch.manual_seed(seed)
-        model = NTM(task.input_size, task.output_size, backend=_BACKENDS[path], device=device)
+        model = models.make(_config(kind, paths, path), task.input_size, task.output_size,
+                            device=device)
         optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-4, momentum=0.9,
                                         capturable=path == "graph")
         step = _graphed_step(model, optimizer) if path == "graph" else _training_step
         for _ in range(warmup_steps):
             step(model, optimizer, batch)
-        runs[path] = (model, optimizer, step, [])
+        runs[(kind, path)] = (model, optimizer, step, [])
     while any(len(times) < timed_steps for *_, times in runs.values()):
         for model, optimizer, step, times in runs.values():
             for _ in range(min(steps_per_round, timed_steps - len(times))):
@@ -200,16 +248,16 @@ def _time_paths(paths: Sequence[str], task, batch, device: torch.device, *, seed
                 step(model, optimizer, batch)
                 _synchronize(device)
                 times.append(time.perf_counter() - start)
-    return {path: times for path, (*_, times) in runs.items()}
+    return {pair: times for pair, (*_, times) in runs.items()}
 
 
-HEADER = "path     device  threads  batch  sequences/s  ms/step  peak MiB"
+HEADER = "model     path     device  threads  batch  sequences/s  ms/step  peak MiB"
 
 
 def format_row(row: BenchResult) -> str:
     """One row of the printed table, under :data:`HEADER`."""
     return (
-        f"{row.path:<8} {row.device:<7} {row.threads:>7}  {row.batch_size:>5}  "
+        f"{row.model:<9} {row.path:<8} {row.device:<7} {row.threads:>7}  {row.batch_size:>5}  "
         f"{row.sequences_per_second:>11.1f}  {row.milliseconds_per_step:>7.1f}  "
         f"{row.peak_memory_mib:>8.0f}"
     )

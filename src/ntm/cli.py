@@ -292,8 +292,11 @@ def _add_demo(commands) -> None:
 
 
 def _add_bench(commands) -> None:
-    bench = commands.add_parser("bench", help="time training steps of ntm.NTM (speed table)")
+    bench = commands.add_parser("bench", help="time training steps of the models (speed table)")
     add = bench.add_argument
+    add("--model", default=models.DEFAULT_MODEL, metavar="MODEL,...",
+        help="comma-separated registered models, each with its default sizes, timed "
+             f"interleaved with the paths (default: {models.DEFAULT_MODEL}; e.g. ntm-lstm,dnc)")
     add("--batch-sizes", type=_int_list, default=[1, 8, 32, 128], metavar="B,B,...")
     add("--threads", type=_int_list, default=[1, 2], metavar="T,T,...")
     add("--paths", default="auto",
@@ -664,7 +667,8 @@ def _bench(args: argparse.Namespace) -> int:
     print(bench.HEADER)
     try:
         results = bench.benchmark(args.batch_sizes, args.threads, paths,
-                                  device=args.device, timed_steps=args.steps)
+                                  device=args.device, timed_steps=args.steps,
+                                  model_kinds=args.model.split(","))
     except ValueError as error:
         raise _UsageError(str(error)) from None
     if args.json:
