@@ -173,17 +173,19 @@ def benchmark(
                                    warmup_steps=warmup_steps, timed_steps=timed_steps,
                                    steps_per_round=steps_per_round)
                 for (kind, path), times in runs.items():
-                    median = statistics.median(times)
-                    row = BenchResult(model=kind, path=path, device=str(target),
-                                      threads=thread_count,
-                                      batch_size=batch_size,
-                                      sequences_per_second=batch_size / median,
-                                      milliseconds_per_step=median * 1e3,
-                                      timed_steps=len(times),
-                                      peak_memory_mib=_peak_memory_mib(target))
-                    results.append(row)
-                    log(format_row(row))
+                    results.append(_row(kind, path, times, target, thread_count, batch_size))
+                    log(format_row(results[-1]))
     return results
+
+
+def _row(kind: str, path: str, times: list[float], device: torch.device, threads: int,
+         batch_size: int) -> BenchResult:
+    """The table's row of one (model, path) from the seconds of its timed steps."""
+    median = statistics.median(times)
+    return BenchResult(model=kind, path=path, device=str(device), threads=threads,
+                       batch_size=batch_size, sequences_per_second=batch_size / median,
+                       milliseconds_per_step=median * 1e3, timed_steps=len(times),
+                       peak_memory_mib=_peak_memory_mib(device))
 
 
 def _config(kind: str, paths: Sequence[str], path: str | None = None):
