@@ -137,3 +137,23 @@ def test_recreate_commands_of_a_sweep_and_of_runs_that_left_git(tmp_path):
     assert recreate.run_name(Path("results/recipes/sweep/seed12")) == "sweep/seed12"
     assert recreate.run_name(Path("results/recipes/copy-lstm")) == "copy-lstm"
     assert recreate._ranges([1, 2, 3, 5, 7, 8]) == ["1-3", "5", "7-8"]
+
+
+def test_collapse_probe_records_every_update_and_leaves_training_as_it_was(tmp_path):
+    probe = _script("collapse_probe")
+    tiny = ["model.memory_slots=8", "model.memory_width=4", "model.controller_size=8",
+            "task.max_length=3", "train.batch_size=2", "train.log_every=1", "train.val_every=2",
+            "train.val_batches=1", "train.val_batch_size=2", "train.steps=4"]
+    config = apply_overrides(preset_config("copy"), tiny)
+    probe.run(config, tmp_path / "probed", 2)
+    records = [json.loads(line) for line in (tmp_path / "probed" / "probe.jsonl").open()]
+    assert [record["step"] for record in records] == [0, 1, 2, 3]
+    assert all(math.isfinite(record["grad_norm"]) and record["lr"] > 0 for record in records)
+    assert {"beta_max", "gamma_max", "peak_weight", "memory_max"} <= set(records[0])
+    train(config, tmp_path / "plain", progress=False)  # the probe changed nothing
+    metrics = [(tmp_path / name / "metrics.jsonl").read_text().splitlines()
+               for name in ("probed/run", "plain")]
+    drop = ("seconds", "sequences_per_second")
+    probed, plain = ([{k: v for k, v in json.loads(line).items() if k not in drop}
+                      for line in lines] for lines in metrics)
+    assert probed == plain
