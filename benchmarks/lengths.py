@@ -6,12 +6,13 @@
 The default NTM (LSTM controller 100, memory 128 x 20) on copy batches with lengths 1 to 20
 (3 to 41 steps), 32 sequences, one thread. A step is the forward pass, the loss over the scored
 steps and the backward pass (the optimiser's step is the same either way and left out). Every
-round draws a fresh batch and times each (backend, padding or lengths) once on it, in turn, so
-that the noise of a shared machine falls on all of them alike; the figure is the median over
+round draws a fresh batch and times each (backend, padding or lengths) once on it, in turn
+(padding and lengths each first in every other round), so that the noise of a shared machine
+falls on all of them alike; the figure is the median over
 the rounds. With ``lengths`` each sequence stops at its own end and the batch shrinks as
 sequences end; padded, every sequence runs all the steps of the longest.
 
-Prints a markdown table and writes a JSON file (--json, default lengths.json).
+Prints a markdown table and writes a JSON file (--json, default results/lengths.json).
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def measure(backends: list[str], *, steps: int, warmup: int, batch_size: int, ma
         useful.append(float(batch.lengths.sum()) / batch.lengths.numel() / batch.inputs.size(0))
         for backend, model in models.items():
             losses = []
-            for mode, lengths in (("padded", None), ("lengths", batch.lengths)):
+            modes = [("padded", None), ("lengths", batch.lengths)]
+            for mode, lengths in modes[::-1] if round_ % 2 else modes:  # each first in turn
                 started = time.perf_counter()
                 losses.append(_step(model, batch, lengths))
                 if round_ >= warmup:
@@ -85,7 +87,7 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=20, help="copy lengths 1..this")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--json", default="lengths.json")
+    parser.add_argument("--json", default="results/lengths.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     backends = [name for name in args.backends.split(",") if name]

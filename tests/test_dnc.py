@@ -133,14 +133,14 @@ def test_a_step_follows_the_papers_equations():
     """One access step re-derived from ntm.functional.dnc's functions by hand, in the paper's
     order (usage, allocation, write, link, read)."""
     torch.manual_seed(3)
-    access = DNCAccess(6, 3, read_heads=2)
+    access = DNCAccess(6, 3, read_heads=2, write_heads=2)  # two heads: allocation in turn
     state = DNCState(*(torch.rand(shape, dtype=torch.float64) * 0.5
                        for shape in access.state_shapes(2)))
     interface = torch.randn(2, access.interface_size, dtype=torch.float64)
     reads, new, _ = access.step(interface, state)
     p = access.layout.activate(interface)
     u = F.usage(state.usage, state.write_weights, p.free_gates, state.read_weights)
-    ww = F.write_weights(F.allocation(u, p.write_gates),
+    ww = F.write_weights(F.allocation(u, p.allocation_gates * p.write_gates),
                          ntm.functional.content_weights(state.memory, p.write_keys,
                                                         p.write_strengths),
                          p.allocation_gates, p.write_gates)

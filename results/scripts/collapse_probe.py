@@ -30,9 +30,9 @@ QUANTILES = (0.01, 0.5, 0.99)
 class Probe:
     """Records one line per update into ``path``; see the module docstring."""
 
-    def __init__(self, path: Path, task, every: int):
+    def __init__(self, path: Path, task, every: int, clip_value: float = 10.0):
         self.file = path.open("w")
-        self.every, self.step = every, 0
+        self.every, self.step, self.clip_value = every, 0, clip_value
         self.batch = task.sample(16, torch.Generator().manual_seed(12345))
         self.record: dict = {}
 
@@ -40,7 +40,7 @@ class Probe:
         grads = [p.grad for p in parameters if p.grad is not None]
         flat = torch.cat([g.flatten() for g in grads])
         self.record.update(grad_norm=float(flat.norm()),
-                           clipped_fraction=float((flat.abs() > 10).float().mean()))
+                           clipped_fraction=float((flat.abs() > self.clip_value).float().mean()))
 
     def after_step(self, model, optimizer, before: list[torch.Tensor], loss: float) -> None:
         after = [p.detach() for p in model.parameters()]
@@ -70,7 +70,8 @@ class Probe:
         quantiles = torch.quantile(flat, torch.tensor(QUANTILES, dtype=torch.float64))
         eps = group["eps"]
         return {"variance_q": [float(q) for q in quantiles],
-                "min_denominator": float((flat.clamp_min(0) + eps).sqrt().min()),
+                # torch's centred RMSprop divides by sqrt(v - m^2) + eps, eps outside the root.
+                "min_denominator": float((flat.clamp_min(0).sqrt() + eps).min()),
                 "lr": group["lr"]}
 
     @torch.no_grad()
@@ -101,7 +102,7 @@ def run(config, out: Path, every: int) -> None:
     """``ntm.training.train(config, out)`` with the probe wrapped round each update."""
     task = ntm.training.build_task(config.task)
     out.mkdir(parents=True, exist_ok=True)
-    probe = Probe(out / "probe.jsonl", task, every)
+    probe = Probe(out / "probe.jsonl", task, every, config.optim.clip_value)
     original_update, original_clip = loop._update, loop.clip_gradients
 
     def clip(parameters, optim_config):

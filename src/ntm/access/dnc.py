@@ -176,7 +176,9 @@ class DNCAccess(MemoryAccess):
         usage = F.usage(state.usage, state.write_weights, p.free_gates, prev_reads)  # (B, N)
         if self.deallocation:
             memory = F.deallocate(memory, F.retention(p.free_gates, prev_reads))
-        allocation = F.allocation(usage, p.write_gates)  # (B, W, N)
+        # Between heads the usage grows by what each head writes by allocation, g^a g^w
+        # (deepmind/dnc): a head that writes by content leaves the free slots to the next.
+        allocation = F.allocation(usage, p.allocation_gates * p.write_gates)  # (B, W, N)
         write_content = self._content(memory, p.write_keys, p.write_strengths, p.write_masks)
         write_weights = F.write_weights(allocation, write_content, p.allocation_gates,
                                         p.write_gates)  # (B, W, N)

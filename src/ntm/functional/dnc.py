@@ -94,7 +94,10 @@ def allocation(usage: Tensor, write_gates: Tensor) -> Tensor:
 
     Args:
         usage: ``[batch, memory_slots]``, ``u`` in ``[0, 1]``.
-        write_gates: ``[batch, write_heads]``, ``g^w`` in ``[0, 1]``.
+        write_gates: ``[batch, write_heads]``, ``g^w`` in ``[0, 1]``: how much each head
+            writes by allocation. The DNC passes ``g^a g^w`` (allocation gate times write
+            gate), as deepmind/dnc does, so that a head writing by content does not use up
+            the slots the next head would allocate.
 
     Returns:
         ``[batch, write_heads, memory_slots]``, non-negative, each head summing to at most 1.

@@ -22,7 +22,8 @@ checks them, so flipped bytes on a disk or in a copy are an error naming the fil
 tensor instead of NaN weights. A file without them (written before they were, or by another
 program) loads unchecked. CRC-32, not a cryptographic hash: it guards against accidents, and a
 checksum stored in the file itself cannot guard against tampering whatever its strength; it
-costs about 0.2 ms per MB here, against 0.6 for SHA-256 (both with the CPU's instructions).
+costs about 0.5 ms per MB on the development machine, against 1.2 for SHA-256 (measured with
+zlib and hashlib on 100 MB, 2026-12-06).
 """
 
 from __future__ import annotations

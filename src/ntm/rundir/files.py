@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from safetensors import SafetensorError
 
@@ -41,6 +41,7 @@ __all__ = ["LOCK_FILE", "append_text", "atomic_write", "atomic_write_bytes", "at
            "lock_run_dir", "write_error"]
 
 LOCK_FILE = ".lock"  # in a run directory: who trains it (see lock_run_dir)
+_LOCK_TRIES = 5  # takes of the lock whose file was removed under it, before giving up
 
 # What a failing file system raises: OSError from Python's own I/O, SafetensorError from the
 # safetensors writer (a Rust io::Error, e.g. "I/O error: No space left on device (os error 28)").
@@ -191,21 +192,8 @@ def lock_run_dir(run_dir: str | os.PathLike[str]) -> Iterator[Path]:
     """
     path = Path(run_dir) / LOCK_FILE
     created = not path.parent.exists()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        file = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held open: the lock is on it)
-    except OSError as error:
-        raise write_error(path, error, existed=path.exists()) from error
+    file = _open_locked(path, run_dir)
     with file:
-        if fcntl is not None:
-            try:
-                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                file.seek(0)
-                holder = " ".join(file.read().split()) or "a process that did not say who it is"
-                raise RunDirError(f"{run_dir} is being trained by another process ({holder}); "
-                                  "wait for it to end or stop it (it saves a checkpoint on "
-                                  "Ctrl-C or SIGTERM), then --resume") from None
         try:
             _say_who(file)
             yield path
@@ -217,6 +205,37 @@ def lock_run_dir(run_dir: str | os.PathLike[str]) -> Iterator[Path]:
                         path.parent.rmdir()
             if fcntl is not None:
                 fcntl.flock(file, fcntl.LOCK_UN)
+
+
+def _open_locked(path: Path, run_dir) -> Any:
+    """``path`` opened and flocked; the lock is taken again if the file it holds was removed
+    meanwhile (by a holder that created the folder and removes it, see :func:`lock_run_dir`):
+    a lock on a removed file would lock nothing."""
+    for _ in range(_LOCK_TRIES):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            file = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (returned: the lock is on it)
+        except OSError as error:
+            raise write_error(path, error, existed=path.exists()) from error
+        if fcntl is None:
+            return file
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.seek(0)
+            holder = " ".join(file.read().split()) or "a process that did not say who it is"
+            file.close()
+            raise RunDirError(f"{run_dir} is being trained by another process ({holder}); "
+                              "wait for it to end or stop it (it saves a checkpoint on "
+                              "Ctrl-C or SIGTERM), then --resume") from None
+        except OSError as error:  # no locks on this file system (ENOLCK), say
+            file.close()
+            raise RunDirError(f"cannot lock {path}: {error.strerror or error}") from None
+        with contextlib.suppress(OSError):
+            if os.fstat(file.fileno()).st_ino == os.stat(path).st_ino:
+                return file
+        file.close()  # removed or replaced while we waited for it: lock the file there now
+    raise RunDirError(f"cannot lock {path}: it was removed {_LOCK_TRIES} times as it was taken")
 
 
 def _say_who(file) -> None:

@@ -529,7 +529,8 @@ def _truncate_metrics(path: Path, step: int) -> None:
                       f"that ended the run ({len(torn.encode('utf-8'))} bytes, not a whole "
                       "record); the run resumes from its checkpoint", RuntimeWarning,
                       stacklevel=2)
-    kept = [line for line, record in records
+    # A whole last record may lack its newline: the resumed run's first one must not join it.
+    kept = [line if line.endswith("\n") else line + "\n" for line, record in records
             if record["step"] <= step and not record.get("final")]
     atomic_write_text(path, "".join(kept))
 
@@ -572,4 +573,5 @@ def _interruptible() -> Iterator[threading.Event]:
         yield stop
     finally:
         for number, handling in previous.items():
-            signal.signal(number, handling)
+            if handling is not None:  # None: a handler set from C, which cannot be put back
+                signal.signal(number, handling)

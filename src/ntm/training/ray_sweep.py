@@ -216,7 +216,7 @@ def _seed_task(seed: int, folder: str, train_args: list[str], target: float, cwd
                 log.flush()
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, env=environment, cwd=base,
-                                       preexec_fn=_die_with_parent)
+                                       preexec_fn=_die_with_parent, start_new_session=True)
     except OSError as error:  # no log or no process: this seed fails, the others go on
         return SeedRun(seed, folder, None, error=f"could not start ntm train: {error}")
     return seed_result(seed, Path(folder), _supervise(process, stop), target, where=path)
@@ -262,19 +262,26 @@ def _stopped(stop: Any) -> bool:
         return True
 
 
+# Looked up here, not in the child between fork and exec, where loading a library can
+# deadlock in a multithreaded parent (a Ray worker).
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+
+
 def _die_with_parent() -> None:
     """In the child, before ``exec``: take signals again, and be killed when the task's worker
     dies (Linux), so that a retried seed never has two trainers. Elsewhere a lost worker can
-    leave its child running.
+    leave its child running. The child is also started in a session of its own
+    (``start_new_session``): a Ctrl-C at the terminal then reaches the sweep, which stops each
+    seed with one SIGINT, and never the trainer directly, where the sweep's own SIGINT would be
+    a second one, which stops at once without the checkpoint.
 
     A Ray worker blocks SIGINT, and a child inherits the mask through ``exec``: the sweep's
     SIGINT (Ctrl-C: stop with a checkpoint) would wait for ever while the seed trained on."""
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
-    if not sys.platform.startswith("linux"):
+    if _PRCTL is None:
         return
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() == 1:  # the worker died before prctl: do not train at all
         os._exit(1)
 

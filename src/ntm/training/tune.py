@@ -376,7 +376,7 @@ def _start(seed: int, folder: Path, train_args: Sequence[str],
             return subprocess.Popen(seed_command(seed, folder, train_args), stdout=log,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     env=environment, cwd=cwd if os.path.isdir(cwd) else None,
-                                    preexec_fn=_die_with_parent)
+                                    preexec_fn=_die_with_parent, start_new_session=True)
         except OSError as error:
             log.write(f"could not start ntm train: {error}\n")
             return None
