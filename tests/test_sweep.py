@@ -34,8 +34,11 @@ def test_sweep_trains_each_seed_and_summarises(tmp_path, capsys):
                  "--target", "1000", "--out", str(out), *SETS]) == 0
     table = capsys.readouterr().out
     assert re.search(r"^seed\s+status\s+steps\s+sequences\s+val_cost\s+converged\s+"
-                     r"sequences to 1000$", table, re.MULTILINE), table
-    assert re.search(r"^\s*1\s+finished\s+3\s+6\s+\d+\.\d{3}\s+yes\s+4$", table, re.MULTILINE)
+                     r"sequences to 1000\s+seconds\s+collapses\s+solved at end$", table,
+                     re.MULTILINE), table
+    assert re.search(r"^\s*1\s+finished\s+3\s+6\s+\d+\.\d{3}\s+yes\s+4\s+\d+\.\d\s+0\s+yes$",
+                     table, re.MULTILINE), table
+    assert "Stayed solved to the end: 2 of 2; collapsed after learning: 0 seed(s)" in table
     assert "Converged: 2 of 2 seeds (100%) under 1000 bits per sequence; median sequences to " \
            "converge: 4." in table
 
@@ -62,7 +65,8 @@ def test_a_seed_that_fails_is_reported_and_the_sweep_exits_1(tmp_path, capsys):
     (out / "seed4" / "train.log").mkdir(parents=True)  # the log cannot be written: no start
     assert main(["sweep", "copy", "--seeds", "4", "--out", str(out), *SETS]) == 1
     captured = capsys.readouterr()
-    assert re.search(r"^\s*4\s+not started\s+-\s+-\s+-\s+no\s+-$", captured.out, re.MULTILINE)
+    assert re.search(r"^\s*4\s+not started\s+-\s+-\s+-\s+no\s+-\s+-\s+-\s+-$", captured.out,
+                     re.MULTILINE)
     assert "Seed 4 failed: could not start ntm train" in captured.out
     assert "[1/1] seed 4 failed" in captured.err
     summary = json.loads((out / "summary.json").read_text())
@@ -201,3 +205,25 @@ def test_seeds_of_another_sweep_are_not_added(tmp_path, monkeypatch, train_args,
     with pytest.raises(ntm_sweep.RunDirError, match=re.escape(problem)):
         ntm_sweep.run_sweep(train_args, [2], out, target=target)
     assert (out / "summary.json").read_text() == before
+
+
+def test_the_table_and_summary_count_collapses_and_seeds_that_stayed_solved(tmp_path):
+    runs = [ntm_sweep.SeedRun(1, "a", 0, 300, 9600, 0.01, 6400, None, 12.5, 0, True),
+            ntm_sweep.SeedRun(2, "b", 0, 300, 9600, 55.0, 3200, None, 8.0, 2, False),
+            ntm_sweep.SeedRun(3, "c", 0, 300, 9600, 80.0, None, None, None, 0, False)]
+    totals = ntm_sweep.summarize(runs)
+    assert (totals["solved_at_end"], totals["collapsed"], totals["collapses"]) == (1, 1, 2)
+    table = ntm_sweep.sweep_table(runs, 0.1)
+    assert re.search(r"^\s*2\s+finished\s+300\s+9600\s+55\.000\s+yes\s+3200\s+8\.0\s+2\s+no$",
+                     table, re.MULTILINE), table
+    assert ("Stayed solved to the end: 1 of 3; collapsed after learning: 1 seed(s), "
+            "2 collapse(s) in all.") in table
+    # summary.json keeps them, and one written before them still reads (they are None).
+    ntm_sweep._write_summary(tmp_path, ["copy"], 0.1, runs)
+    assert ntm_sweep.read_summary(tmp_path)["runs"] == runs
+    old = json.loads((tmp_path / "summary.json").read_text())
+    for run in old["runs"]:
+        for key in ("seconds_to_target", "collapses", "solved_at_end"):
+            del run[key]
+    (tmp_path / "summary.json").write_text(json.dumps(old))
+    assert [run.collapses for run in ntm_sweep.read_summary(tmp_path)["runs"]] == [None] * 3

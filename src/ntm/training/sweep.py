@@ -35,6 +35,7 @@ from .checkpoint import METRICS_FILE, STATE_FILE, atomic_write_text, read_counte
 from .config import SEED_LIMIT
 from .errors import ConfigError, RunDirError
 from .evaluate import read_metrics
+from .reliability import reliability
 
 __all__ = ["LAUNCHER_VARIABLES", "LOG_FILE", "MAX_SEEDS", "SUMMARY_FILE", "SeedRun", "SeedRunner",
            "check_sweep", "cpu_cores", "parse_seeds", "read_summary", "run_sweep",
@@ -98,6 +99,10 @@ class SeedRun:
         sequences_to_target: the training sequences seen at the first validation under the
             target, or None if none was.
         error: the last line of ``train.log`` when ``ntm train`` failed.
+        seconds_to_target: the training seconds at that first validation under the target.
+        collapses: how many times the run collapsed (spiked) after it had learned, by the
+            measure of :mod:`ntm.training.reliability` (None without validations).
+        solved_at_end: whether its last validation is under the target: it stayed solved.
     """
 
     seed: int
@@ -108,6 +113,9 @@ class SeedRun:
     val_cost: float | None = None
     sequences_to_target: int | None = None
     error: str | None = None
+    seconds_to_target: float | None = None
+    collapses: int | None = None
+    solved_at_end: bool | None = None
 
     @property
     def finished(self) -> bool:
@@ -241,7 +249,8 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "seed": (int,), "out_dir": (str,), "returncode": (int, type(None)),
     "steps": (int, type(None)), "sequences": (int, type(None)),
     "val_cost": (int, float, type(None)), "sequences_to_target": (int, type(None)),
-    "error": (str, type(None)),
+    "error": (str, type(None)), "seconds_to_target": (int, float, type(None)),
+    "collapses": (int, type(None)), "solved_at_end": (bool, type(None)),
 }
 
 
@@ -281,7 +290,8 @@ def _parse_summary(summary: Any) -> dict[str, Any]:
             raise ValueError(f"runs[{number}] is not a JSON object")
         values = {field.name: entry.get(field.name, field.default) for field in fields(SeedRun)}
         for name, value in values.items():
-            if isinstance(value, bool) or not isinstance(value, _FIELD_TYPES[name]):
+            kinds = _FIELD_TYPES[name]
+            if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
                 raise ValueError(f"runs[{number}].{name} is missing or of the wrong type")
         runs.append(SeedRun(**values))
     if len({run.seed for run in runs}) != len(runs):
@@ -306,24 +316,32 @@ def _check_same_sweep(earlier: dict[str, Any], path: Path, train_args: Sequence[
 
 def summarize(runs: Sequence[SeedRun]) -> dict[str, Any]:
     """Counts over a sweep: ``seeds``, ``finished``, ``converged``, ``converged_fraction``
-    (of all seeds, failed ones included) and ``median_sequences_to_target`` (over the seeds
-    that converged; None if none did)."""
+    (of all seeds, failed ones included), ``median_sequences_to_target`` (over the seeds
+    that converged; None if none did), ``solved_at_end`` (seeds whose last validation is
+    under the target), ``collapsed`` (seeds that collapsed at least once) and ``collapses``
+    (in all)."""
     needed = [run.sequences_to_target for run in runs if run.converged]
     return {"seeds": len(runs), "finished": sum(run.finished for run in runs),
             "converged": len(needed),
             "converged_fraction": len(needed) / len(runs) if runs else 0.0,
-            "median_sequences_to_target": statistics.median(needed) if needed else None}
+            "median_sequences_to_target": statistics.median(needed) if needed else None,
+            "solved_at_end": sum(bool(run.solved_at_end) for run in runs),
+            "collapsed": sum(bool(run.collapses) for run in runs),
+            "collapses": sum(run.collapses or 0 for run in runs)}
 
 
 def sweep_table(runs: Sequence[SeedRun], target: float) -> str:
     """The summary of a sweep as text: one row per seed, then the totals and any failures."""
     header = ("seed", "status", "steps", "sequences", "val_cost", "converged",
-              f"sequences to {target:g}")
+              f"sequences to {target:g}", "seconds", "collapses", "solved at end")
     cells = [header] + [
         (str(run.seed), _status(run),
          _cell(run.steps), _cell(run.sequences),
          "-" if run.val_cost is None else f"{run.val_cost:.3f}",
-         "yes" if run.converged else "no", _cell(run.sequences_to_target))
+         "yes" if run.converged else "no", _cell(run.sequences_to_target),
+         "-" if run.seconds_to_target is None else f"{run.seconds_to_target:.1f}",
+         _cell(run.collapses),
+         "-" if run.solved_at_end is None else ("yes" if run.solved_at_end else "no"))
         for run in runs
     ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
@@ -336,6 +354,9 @@ def sweep_table(runs: Sequence[SeedRun], target: float) -> str:
     lines.append(f"Converged: {totals['converged']} of {totals['seeds']} seeds "
                  f"({totals['converged_fraction']:.0%}) under {target:g} bits per sequence; "
                  f"median sequences to converge: {'-' if median is None else f'{median:.12g}'}.")
+    lines.append(f"Stayed solved to the end: {totals['solved_at_end']} of {totals['seeds']}; "
+                 f"collapsed after learning: {totals['collapsed']} seed(s), "
+                 f"{totals['collapses']} collapse(s) in all.")
     lines += [f"Seed {run.seed} failed: {run.error or 'no output'}"
               + ("" if run.returncode is None else f" (log: {Path(run.out_dir) / LOG_FILE})")
               for run in runs if not run.finished]
@@ -400,5 +421,9 @@ def _read_results(run: SeedRun, folder: Path, target: float) -> None:
     records = read_metrics(folder) if (folder / METRICS_FILE).is_file() else []
     run.sequences_to_target = next((record["sequences"] for record in records
                                     if record.get("val_cost", target) < target), None)
+    measured = reliability(records, target)
+    if measured.validations:
+        run.seconds_to_target = measured.first_solved_seconds
+        run.collapses, run.solved_at_end = measured.collapses, measured.solved
     if counters.get("val_step") == counters["step"]:
         run.val_cost = counters["val_cost"]
