@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import NamedTuple
 
 import pytest
 import torch
@@ -21,41 +20,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_sequence, pad_packed_sequence
+from toy_memory import ToyAccess
 
 import ntm
 from ntm import backends
-from ntm.access import AccessStep, MemoryAccess, NTMAccess
+from ntm.access import NTMAccess
 from ntm.lengths import check_lengths, plan
 from ntm.training.evaluate import batch_logits, evaluate_batches
 
 TOLERANCE = {torch.float64: 1e-12, torch.float32: 1e-6}
 FAST = settings(max_examples=15, deadline=None)
-
-
-class ToyState(NamedTuple):
-    value: torch.Tensor  # [B, width]
-
-
-class ToyAccess(MemoryAccess):
-    """A memory of one vector: ``v' = g v + (1 - g) tanh(x)`` (no backend of its own)."""
-
-    State, Trace = ToyState, ToyState
-
-    def __init__(self, width: int = 3):
-        super().__init__()
-        self.width, self.interface_size, self.read_size = width, width + 1, width
-        self.start = nn.Parameter(torch.linspace(-1, 1, width))
-
-    def initial_state(self, batch_size, *, device=None, dtype=None, generator=None):
-        return ToyState(self.start.to(device=device, dtype=dtype).expand(batch_size, -1))
-
-    def state_shapes(self, batch_size):
-        return ToyState((batch_size, self.width))
-
-    def step(self, interface, state, *, record=False):
-        candidate, gate = torch.tanh(interface[:, :-1]), torch.sigmoid(interface[:, -1:])
-        value = gate * state.value + (1 - gate) * candidate
-        return AccessStep(value, ToyState(value), ToyState(value) if record else None)
 
 
 # Every (access, backend) to check: plain autograd for each access, and every registered
