@@ -419,9 +419,8 @@ def _read_results(run: SeedRun, folder: Path, target: float) -> None:
     counters = read_counters(folder / STATE_FILE)
     run.steps, run.sequences = counters["step"], counters["sequences"]
     records = read_metrics(folder) if (folder / METRICS_FILE).is_file() else []
-    run.sequences_to_target = next((record["sequences"] for record in records
-                                    if record.get("val_cost", target) < target), None)
     measured = reliability(records, target)
+    run.sequences_to_target = measured.first_solved_sequences
     if measured.validations:
         run.seconds_to_target = measured.first_solved_seconds
         run.collapses, run.solved_at_end = measured.collapses, measured.solved
