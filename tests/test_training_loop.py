@@ -377,3 +377,30 @@ def test_a_learned_memory_loads_with_its_own_length(tmp_path):
     assert torch.equal(same.cell.initial_memory, trained.cell.initial_memory)
     with pytest.raises(ConfigError, match="learned its initial memory"):
         load_run(tmp_path / "run", memory_slots=11)
+
+
+def test_the_rate_drops_after_the_first_validation_under_drop_below(tmp_path):
+    # An untrained copy model scores about 30 bits on these short sequences, under 1,000: the
+    # drop comes after the first validation (step 2), from the third update on.
+    config = _config("optim.lr=1e-3", "optim.drop_below=1000", "optim.drop_factor=0.25")
+    train(config, tmp_path / "drop", progress=False)
+    assert [r["lr"] for r in read_metrics(tmp_path / "drop")] == [1e-3, 1e-3] + [2.5e-4] * 4
+    assert read_counters(tmp_path / "drop" / STATE_FILE)["dropped_step"] == 2
+    never = _config("optim.lr=1e-3", "optim.drop_below=1e-9")
+    train(never, tmp_path / "never", progress=False)
+    assert {r["lr"] for r in read_metrics(tmp_path / "never")} == {1e-3}
+
+
+def test_a_run_with_a_schedule_and_a_drop_resumes_as_one_that_never_stopped(tmp_path,
+                                                                            monkeypatch):
+    config = _config("optim.drop_below=1000", "optim.schedule=cosine", "optim.warmup=4",
+                     "optim.clip=value+norm", "optim.max_norm=0.5", steps=8)
+    train(config, tmp_path / "whole", progress=False)
+    _poison_loss_at(monkeypatch, 6)  # stops after the checkpoint of step 4, past the drop
+    with pytest.raises(TrainingDiverged):
+        train(config, tmp_path / "pieces", progress=False)
+    monkeypatch.undo()
+    train(config, tmp_path / "pieces", resume=True, progress=False)
+    whole, pieces = read_metrics(tmp_path / "whole"), read_metrics(tmp_path / "pieces")
+    assert _without_timing(pieces) == _without_timing(whole)
+    assert len({r["lr"] for r in whole}) > 3  # warm-up, decay and drop all changed the rate

@@ -100,3 +100,58 @@ def test_edge_settings_the_config_accepts_build_an_optimiser_that_steps(name):
         assert group["betas"] == (0.0, 0.9999) and group["eps"] == 1e-12
     else:
         assert (group["momentum"], group["alpha"], group["eps"]) == (0.0, 0.99, 1e-12)
+
+
+def test_value_and_norm_clipping_clamps_then_rescales():
+    first, second = _parameter_with_gradient([30.0, 0.0]), _parameter_with_gradient([-4.0])
+    clip_gradients([first, second], OptimConfig(clip="value+norm", clip_value=3.0, max_norm=1.0))
+    # Clamped to (3, 0) and (-3): norm 3 sqrt(2), then rescaled to norm 1.
+    torch.testing.assert_close(first.grad, torch.tensor([2 ** -0.5, 0.0]))
+    torch.testing.assert_close(second.grad, torch.tensor([-(2 ** -0.5)]))
+    small = _parameter_with_gradient([0.3, -0.4])  # inside both bounds: untouched
+    clip_gradients([small], OptimConfig(clip="value+norm", clip_value=3.0, max_norm=1.0))
+    assert small.grad.tolist() == pytest.approx([0.3, -0.4])
+
+
+def test_cosine_and_linear_decays_reach_min_lr_at_the_end_in_steps():
+    import math
+
+    total = 10_000
+    cosine = OptimConfig(lr=1e-3, schedule="cosine", min_lr=1e-5)
+    linear = OptimConfig(lr=1e-3, schedule="linear")
+    for sequences in (0, 2_500, 5_000, 9_999, 10_000):
+        fraction = math.floor(sequences / total * 100) / 100  # 100 steps over the run
+        expected = 1e-5 + (1e-3 - 1e-5) * (1 + math.cos(math.pi * fraction)) / 2
+        assert scheduled_lr(cosine, sequences, total) == pytest.approx(expected, rel=1e-12)
+        assert scheduled_lr(linear, sequences, total) == pytest.approx(1e-3 * (1 - fraction))
+    # Piecewise constant: inside one hundredth of the run the rate does not change.
+    assert scheduled_lr(cosine, 101, total) == scheduled_lr(cosine, 199, total)
+    assert len({scheduled_lr(cosine, s, total) for s in [*range(0, total, 7), total]}) == 101
+    with pytest.raises(ValueError, match="total_sequences"):
+        scheduled_lr(cosine, 0)
+
+
+def test_warmup_rises_in_ten_steps_then_hands_over_to_the_schedule():
+    config = OptimConfig(lr=1e-3, warmup=1_000, lr_half_life=10_000)
+    assert scheduled_lr(config, 0) == pytest.approx(1e-4)
+    assert scheduled_lr(config, 99) == pytest.approx(1e-4)
+    assert scheduled_lr(config, 100) == pytest.approx(2e-4)
+    assert scheduled_lr(config, 999) == pytest.approx(1e-3)
+    assert scheduled_lr(config, 1_000) == 1e-3
+    assert scheduled_lr(config, 10_000) == 5e-4
+
+
+def test_the_drop_multiplies_the_rate_and_respects_min_lr():
+    config = OptimConfig(lr=2e-3, drop_below=0.1, drop_factor=0.1)
+    assert scheduled_lr(config, 500) == 2e-3
+    assert scheduled_lr(config, 500, dropped=True) == pytest.approx(2e-4)
+    floored = OptimConfig(lr=2e-3, drop_below=0.1, drop_factor=0.01, min_lr=1e-4)
+    assert scheduled_lr(floored, 500, dropped=True) == 1e-4
+
+
+@pytest.mark.parametrize("setting", ["optim.schedule=exponential", "optim.clip=both",
+                                     "optim.warmup=-1", "optim.drop_below=0",
+                                     "optim.drop_factor=0"])
+def test_the_schedule_settings_are_checked(setting):
+    with pytest.raises(ConfigError):
+        apply_overrides(RunConfig(), [setting])

@@ -94,10 +94,18 @@ class OptimConfig:
     ``adam``, ``momentum`` is beta1 and ``beta2`` the second-moment decay; decays and momentum
     are below 1 (at 1 the averages never forget, above it they diverge). ``clip="value"`` clips
     every gradient component to ``[-clip_value, clip_value]`` (the paper: 10); ``clip="norm"``
-    rescales the whole gradient to a norm of at most ``max_norm``. ``lr_half_life`` (training
-    sequences; ``None``: a constant rate) halves the learning rate every that many sequences,
-    counted from the start of the run, down to ``min_lr`` at the lowest; the rate changes in
-    steps, so updates replayed from CUDA graphs are recaptured only when it does.
+    rescales the whole gradient to a norm of at most ``max_norm``; ``clip="value+norm"`` does
+    the first, then the second (RESULTS.md, "Reliability": the global norm is what keeps one
+    hard batch from throwing a solved model out of its solution).
+
+    The learning rate's schedule, all counted in training sequences from the start of the run:
+    ``warmup`` sequences of a linear rise to ``lr``; then ``schedule``: ``"constant"``, or a
+    ``"cosine"`` or ``"linear"`` decay to ``min_lr`` at the run's last step (``train.steps``);
+    ``lr_half_life`` (``None``: never) also halves the rate every that many sequences, down to
+    ``min_lr``. ``drop_below`` (bits per sequence; ``None``: never) multiplies the rate by
+    ``drop_factor`` for the rest of the run from the first validation under it on. The rate
+    changes in steps (at most 100 over a decay, 10 over a warm-up), so updates replayed from
+    CUDA graphs are recaptured only when it does. Every update's rate is in metrics.jsonl.
     """
 
     name: Literal["rmsprop", "adam"] = "rmsprop"
@@ -107,11 +115,15 @@ class OptimConfig:
     eps: float | None = bounded(None, gt=0)
     centered: bool = True
     beta2: float = bounded(0.999, gt=0, lt=1)
-    clip: Literal["value", "norm", "none"] = "value"
+    clip: Literal["value", "norm", "value+norm", "none"] = "value"
     clip_value: float = bounded(10.0, gt=0)
     max_norm: float = bounded(10.0, gt=0)
+    schedule: Literal["constant", "cosine", "linear"] = "constant"
+    warmup: int = bounded(0, min=0)
     lr_half_life: int | None = bounded(None, min=1)
     min_lr: float = bounded(0.0, min=0)
+    drop_below: float | None = bounded(None, gt=0)
+    drop_factor: float = bounded(0.1, gt=0)
 
 
 @dataclass

@@ -56,7 +56,8 @@ RESUMABLE_FIELDS = ("steps", "device", "threads", "tensorboard", "cuda_graphs", 
                     "target_val_cost")
 # Fields of OptimConfig a resumed run may change: the learning rate's schedule (to continue a
 # run with a decaying rate). The rate of every update is in metrics.jsonl ("lr").
-RESUMABLE_OPTIM_FIELDS = ("lr", "lr_half_life", "min_lr")
+RESUMABLE_OPTIM_FIELDS = ("lr", "schedule", "warmup", "lr_half_life", "min_lr", "drop_below",
+                          "drop_factor")
 # Why a run stops, by priority: the ranks agree on the highest reason any of them has.
 _STOP_REASONS = ("steps", "interrupted", "time", "target")
 
@@ -180,7 +181,7 @@ def _new_counters(world: World) -> dict[str, Any]:
     return {"step": 0, "sequences": 0, "seconds": 0.0, "interval_cost": 0.0,
             "interval_steps": 0, "interval_start": 0.0, "cost": None, "val_cost": None,
             "val_bit_errors": None, "val_step": None, "best_val_cost": None, "best_step": None,
-            "world_size": world.size}
+            "world_size": world.size, "dropped_step": None}
 
 
 class _Run:
@@ -340,6 +341,8 @@ class _Run:
             if self.world.main and (step % config.train.log_every == 0
                                     or step % config.train.val_every == 0):
                 self._record(metrics, bar, writer, lr)
+            if step % config.train.val_every == 0:
+                self._drop_rate_once_solved(step)
             stopped = self._stop_reason(step, started, stop)
             final = stopped != "steps" or step == config.train.steps
             if final or step % config.train.checkpoint_every == 0:
@@ -357,7 +360,9 @@ class _Run:
         Raises:
             TrainingDiverged: the loss is not finite.
         """
-        lr = scheduled_lr(self.config.optim, self.counters["sequences"])
+        lr = scheduled_lr(self.config.optim, self.counters["sequences"],
+                          self.config.train.steps * self.per_step,
+                          dropped=self.counters["dropped_step"] is not None)
         set_lr(self.optimizer, lr)  # also replaces the rate a resumed optimiser state holds
         batch = self.task.sample(self.config.train.batch_size,
                                  generator=self.generators["data"]).to(self.device)
@@ -372,6 +377,16 @@ class _Run:
                                    f" {_kept(self.last_checkpoint, self.out)} "
                                    "(try a lower optim.lr)")
         return lr, value
+
+    def _drop_rate_once_solved(self, step: int) -> None:
+        """Note the first validation under ``optim.drop_below``: the rate is multiplied by
+        ``optim.drop_factor`` from the next update on. Collective (rank 0 alone validates)."""
+        below, counters = self.config.optim.drop_below, self.counters
+        if below is None or counters["dropped_step"] is not None:
+            return
+        solved = self.world.main and counters["val_cost"] < below
+        if distributed.agree(int(solved), self.world):
+            counters["dropped_step"] = step
 
     def _record(self, metrics, bar, writer, lr: float) -> None:
         """Write the record of the step just done (validating on ``val_every``), rank 0 only."""

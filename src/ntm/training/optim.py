@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import torch
@@ -9,8 +10,8 @@ from torch import nn
 
 from .config import OptimConfig
 
-__all__ = ["RMSPROP_EPS", "ADAM_EPS", "build_optimizer", "clip_gradients", "scheduled_lr",
-           "set_capturable", "set_lr"]
+__all__ = ["RMSPROP_EPS", "ADAM_EPS", "DECAY_STEPS", "WARMUP_STEPS", "build_optimizer",
+           "clip_gradients", "scheduled_lr", "set_capturable", "set_lr"]
 
 RMSPROP_EPS = 1e-4  # Graves (2013), eq. 41: the k added to the second-moment estimate
 ADAM_EPS = 1e-8  # PyTorch's and Kingma & Ba's default
@@ -47,17 +48,48 @@ def build_optimizer(params: Iterable[nn.Parameter], config: OptimConfig, *,
     raise ValueError(f"unknown optimiser {config.name!r}")  # OptimConfig rules this out
 
 
-def scheduled_lr(config: OptimConfig, sequences: int) -> float:
-    """The learning rate after ``sequences`` training sequences: ``config.lr`` halved once per
-    full ``config.lr_half_life`` sequences, and never below ``config.min_lr``.
+# The continuous schedules change the rate in steps, so that updates replayed from CUDA
+# graphs (which hold the rate) are recaptured a bounded number of times: a decay in 100, a
+# warm-up in 10.
+DECAY_STEPS = 100
+WARMUP_STEPS = 10
+
+
+def scheduled_lr(config: OptimConfig, sequences: int, total_sequences: int | None = None, *,
+                 dropped: bool = False) -> float:
+    """The learning rate of the update after ``sequences`` training sequences.
+
+    ``config.lr``, times: the warm-up's linear rise over ``config.warmup`` sequences (in
+    :data:`WARMUP_STEPS` steps, the first at a tenth); the decay ``config.schedule`` from 1 at
+    the start to 0 at ``total_sequences`` (the run's length; ``"cosine"``:
+    ``(1 + cos(pi x)) / 2``, ``"linear"``: ``1 - x``, for the fraction ``x`` of the run, in
+    :data:`DECAY_STEPS` steps); one half per full ``config.lr_half_life`` sequences; and
+    ``config.drop_factor`` once ``dropped`` (a validation went under ``config.drop_below``).
+    Never below ``config.min_lr``, except during the warm-up.
 
     >>> scheduled_lr(OptimConfig(lr=1e-3, lr_half_life=1000), 2500)
     0.00025
+    >>> scheduled_lr(OptimConfig(lr=1e-3, schedule="linear"), 500, 1000)
+    0.0005
+    >>> scheduled_lr(OptimConfig(lr=1e-3, warmup=1000), 0)
+    0.0001
     """
-    if config.lr_half_life is None:
-        return config.lr
-    halvings = sequences // config.lr_half_life
-    return max(config.min_lr, config.lr * 0.5 ** halvings)
+    lr = config.lr
+    if config.schedule != "constant":
+        if total_sequences is None:
+            raise ValueError(f"schedule {config.schedule!r} needs the run's total_sequences")
+        done = min(1.0, sequences / max(total_sequences, 1))
+        done = math.floor(done * DECAY_STEPS) / DECAY_STEPS
+        decay = (1 + math.cos(math.pi * done)) / 2 if config.schedule == "cosine" else 1 - done
+        lr = config.min_lr + (lr - config.min_lr) * decay
+    if config.lr_half_life is not None:
+        lr *= 0.5 ** (sequences // config.lr_half_life)
+    if dropped:
+        lr *= config.drop_factor
+    lr = max(config.min_lr, lr)
+    if sequences < config.warmup:
+        lr *= (math.floor(sequences / config.warmup * WARMUP_STEPS) + 1) / WARMUP_STEPS
+    return lr
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> bool:
@@ -89,9 +121,10 @@ def clip_gradients(params: Iterable[nn.Parameter], config: OptimConfig) -> None:
 
     ``"value"`` clamps every component to ``[-clip_value, clip_value]`` (the paper's element-wise
     clipping to (-10, 10)); ``"norm"`` rescales all gradients together to a global L2 norm of at
-    most ``max_norm``; ``"none"`` leaves them.
+    most ``max_norm``; ``"value+norm"`` does the first, then the second; ``"none"`` leaves them.
     """
-    if config.clip == "value":
+    params = list(params)
+    if config.clip in ("value", "value+norm"):
         torch.nn.utils.clip_grad_value_(params, config.clip_value)
-    elif config.clip == "norm":
+    if config.clip in ("norm", "value+norm"):
         torch.nn.utils.clip_grad_norm_(params, config.max_norm)
