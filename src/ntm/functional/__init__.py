@@ -3,10 +3,10 @@
 The NTM's (Graves et al. 2014) are re-exported here: :mod:`ntm.functional.addressing`
 (content and location addressing) and :mod:`ntm.functional.memory` (reading and writing).
 Other memories keep theirs in submodules of their own: :mod:`ntm.functional.dnc` (the
-Differentiable Neural Computer's allocation, usage, precedence and temporal links), and
-``ntm.functional.sparse`` to come. Modules (:mod:`ntm.access`) own the parameters and call these;
-the fast backends (:mod:`ntm.backends`) call them too, so each equation is written once in
-Python.
+Differentiable Neural Computer's allocation, usage, precedence and temporal links) and
+:mod:`ntm.functional.sparse` (sparse access memory's top-K reads and sparse writes).
+Modules (:mod:`ntm.access`) own the parameters and call these; the fast backends
+(:mod:`ntm.backends`) call them too, so each equation is written once in Python.
 
 The shape vocabulary, mapped once to the paper's letters:
 
@@ -18,7 +18,7 @@ The shape vocabulary, mapped once to the paper's letters:
     read_heads     R    read heads; write_heads W
 """
 
-from . import dnc
+from . import dnc, sparse
 from .addressing import (
     CARRY_GRAD_BOUND,
     LOG_FLOOR,
@@ -46,5 +46,6 @@ __all__ = [
     "read",
     "sharpen",
     "shift",
+    "sparse",
     "write",
 ]

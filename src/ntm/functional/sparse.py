@@ -1,0 +1,302 @@
+"""Sparse access memory's math (Rae et al. 2016, NeurIPS, "Scaling Memory-Augmented Neural
+Networks with Sparse Reads and Writes").
+
+Every head touches ``K`` rows per step, so weightings are kept sparse: a tensor of row numbers
+and a tensor of weights of the same shape, zero on every other row. The shape vocabulary,
+mapped once to letters:
+
+    batch          B    sequences in a batch
+    heads          H    heads addressed together (the read heads)
+    read_heads     R    read heads
+    sparse_reads   K    rows each read head reads (the paper's K, 4 or 8)
+    memory_slots   N    rows of the memory matrix
+    memory_width   M    width of a row
+    write_rows     J    rows the write touches: the R K rows read last step, then the least
+                        recently used row (J = R K + 1)
+
+A step (``'`` marks the previous step's value, ``t`` the step's number from 1):
+
+    U = least_used(T')                               the least recently accessed row
+    rows^w, w^w = write_weights(rows^r', w^r', U, alpha, gamma)
+    M = sparse_write(M', rows^w, w^w, U, a)          row U erased whole, then + w^w a^T
+    rows^r = nearest_rows(M, k^r, K)                 a constant for the gradient
+    w^r = sparse_content_weights(M[rows^r], k^r, beta^r)
+    r = sparse_read(M[rows^r], w^r)
+    T = update_last_access(T', rows^w, w^w, rows^r, w^r, t)
+
+:func:`write_and_read` is the write and the gather of the read rows with autograd (the
+memory copied once per step: the reference); :func:`write_and_read_` is the same in place,
+with a hand-written backward pass that touches only the rows the step changed or read, so that
+a step costs ``O(K M)`` plus the search and the saved state ``O(T K M)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from .addressing import cosine_similarity
+
+# The paper's delta: an access with a weight above it counts as an access for the usage.
+ACCESS_DELTA = 0.005
+
+# search(memory [B, N, M], changed rows [B, J]) -> rows to read [B, R, K]: called on the
+# memory just written (see write_and_read_).
+Search = Callable[[Tensor, Tensor], Tensor]
+
+
+def nearest_rows(memory: Tensor, keys: Tensor, sparse_reads: int) -> Tensor:
+    """The ``K`` rows of highest cosine similarity to each key, over every row (exact).
+
+    The similarity is :func:`ntm.functional.cosine_similarity`'s. The selection is a constant
+    for the gradient (no gradient flows through which rows are chosen), so it runs without
+    recording. Rows come in order of decreasing similarity; ties in an order ``torch.topk``
+    fixes.
+
+    Args:
+        memory: ``[batch, memory_slots, memory_width]``.
+        keys: ``[batch, heads, memory_width]``.
+        sparse_reads: ``K <= memory_slots``.
+
+    Returns:
+        ``[batch, heads, K]`` (int64), row numbers in ``0..N-1``.
+    """
+    with torch.no_grad():
+        similarity = cosine_similarity(memory, keys)  # (B, H, N)
+        return similarity.topk(sparse_reads, dim=-1).indices
+
+
+def gather_rows(memory: Tensor, rows: Tensor) -> Tensor:
+    """``M[rows]`` per batch: ``out[b, h, k] = M[b, rows[b, h, k]]``.
+
+    Args:
+        memory: ``[batch, memory_slots, memory_width]``.
+        rows: ``[batch, heads, K]`` (int64).
+
+    Returns:
+        ``[batch, heads, K, memory_width]``, a copy.
+    """
+    batch = torch.arange(memory.size(0), device=memory.device).view(-1, 1, 1)  # (B, 1, 1)
+    return memory[batch, rows]
+
+
+def sparse_content_weights(row_values: Tensor, keys: Tensor, strengths: Tensor) -> Tensor:
+    """Content weights over the ``K`` rows found: ``w[k] = softmax_k(beta * cos(k, M[rows_k]))``.
+
+    The softmax runs over those ``K`` only; every other row has weight 0. The cosine is
+    :func:`ntm.functional.cosine_similarity`'s (norms ``sqrt(|x|^2 + NORM_EPS)``).
+
+    Args:
+        row_values: ``[batch, heads, K, memory_width]``, the rows ``M[rows]``.
+        keys: ``[batch, heads, memory_width]``.
+        strengths: ``[batch, heads]``, ``beta > 0``.
+
+    Returns:
+        ``[batch, heads, K]``, non-negative, each head summing to 1.
+    """
+    B, H, K, M = row_values.shape
+    # Each (batch, head) pair is a batch of one key against its own K rows.
+    similarity = cosine_similarity(row_values.reshape(B * H, K, M),
+                                   keys.reshape(B * H, 1, M)).view(B, H, K)  # (B, H, K)
+    return torch.softmax(similarity * strengths.unsqueeze(-1), dim=-1)
+
+
+def sparse_read(row_values: Tensor, weights: Tensor) -> Tensor:
+    """Sparse read: ``r = sum_k w[k] M[rows_k]``.
+
+    Args:
+        row_values: ``[batch, heads, K, memory_width]``.
+        weights: ``[batch, heads, K]``.
+
+    Returns:
+        ``[batch, heads, memory_width]``.
+    """
+    return (weights.unsqueeze(-2) @ row_values).squeeze(-2)  # (B, H, 1, K) @ (B, H, K, M)
+
+
+def least_used(last_access: Tensor) -> Tensor:
+    """The least recently accessed row ``U``: the oldest last access, the lowest row on ties.
+
+    Rows never accessed have time 0, so the unused rows are taken first, in order.
+
+    Args:
+        last_access: ``[batch, memory_slots]``, each row's last access step (0: never).
+
+    Returns:
+        ``[batch]`` (int64).
+    """
+    return last_access.argmin(dim=-1)  # documented: the first of equal minima
+
+
+def write_weights(prev_read_rows: Tensor, prev_read_weights: Tensor, least_used: Tensor,
+                  write_gate: Tensor, interpolation: Tensor) -> tuple[Tensor, Tensor]:
+    """Sparse write weights: ``w^w = alpha (gamma w^r' + (1 - gamma) I^U)``.
+
+    With several read heads ``w^r'`` is their mean, so that ``w^w`` sums to at most ``alpha``
+    (the paper has one read weighting). Returned sparsely over the ``J = R K + 1`` rows the
+    write touches: the rows read last step, then ``U``. A row may appear twice (a row read by
+    two heads, or ``U`` read last step): its weight is the sum of its entries.
+
+    Args:
+        prev_read_rows: ``[batch, read_heads, K]`` (int64), ``rows^r'``.
+        prev_read_weights: ``[batch, read_heads, K]``, ``w^r'``.
+        least_used: ``[batch]`` (int64), ``U``.
+        write_gate: ``[batch]``, ``alpha`` in ``[0, 1]``.
+        interpolation: ``[batch]``, ``gamma`` in ``[0, 1]``.
+
+    Returns:
+        ``(rows [batch, J] int64, weights [batch, J])``.
+    """
+    heads = prev_read_rows.size(1)
+    rows = torch.cat([prev_read_rows.flatten(1), least_used.unsqueeze(1)], dim=1)  # (B, J)
+    alpha, gamma = write_gate.unsqueeze(1), interpolation.unsqueeze(1)  # (B, 1)
+    weights = torch.cat([gamma * prev_read_weights.flatten(1) / heads, 1.0 - gamma], dim=1)
+    return rows, alpha * weights  # (B, J)
+
+
+def sparse_write(memory: Tensor, rows: Tensor, weights: Tensor, least_used: Tensor,
+                 values: Tensor) -> Tensor:
+    """The write: row ``U`` erased whole, then ``M = M' (row U zeroed) + w^w a^T``.
+
+    Out of place (autograd records it; the memory is copied). Entries of ``rows`` that repeat
+    add up.
+
+    Args:
+        memory: ``[batch, memory_slots, memory_width]``, ``M'``.
+        rows: ``[batch, J]`` (int64), the rows written.
+        weights: ``[batch, J]``, their weights ``w^w``.
+        least_used: ``[batch]`` (int64), ``U``.
+        values: ``[batch, memory_width]``, the write vector ``a``.
+
+    Returns:
+        ``[batch, memory_slots, memory_width]``.
+    """
+    batch = torch.arange(memory.size(0), device=memory.device)  # (B,)
+    erased = memory.index_put((batch, least_used), memory.new_zeros(()))
+    added = weights.unsqueeze(-1) * values.unsqueeze(1)  # (B, J, M): w^w a^T on its rows
+    return erased.index_put((batch.unsqueeze(1), rows), added, accumulate=True)
+
+
+def update_last_access(last_access: Tensor, rows: Tensor, weights: Tensor, time: Tensor,
+                       delta: float = ACCESS_DELTA, *, in_place: bool = False) -> Tensor:
+    """Usage: rows accessed with a weight above ``delta`` get the time ``t``.
+
+    ``T[i] = t if w[i] > delta else T'[i]``, where ``w[i]`` sums every entry of row ``i``
+    (the write's and the reads' of this step: a row written and read counts once, with the
+    sum). Not differentiable: the paper's usage U^(2), the time since the last non-negligible
+    access.
+
+    Args:
+        last_access: ``[batch, memory_slots]``, ``T'``.
+        rows: ``[batch, A]`` (int64), the rows accessed (write rows, read rows).
+        weights: ``[batch, A]``, each entry's weight.
+        time: ``[batch]``, ``t``, larger than every time in ``T'``.
+        delta: the threshold.
+        in_place: change ``last_access`` itself (``O(A^2)`` work) instead of a copy (``O(N)``).
+
+    Returns:
+        ``[batch, memory_slots]``.
+    """
+    with torch.no_grad():
+        same = rows.unsqueeze(-1) == rows.unsqueeze(-2)  # (B, A, A): entries of one row
+        totals = (same.to(weights.dtype) @ weights.unsqueeze(-1)).squeeze(-1)  # (B, A)
+        now = time.to(last_access.dtype).unsqueeze(1).expand_as(totals)
+        stamps = torch.where(totals > delta, now, torch.zeros_like(now))  # (B, A)
+        # amax: times only grow, and an entry below delta leaves its row as it was.
+        if in_place:
+            return last_access.scatter_reduce_(1, rows, stamps, reduce="amax")
+        return last_access.scatter_reduce(1, rows, stamps, reduce="amax")
+
+
+def to_dense(rows: Tensor, weights: Tensor, memory_slots: int) -> Tensor:
+    """A sparse weighting as a dense one: ``[batch, heads, K]`` -> ``[batch, heads, N]``.
+
+    Entries of a repeated row add up.
+    """
+    dense = weights.new_zeros(*weights.shape[:-1], memory_slots)
+    return dense.scatter_add(-1, rows, weights)
+
+
+def write_and_read(memory: Tensor, rows: Tensor, weights: Tensor, least_used: Tensor,
+                   values: Tensor, search: Search) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`sparse_write`, then ``search`` for the rows to read and gather them.
+
+    The reference: every operation recorded by autograd, the memory copied by the write.
+
+    Args:
+        memory, rows, weights, least_used, values: as :func:`sparse_write`.
+        search: ``(new memory [B, N, M], changed rows [B, J]) -> read rows [B, R, K]``.
+
+    Returns:
+        ``(memory [B, N, M], read rows [B, R, K] int64, their values [B, R, K, M])``.
+    """
+    memory = sparse_write(memory, rows, weights, least_used, values)
+    read_rows = search(memory, rows)
+    return memory, read_rows, gather_rows(memory, read_rows)
+
+
+def write_and_read_(memory: Tensor, rows: Tensor, weights: Tensor, least_used: Tensor,
+                    values: Tensor, search: Search) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`write_and_read` with the memory changed in place (the paper's efficient form).
+
+    ``memory`` itself is returned, written. Its backward pass carries the gradient of the
+    memory in one tensor that it changes in place, row by row: it adds the read rows'
+    gradient, gives ``w^w`` and ``a`` theirs from the written rows, and zeroes row ``U``.
+    It saves ``w^w``, ``a``, and the row numbers (``O(K M)`` a step; autograd keeps the read
+    rows for the content weights); the memory itself is not saved, so a step backward costs
+    ``O(K M)``. Gradients equal :func:`write_and_read`'s. Not twice differentiable.
+    """
+    if not (torch.is_grad_enabled() and (memory.requires_grad or weights.requires_grad
+                                         or values.requires_grad)):
+        with torch.no_grad():
+            return _write_and_read_in_place(memory, rows, weights, least_used, values, search)
+    return _SparseStep.apply(memory, rows, weights, least_used, values, search)
+
+
+def _write_and_read_in_place(memory, rows, weights, least_used, values, search):
+    batch = torch.arange(memory.size(0), device=memory.device)  # (B,)
+    memory[batch, least_used] = 0.0
+    added = weights.unsqueeze(-1) * values.unsqueeze(1)  # (B, J, M)
+    memory.index_put_((batch.unsqueeze(1), rows), added, accumulate=True)
+    read_rows = search(memory, rows)
+    return memory, read_rows, gather_rows(memory, read_rows)
+
+
+class _SparseStep(torch.autograd.Function):
+    """:func:`write_and_read_`'s node: the memory changed in place, its gradient row by row."""
+
+    @staticmethod
+    def forward(ctx, memory, rows, weights, least_used, values, search):
+        memory, read_rows, read_values = _write_and_read_in_place(
+            memory, rows, weights, least_used, values, search)
+        ctx.mark_dirty(memory)
+        ctx.mark_non_differentiable(read_rows)
+        ctx.save_for_backward(rows, weights, least_used, values, read_rows)
+        return memory, read_rows, read_values
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_memory, _grad_read_rows, grad_read_values):
+        rows, weights, least_used, values, read_rows = ctx.saved_tensors
+        grad = _owned(grad_memory)  # (B, N, M), dL/dM after this step; becomes dL/dM'
+        batch = torch.arange(grad.size(0), device=grad.device)  # (B,)
+        # Backwards through the step: the gather of the read rows, then the write.
+        grad.index_put_((batch.view(-1, 1, 1), read_rows), grad_read_values, accumulate=True)
+        written = grad[batch.unsqueeze(1), rows]  # (B, J, M): dL/dM on the rows written
+        grad_weights = (written * values.unsqueeze(1)).sum(-1)  # (B, J)
+        grad_values = (written * weights.unsqueeze(-1)).sum(1)  # (B, M)
+        grad[batch, least_used] = 0.0  # the erased row's old value does not reach the output
+        return grad, None, grad_weights, None, grad_values, None
+
+
+def _owned(grad: Tensor) -> Tensor:
+    """``grad`` if an earlier step of :class:`_SparseStep` made it (then no one else holds it
+    and it is changed in place), else a contiguous copy marked as ours: the gradient that
+    autograd hands the last step may be a broadcast view or another node's tensor."""
+    if getattr(grad, "_sparse_step_owned", False) and grad.is_contiguous():
+        return grad
+    grad = grad.clone(memory_format=torch.contiguous_format)
+    grad._sparse_step_owned = True
+    return grad
