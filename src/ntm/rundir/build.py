@@ -9,6 +9,7 @@ from torch import nn
 
 from .. import models, tasks
 from ..errors import ConfigError, TaskModuleError
+from ..tasks.curriculum import curriculum_of
 
 if TYPE_CHECKING:
     from .config import TaskConfig
@@ -73,9 +74,13 @@ def validate_task(task: TaskConfig) -> None:
     importing ``task.module``, see :func:`import_task_module`)."""
     import_task_module(task)
     try:
-        tasks.make(task.name, **task.params)
+        made = tasks.make(task.name, **task.params)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"task {task.name!r}: {error}") from None
+    if task.curriculum is not None and not curriculum_of(made):
+        with_one = [name for name in tasks.TASKS if curriculum_of(tasks.make(name))]
+        raise ConfigError(f"task {task.name!r} has no length curriculum (task.curriculum); "
+                          f"tasks with one: {', '.join(with_one)}")
 
 
 def import_task_module(task: TaskConfig) -> None:

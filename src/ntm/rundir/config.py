@@ -75,12 +75,16 @@ class TaskConfig:
     An empty ``params`` means the task's defaults (the paper's training distribution).
     ``module`` names a module that registers the task when imported (``--task-module``); it is
     imported whenever the config is read and ``name`` is not registered yet, so that a run of a
-    custom task loads like any other (the module must be importable then too).
+    custom task loads like any other (the module must be importable then too). ``curriculum``
+    (training sequences; ``None``: none) grows the task's longest training sequences linearly
+    from its shortest to its full length over that many sequences (:mod:`ntm.tasks.curriculum`;
+    copy, repeat copy and associative recall have one); validation uses the full task.
     """
 
     name: str = "copy"
     params: dict[str, Any] = field(default_factory=dict)
     module: str | None = None
+    curriculum: int | None = None
 
 
 @dataclass
@@ -329,6 +333,11 @@ def _assign_task(task: TaskConfig, name: str, value: Any) -> None:
         import_task_module(task)  # registers the task, whose parameters may follow
     elif name == "name":
         task.name = convert(value, str, "task.name")
+    elif name == "curriculum":
+        task.curriculum = convert(value, int | None, "task.curriculum")
+        if task.curriculum is not None and task.curriculum < 1:
+            raise ConfigError(f"task.curriculum must be at least 1 (sequences) or none, "
+                              f"got {task.curriculum}")
     elif name == "params":
         if isinstance(value, str):
             raise ConfigError("set task parameters one by one: task.<param>=value")
@@ -341,7 +350,7 @@ def _assign_task(task: TaskConfig, name: str, value: Any) -> None:
         defaults = task_defaults(task.name)
         if name not in defaults:
             raise ConfigError(f"unknown key 'task.{name}'; valid keys of task {task.name!r}: "
-                              f"name, module, {', '.join(defaults)}")
+                              f"name, module, curriculum, {', '.join(defaults)}")
         task.params[name] = convert(value, type_of(defaults[name]), f"task.{name}")
 
 

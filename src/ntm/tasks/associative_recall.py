@@ -40,6 +40,8 @@ class AssociativeRecallTask(Task):
     """
 
     name = "associative_recall"
+    # A length curriculum (task.curriculum) grows these from those: ntm.tasks.curriculum.
+    curriculum = {"max_items": "min_items"}
 
     def __init__(
         self, *, min_items: int = 2, max_items: int = 6, item_length: int = 3, width: int = 6

@@ -36,6 +36,8 @@ class CopyTask(Task):
     """
 
     name = "copy"
+    # A length curriculum (task.curriculum) grows these from those: ntm.tasks.curriculum.
+    curriculum = {"max_length": "min_length"}
 
     def __init__(self, *, min_length: int = 1, max_length: int = 20, width: int = 8) -> None:
         self.min_length = check_int("min_length", min_length)

@@ -47,6 +47,8 @@ class RepeatCopyTask(Task):
     """
 
     name = "repeat_copy"
+    # A length curriculum (task.curriculum) grows these from those: ntm.tasks.curriculum.
+    curriculum = {"max_length": "min_length", "max_repeats": "min_repeats"}
 
     def __init__(
         self,

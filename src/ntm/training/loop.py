@@ -26,6 +26,7 @@ from ..cuda_graphs import GraphedUpdate
 from ..metrics import LN_2, sequence_loss
 from ..rundir import parse_metrics
 from ..rundir.files import append_text, lock_run_dir
+from ..tasks.curriculum import stage_params
 from . import distributed
 from .build import build_model, build_task
 from .checkpoint import (
@@ -193,6 +194,7 @@ class _Run:
         self.config, self.out, self.world, self.resume = config, out, world, resume
         self.device = device = world.device
         self.task = build_task(config.task)
+        self.stages: dict[tuple, Any] = {}  # the curriculum's tasks, by their parameters
         # Two streams from one seed: even for the initial weights (and random memory), odd for
         # the data; the same seed for both would make the first batch a copy of the first
         # weights' draws.
@@ -364,8 +366,8 @@ class _Run:
                           self.config.train.steps * self.per_step,
                           dropped=self.counters["dropped_step"] is not None)
         set_lr(self.optimizer, lr)  # also replaces the rate a resumed optimiser state holds
-        batch = self.task.sample(self.config.train.batch_size,
-                                 generator=self.generators["data"]).to(self.device)
+        batch = self._training_task().sample(self.config.train.batch_size,
+                                             generator=self.generators["data"]).to(self.device)
         if self.graphed is None:
             value = _update(self.replica, self.optimizer, self.parameters, batch, self.config,
                             self.world)
@@ -377,6 +379,18 @@ class _Run:
                                    f" {_kept(self.last_checkpoint, self.out)} "
                                    "(try a lower optim.lr)")
         return lr, value
+
+    def _training_task(self):
+        """The task the next update trains on: the full task, or the stage of its length
+        curriculum (``task.curriculum``) that the sequences seen so far have reached."""
+        over = self.config.task.curriculum
+        if over is None or self.counters["sequences"] >= over:
+            return self.task
+        params = stage_params(self.task, self.counters["sequences"] / over)
+        key = tuple(sorted(params.items()))
+        if key not in self.stages:
+            self.stages[key] = build_task(self.config.task, **params)
+        return self.stages[key]
 
     def _drop_rate_once_solved(self, step: int) -> None:
         """Note the first validation under ``optim.drop_below``: the rate is multiplied by
