@@ -1,0 +1,176 @@
+"""The reliability table: for each task x model x recipe, how many seeds solve and stay solved.
+
+Each row trains its seeds to the full budget of ``ntm train TASK`` (``ntm sweep``, one process
+per seed; a seed whose run directory exists is only re-read: finish an interrupted one with
+``ntm train --resume DIR``), then scores every seed by the
+measure of :mod:`ntm.training.reliability`: solved when its last validation is under the
+task's target; a spike (collapse) when, once the best validation has fallen under 20% of the
+first, a later one is more than 10 bits above that best. ngrams is scored by its distance to
+the optimal estimator on the same sequences (``val_cost - val_optimal_cost``)::
+
+    python benchmarks/reliability.py --rows copy-ntm-lstm --jobs 2   # one row, 8 seeds
+    python benchmarks/reliability.py --list                          # the rows
+    python benchmarks/reliability.py --report-only                   # the table of what ran
+
+Writes ``OUT/ROW/seedS`` (the runs), ``OUT/reliability.json`` (every seed of every row) and
+prints the Markdown table of RESULTS.md, "Reliability".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+from ntm.rundir import read_metrics
+from ntm.training.reliability import reliability
+from ntm.training.sweep import run_sweep
+
+
+class Row(NamedTuple):
+    """One row: ``ntm train TASK --model MODEL [--set ...]`` on ``seeds`` seeds."""
+
+    name: str
+    task: str
+    model: str
+    recipe: str  # what the row's settings are, in words
+    settings: tuple[str, ...] = ()  # --set KEY=VALUE on top of the defaults
+    seeds: int = 8
+    target: float = 0.1  # bits per sequence (ngrams: above the optimal estimator)
+    above_optimal: bool = False
+
+
+# The issue's table ("defaults" = ntm train TASK with nothing else), and the recipes that were
+# compared on copy to choose those defaults (RESULTS.md, "Reliability").
+ROWS = [
+    Row("copy-ntm-lstm", "copy", "ntm-lstm", "defaults"),
+    Row("copy-ntm-lstm-value-clip", "copy", "ntm-lstm", "before: per-component clip only",
+        ("optim.clip=value", "optim.drop_below=none")),
+    Row("copy-ntm-lstm-norm1", "copy", "ntm-lstm", "+ global norm 1, no drop",
+        ("optim.clip=value+norm", "optim.max_norm=1", "optim.drop_below=none")),
+    Row("copy-ntm-lstm-drop", "copy", "ntm-lstm", "per-component clip + drop x0.1 at target",
+        ("optim.clip=value", "optim.drop_below=0.1")),
+    Row("copy-ntm-ff", "copy", "ntm-ff", "defaults"),
+    Row("repeat_copy-ntm-lstm", "repeat_copy", "ntm-lstm", "defaults"),
+    Row("associative_recall-ntm-lstm", "associative_recall", "ntm-lstm", "defaults"),
+    Row("associative_recall-ntm-ff", "associative_recall", "ntm-ff", "defaults"),
+    Row("priority_sort-ntm-lstm", "priority_sort", "ntm-lstm", "defaults", target=18.0),
+    Row("ngrams-ntm-lstm", "ngrams", "ntm-lstm", "defaults", seeds=4, target=2.0,
+        above_optimal=True),
+]
+
+
+def train_args(row: Row) -> list[str]:
+    """The arguments of ``ntm train`` for ``row`` (``--seed`` and ``--out`` apart)."""
+    return [row.task, "--model", row.model, *(f"--set={item}" for item in row.settings)]
+
+
+def command(row: Row) -> str:
+    """The command that reproduces ``row``."""
+    return f"python benchmarks/reliability.py --rows {row.name}"
+
+
+def score_seed(run_dir: Path, row: Row) -> dict | None:
+    """One seed's reliability, or None if it has no validation yet."""
+    if not (run_dir / "metrics.jsonl").is_file():
+        return None
+    records = read_metrics(run_dir)
+    if row.above_optimal:  # ngrams: the cost above the optimal estimator's on the same data
+        records = [{**r, "val_cost": r["val_cost"] - r["val_optimal_cost"]}
+                   if r.get("val_cost") is not None else r for r in records]
+    result = reliability(records, row.target)
+    if not result.validations:
+        return None
+    config = json.loads((run_dir / "config.json").read_text())
+    last = records[-1]
+    return {"seed": config["train"]["seed"], "finished": last["step"] == config["train"]["steps"],
+            "steps": last["step"], "solved": result.solved,
+            "sequences_to_solve": result.first_solved_sequences,
+            "seconds_to_solve": result.first_solved_seconds, "spikes": result.collapses,
+            "spike_steps": list(result.collapse_steps), "best": result.best_val_cost,
+            "last": result.last_val_cost}
+
+
+def score_row(out: Path, row: Row) -> dict:
+    """Every seed of ``row`` trained so far, and the row's counts."""
+    seeds = [s for s in (score_seed(d, row) for d in sorted((out / row.name).glob("seed*")))
+             if s is not None]
+    done = [s for s in seeds if s["finished"]]
+    reached = [s for s in done if s["sequences_to_solve"] is not None]
+    sequences = [s["sequences_to_solve"] for s in reached]
+    seconds = [s["seconds_to_solve"] for s in reached]
+    return {"row": row.name, "task": row.task, "model": row.model, "recipe": row.recipe,
+            "settings": list(row.settings), "target": row.target, "command": command(row),
+            "seeds_planned": row.seeds, "seeds_finished": len(done),
+            "solved": sum(s["solved"] for s in done),
+            "spikes": sum(s["spikes"] for s in done),
+            "seeds_with_spikes": sum(bool(s["spikes"]) for s in done),
+            "median_sequences": statistics.median(sequences) if sequences else None,
+            "worst_sequences": max(sequences) if len(reached) == len(done) and done else None,
+            "median_seconds": statistics.median(seconds) if seconds else None,
+            "worst_seconds": max(seconds) if len(reached) == len(done) and done else None,
+            "seeds": seeds}
+
+
+def _number(value, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def table(scores: list[dict]) -> str:
+    """The Markdown table of ``scores`` (rows with no finished seed are left out)."""
+    lines = ["| task | model | recipe | solved | spikes (seeds) | sequences to solve, median "
+             "/ worst | seconds, median / worst |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    for s in scores:
+        if not s["seeds_finished"]:
+            continue
+        lines.append(
+            f"| {s['task']} | {s['model']} | {s['recipe']} | "
+            f"{s['solved']}/{s['seeds_finished']} | {s['spikes']} ({s['seeds_with_spikes']}) | "
+            f"{_number(s['median_sequences'])} / {_number(s['worst_sequences'])} | "
+            f"{_number(s['median_seconds'])} / {_number(s['worst_seconds'])} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", help="comma-separated row names (default: all)")
+    parser.add_argument("--out", type=Path, default=Path("runs/reliability"))
+    parser.add_argument("--jobs", type=int, default=1, help="seeds trained at a time")
+    parser.add_argument("--seeds", type=int, help="seeds per row (default: the row's)")
+    parser.add_argument("--report-only", action="store_true", help="train nothing")
+    parser.add_argument("--list", action="store_true", help="print the rows and exit")
+    args = parser.parse_args(argv)
+    names = {row.name: row for row in ROWS}
+    if args.list:
+        for row in ROWS:
+            print(f"{row.name:32} {row.seeds} seeds  {row.recipe}")
+        return 0
+    chosen = ROWS if not args.rows else []
+    for name in (args.rows.split(",") if args.rows else []):
+        if name not in names:
+            print(f"reliability.py: unknown row {name!r}; rows: {', '.join(names)}",
+                  file=sys.stderr)
+            return 2
+        chosen.append(names[name])
+    if not args.report_only:
+        for row in chosen:
+            seeds = range(1, (args.seeds or row.seeds) + 1)
+            folder = args.out / row.name
+            new = [s for s in seeds if not (folder / f"seed{s}").exists()]
+            if new:
+                print(f"{row.name}: training seeds {new} -> {folder}", flush=True)
+                run_sweep(train_args(row), new, folder, jobs=args.jobs, target=row.target)
+    scores = [score_row(args.out, row) for row in chosen]
+    path = args.out / "reliability.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(scores, indent=1) + "\n")
+    print(table(scores))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""benchmarks/reliability.py: its scoring of run directories against hand-made metrics, its
+table, bad input, and one real row trained end to end on a tiny budget."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "reliability.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("reliability_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _fake_run(folder: Path, seed: int, costs, *, steps=None, optimal=None):
+    """A run directory whose validations (one per 100 steps, 3,200 sequences) are ``costs``."""
+    folder.mkdir(parents=True)
+    records = []
+    for index, cost in enumerate(costs, start=1):
+        record = {"step": 100 * index, "sequences": 3200 * index, "seconds": 2.0 * index,
+                  "cost": cost, "val_cost": cost}
+        if optimal is not None:
+            record["val_optimal_cost"] = optimal
+        records.append(record)
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    config = {"train": {"seed": seed, "steps": steps or 100 * len(costs)}}
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def test_rows_are_scored_by_the_reliability_measure(tmp_path):
+    bench = _script()
+    row = bench.Row("toy", "copy", "ntm-lstm", "defaults", seeds=3)
+    _fake_run(tmp_path / "toy" / "seed1", 1, [80.0, 0.05, 0.01, 0.02])  # solved, no spike
+    _fake_run(tmp_path / "toy" / "seed2", 2, [80.0, 0.5, 0.09, 40.0, 0.08])  # a spike, solved
+    _fake_run(tmp_path / "toy" / "seed3", 3, [80.0, 60.0, 0.09, 70.0])  # spiked, unsolved
+    _fake_run(tmp_path / "toy" / "seed4", 4, [80.0, 0.01], steps=1000)  # not finished yet
+    score = bench.score_row(tmp_path, row)
+    assert (score["seeds_finished"], score["solved"], score["spikes"],
+            score["seeds_with_spikes"]) == (3, 2, 2, 2)
+    # First validations under 0.1: 6,400 / 9,600 / 9,600 sequences (4 / 6 / 6 seconds).
+    assert (score["median_sequences"], score["worst_sequences"]) == (9600, 9600)
+    assert (score["median_seconds"], score["worst_seconds"]) == (6.0, 6.0)
+    line = bench.table([score]).splitlines()[-1]
+    assert line == "| copy | ntm-lstm | defaults | 2/3 | 2 (2) | 9,600 / 9,600 | 6 / 6 |"
+
+
+def test_a_seed_that_never_reaches_the_target_has_no_worst_and_ngrams_is_relative(tmp_path):
+    bench = _script()
+    row = bench.Row("never", "copy", "ntm-lstm", "defaults")
+    _fake_run(tmp_path / "never" / "seed1", 1, [80.0, 0.05])
+    _fake_run(tmp_path / "never" / "seed2", 2, [80.0, 30.0])
+    score = bench.score_row(tmp_path, row)
+    assert score["median_sequences"] == 6400 and score["worst_sequences"] is None
+    ngrams = bench.Row("ng", "ngrams", "ntm-lstm", "defaults", target=2.0, above_optimal=True)
+    _fake_run(tmp_path / "ng" / "seed1", 1, [180.0, 140.0, 131.5], optimal=130.0)
+    score = bench.score_row(tmp_path, ngrams)
+    assert score["solved"] == 1 and score["median_sequences"] == 9600
+
+
+def test_unknown_rows_are_one_line_and_list_names_them(capsys):
+    bench = _script()
+    assert bench.main(["--rows", "copy-nope", "--report-only"]) == 2
+    assert "unknown row 'copy-nope'; rows: copy-ntm-lstm" in capsys.readouterr().err
+    assert bench.main(["--list"]) == 0
+    assert "ngrams-ntm-lstm" in capsys.readouterr().out
+
+
+def test_one_row_trains_its_seeds_and_is_reported(tmp_path, monkeypatch, capsys):
+    bench = _script()
+    tiny = ("model.controller_size=8", "model.memory_slots=8", "model.memory_width=4",
+            "train.steps=4", "train.batch_size=2", "train.log_every=2", "train.val_every=2",
+            "train.val_batches=1", "train.val_batch_size=2", "task.max_length=3")
+    monkeypatch.setattr(bench, "ROWS", [bench.Row("tiny", "copy", "ntm-lstm", "tiny", tiny,
+                                                  seeds=2)])
+    assert bench.main(["--out", str(tmp_path), "--jobs", "2"]) == 0
+    score = json.loads((tmp_path / "reliability.json").read_text())[0]
+    assert score["seeds_finished"] == 2 and [s["seed"] for s in score["seeds"]] == [1, 2]
+    assert "| copy | ntm-lstm | tiny |" in capsys.readouterr().out
+    # Run again: the trained seeds are read, not trained again.
+    before = (tmp_path / "tiny" / "seed1" / "metrics.jsonl").stat().st_mtime_ns
+    assert bench.main(["--out", str(tmp_path)]) == 0
+    assert (tmp_path / "tiny" / "seed1" / "metrics.jsonl").stat().st_mtime_ns == before
+
