@@ -49,8 +49,9 @@ def test_several_models_are_timed_interleaved_and_a_missing_path_is_refused():
                      log=lambda _: 0, model_kinds=("ntm-lstm", "dnc"))
     assert [(row.model, row.path) for row in rows] == [
         ("ntm-lstm", "auto"), ("ntm-lstm", "autograd"), ("dnc", "auto"), ("dnc", "autograd")]
-    with pytest.raises(ValueError, match="model dnc has no 'kernel' path; its paths: auto"):
-        benchmark([1], [1], ["kernel"], model_kinds=("dnc",), log=lambda _: 0)
+    with pytest.raises(ValueError, match="model dnc has no 'python' path; its paths: auto, "
+                                         "kernel, autograd"):
+        benchmark([1], [1], ["python"], model_kinds=("dnc",), log=lambda _: 0)
     with pytest.raises(ValueError, match="model lstm has no backends to choose"):
         benchmark([1], [1], ["autograd"], model_kinds=("lstm",), log=lambda _: 0)
     with pytest.raises(ValueError, match="unknown model 'gru'"):

@@ -24,7 +24,8 @@ from toy_memory import ToyAccess
 
 import ntm
 from ntm import backends
-from ntm.access import NTMAccess
+from ntm.access import DNCAccess, NTMAccess
+from ntm.backends.dnc_kernel import SupportedDNCAccess
 from ntm.lengths import check_lengths, plan
 from ntm.training.evaluate import batch_logits, evaluate_batches
 
@@ -36,7 +37,8 @@ FAST = settings(max_examples=15, deadline=None)
 # backend (a backend of an access missing here fails test_every_backend_is_checked).
 SMALL = {NTMAccess: lambda dtype: NTMAccess(7, 4, read_heads=2, write_heads=2, shift_range=1,
                                             memory_init="learned", dtype=dtype),
-         ToyAccess: lambda dtype: ToyAccess().to(dtype)}
+         ToyAccess: lambda dtype: ToyAccess().to(dtype),
+         SupportedDNCAccess: lambda dtype: DNCAccess(7, 4, read_heads=2)}
 CASES = ([(NTMAccess, "autograd"), (ToyAccess, "autograd")]
          + [(b.access_type, b.name) for b in backends.registered()])
 IDS = [f"{access.__name__}-{name}" for access, name in CASES]

@@ -14,12 +14,15 @@ import torch
 
 import ntm
 from ntm import backends
-from ntm.access import NTMAccess
+from ntm.access import DNCAccess, NTMAccess
+from ntm.backends.dnc_kernel import SupportedDNCAccess
 
 # A small memory of each access type, built for a dtype: the sizes the parity runs use.
 SMALL_ACCESSES = {
     NTMAccess: lambda dtype: NTMAccess(7, 4, read_heads=2, write_heads=2, shift_range=1,
                                        memory_init="learned", dtype=dtype),
+    # The DNCs the DNC's kernel runs (one write head, no options); no parameters of its own.
+    SupportedDNCAccess: lambda dtype: DNCAccess(7, 4, read_heads=2),
 }
 TOLERANCES = {torch.float64: {"atol": 1e-10, "rtol": 1e-10},
               torch.float32: {"atol": 2e-5, "rtol": 2e-4}}

@@ -27,7 +27,9 @@ CONTROLLERS = {"dnc": "lstm", "dnc-ff": "feedforward"}
 @dataclass
 class DNCConfig:
     """An :class:`ntm.DNC`'s sizes and options; ``kind`` (``"dnc"`` or ``"dnc-ff"``) fixes its
-    controller. ``backend``: ``"auto"`` or ``"autograd"`` (no fast path is registered yet)."""
+    controller. ``backend``: ``"auto"`` (the C++ CPU kernel where it runs, else autograd),
+    ``"kernel"`` (:mod:`ntm.backends.dnc_kernel`: CPU, one write head, no Csordas &
+    Schmidhuber options) or ``"autograd"``."""
 
     kind: str = "dnc"
     controller_size: int = bounded(_DEFAULTS["controller_size"], min=1)
@@ -39,7 +41,7 @@ class DNCConfig:
     content_masking: bool = _DEFAULTS["content_masking"]
     deallocation: bool = _DEFAULTS["deallocation"]
     link_sharpness: bool = _DEFAULTS["link_sharpness"]
-    backend: Literal["auto", "autograd"] = _DEFAULTS["backend"]
+    backend: Literal["auto", "kernel", "autograd"] = _DEFAULTS["backend"]
 
 
 def _build(config: DNCConfig, input_size: int, output_size: int, *, device: Any = None,
