@@ -98,6 +98,35 @@ def test_least_used_is_the_oldest_row_and_the_lowest_on_ties():
     assert S.least_used(last_access).tolist() == [1, 0]
 
 
+def test_oldest_in_blocks_against_numpy():
+    last_access = torch.randint(0, 5, (3, 23)).to(D)  # blocks of 5 rows, the last of 3
+    assert S.block_size(23) == 5 and S.block_size(25) == 5 and S.block_size(1) == 1
+    padded = np.concatenate([last_access.numpy(), np.full((3, 2), np.inf)], 1)
+    np.testing.assert_array_equal(S.oldest_in_blocks(last_access).numpy(),
+                                  padded.reshape(3, 5, 5).min(-1))
+
+
+@pytest.mark.parametrize("slots", [1, 7, 23, 100])
+def test_least_used_by_blocks_is_the_argmin(slots):
+    generator = torch.Generator().manual_seed(slots)
+    for _ in range(20):
+        last_access = torch.randint(0, 4, (5, slots), generator=generator).to(D)  # many ties
+        oldest = S.oldest_in_blocks(last_access)
+        assert torch.equal(S.least_used(last_access, oldest), last_access.argmin(-1))
+
+
+def test_update_oldest_equals_computing_it_again():
+    generator = torch.Generator().manual_seed(0)
+    last_access = torch.randint(0, 9, (4, 50), generator=generator).to(D)
+    oldest = S.oldest_in_blocks(last_access)
+    rows = torch.randint(0, 50, (4, 6), generator=generator)
+    changed = last_access.scatter(1, rows, torch.full((4, 6), 10.0, dtype=D))
+    torch.testing.assert_close(S.update_oldest(oldest, changed, rows),
+                               S.oldest_in_blocks(changed), rtol=0, atol=0)
+    same = S.update_oldest(oldest, changed, rows, in_place=True)
+    assert same is oldest and torch.equal(oldest, S.oldest_in_blocks(changed))
+
+
 def test_write_weights_by_hand():
     prev_rows = torch.tensor([[[5, 2], [2, 7]]])  # R = 2 heads, K = 2
     prev_weights = torch.tensor([[[0.75, 0.25], [0.5, 0.5]]], dtype=D)

@@ -24,10 +24,12 @@ from .baselines import LSTMBaseline, LSTMState
 from .core import MemoryCell, MemoryRNN, MemoryState, MemoryTrace
 from .dnc import DNC, DNCCell, DNCState, DNCTrace
 from .model import NTM, NTMCell, NTMState, NTMTrace
+from .sam import SAM, SAMCell, SparseState, SparseTrace
 
 __all__ = [
     "DNC",
     "NTM",
+    "SAM",
     "DNCCell",
     "DNCState",
     "DNCTrace",
@@ -40,6 +42,9 @@ __all__ = [
     "NTMCell",
     "NTMState",
     "NTMTrace",
+    "SAMCell",
+    "SparseState",
+    "SparseTrace",
     "access",
     "addressing",
     "backends",

@@ -32,6 +32,7 @@ a step costs ``O(K M)`` plus the search and the saved state ``O(T K M)``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -116,18 +117,79 @@ def sparse_read(row_values: Tensor, weights: Tensor) -> Tensor:
     return (weights.unsqueeze(-2) @ row_values).squeeze(-2)  # (B, H, 1, K) @ (B, H, K, M)
 
 
-def least_used(last_access: Tensor) -> Tensor:
+def least_used(last_access: Tensor, oldest: Tensor | None = None) -> Tensor:
     """The least recently accessed row ``U``: the oldest last access, the lowest row on ties.
 
-    Rows never accessed have time 0, so the unused rows are taken first, in order.
+    Rows never accessed have time 0, so the unused rows are taken first, in order. With the
+    blocks' oldest times (:func:`oldest_in_blocks`) only the first oldest block is searched:
+    ``O(sqrt N)`` instead of ``O(N)``, the same row.
 
     Args:
         last_access: ``[batch, memory_slots]``, each row's last access step (0: never).
+        oldest: ``[batch, blocks]`` or ``None``, from :func:`oldest_in_blocks`.
 
     Returns:
         ``[batch]`` (int64).
     """
-    return last_access.argmin(dim=-1)  # documented: the first of equal minima
+    if oldest is None:
+        return last_access.argmin(dim=-1)  # documented: the first of equal minima
+    size = block_size(last_access.size(-1))
+    block = oldest.argmin(dim=-1, keepdim=True)  # (B, 1): the first block holding the oldest
+    rows = _block_rows(block, size, last_access.size(-1))  # (B, 1, S)
+    within = last_access.gather(1, rows[:, 0]).argmin(dim=-1, keepdim=True)  # (B, 1)
+    return rows[:, 0].gather(1, within).squeeze(1)
+
+
+def block_size(memory_slots: int) -> int:
+    """Rows per block of :func:`oldest_in_blocks`: ``ceil(sqrt N)``."""
+    return max(1, math.isqrt(memory_slots - 1) + 1)
+
+
+def oldest_in_blocks(last_access: Tensor) -> Tensor:
+    """The oldest last access in each block of :func:`block_size` consecutive rows.
+
+    Args:
+        last_access: ``[batch, memory_slots]``.
+
+    Returns:
+        ``[batch, ceil(N / S)]``.
+    """
+    slots = last_access.size(-1)
+    size = block_size(slots)
+    blocks = -(-slots // size)
+    padded = torch.nn.functional.pad(last_access, (0, blocks * size - slots), value=math.inf)
+    return padded.view(-1, blocks, size).amin(dim=-1)
+
+
+def update_oldest(oldest: Tensor, last_access: Tensor, rows: Tensor, *,
+                  in_place: bool = False) -> Tensor:
+    """:func:`oldest_in_blocks` again after the rows ``rows [batch, A]`` changed: only their
+    blocks are looked at (``O(A sqrt N)``).
+
+    Args:
+        oldest: ``[batch, blocks]`` before the change.
+        last_access: ``[batch, memory_slots]`` after it.
+        rows: ``[batch, A]`` (int64).
+        in_place: change ``oldest`` itself.
+
+    Returns:
+        ``[batch, blocks]``.
+    """
+    slots = last_access.size(-1)
+    size = block_size(slots)
+    blocks = rows // size  # (B, A)
+    members = _block_rows(blocks, size, slots)  # (B, A, S)
+    minima = last_access.gather(1, members.flatten(1)).view(members.shape).amin(-1)  # (B, A)
+    if in_place:
+        return oldest.scatter_(1, blocks, minima)
+    return oldest.scatter(1, blocks, minima)
+
+
+def _block_rows(blocks: Tensor, size: int, slots: int) -> Tensor:
+    """``[B, A]`` block numbers -> ``[B, A, S]`` their rows (the last block's end repeats
+    its last row, which leaves minima and first argmins as they are)."""
+    offsets = torch.arange(size, device=blocks.device)
+    return (blocks.unsqueeze(-1) * size + offsets).clamp_max(slots - 1)
 
 
 def write_weights(prev_read_rows: Tensor, prev_read_weights: Tensor, least_used: Tensor,
@@ -241,17 +303,23 @@ def write_and_read_(memory: Tensor, rows: Tensor, weights: Tensor, least_used: T
                     values: Tensor, search: Search) -> tuple[Tensor, Tensor, Tensor]:
     """:func:`write_and_read` with the memory changed in place (the paper's efficient form).
 
-    ``memory`` itself is returned, written. Its backward pass carries the gradient of the
-    memory in one tensor that it changes in place, row by row: it adds the read rows'
-    gradient, gives ``w^w`` and ``a`` theirs from the written rows, and zeroes row ``U``.
-    It saves ``w^w``, ``a``, and the row numbers (``O(K M)`` a step; autograd keeps the read
-    rows for the content weights); the memory itself is not saved, so a step backward costs
-    ``O(K M)``. Gradients equal :func:`write_and_read`'s. Not twice differentiable.
+    ``memory`` itself is returned, written. The backward pass of a chain of these steps on one
+    memory keeps the gradient of the memory for the rows that have one only (a few per step),
+    and walks back step by step: it adds the read rows' gradient, gives ``w^w`` and ``a``
+    theirs from the written rows, and zeroes row ``U``. A step saves ``w^w``, ``a`` and the
+    row numbers (autograd keeps the read rows for the content weights): nothing of the size of
+    the memory is saved or made, so a step backward costs ``O(K M)``. Gradients equal
+    :func:`write_and_read`'s. Not twice differentiable. Where gradients are recorded, a
+    ``memory`` that is a view of another tensor is copied first.
     """
     if not (torch.is_grad_enabled() and (memory.requires_grad or weights.requires_grad
                                          or values.requires_grad)):
         with torch.no_grad():
             return _write_and_read_in_place(memory, rows, weights, least_used, values, search)
+    if memory._base is not None:
+        # Autograd cannot change a view in place in a node with several outputs: a view (a
+        # batch split by sequence lengths, say) is copied once, and the copy changed after.
+        memory = memory.clone()
     return _SparseStep.apply(memory, rows, weights, least_used, values, search)
 
 
@@ -265,12 +333,26 @@ def _write_and_read_in_place(memory, rows, weights, least_used, values, search):
 
 
 class _SparseStep(torch.autograd.Function):
-    """:func:`write_and_read_`'s node: the memory changed in place, its gradient row by row."""
+    """:func:`write_and_read_`'s node: the memory changed in place, its gradient row by row.
+
+    The steps of one chain (every step on one memory tensor) share a :class:`_RowGradients`,
+    kept on the tensor, through which the memory's gradient passes from each step's backward
+    to the one before: autograd is handed no gradient of the memory between them (the
+    memory output of each step still orders their backward passes). The first step of the
+    chain returns the whole gradient where its memory input needs one.
+    """
 
     @staticmethod
     def forward(ctx, memory, rows, weights, least_used, values, search):
+        ctx.set_materialize_grads(False)
+        tape = getattr(memory, "_row_gradients", None)
+        # A memory no gradient flows into (a fresh state, a detached one) starts a chain.
+        ctx.first = tape is None or not memory.requires_grad
+        if ctx.first:
+            tape = _RowGradients(memory)
         memory, read_rows, read_values = _write_and_read_in_place(
             memory, rows, weights, least_used, values, search)
+        memory._row_gradients = ctx.tape = tape
         ctx.mark_dirty(memory)
         ctx.mark_non_differentiable(read_rows)
         ctx.save_for_backward(rows, weights, least_used, values, read_rows)
@@ -280,23 +362,88 @@ class _SparseStep(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_memory, _grad_read_rows, grad_read_values):
         rows, weights, least_used, values, read_rows = ctx.saved_tensors
-        grad = _owned(grad_memory)  # (B, N, M), dL/dM after this step; becomes dL/dM'
-        batch = torch.arange(grad.size(0), device=grad.device)  # (B,)
+        tape = ctx.tape  # holds dL/dM after this step; becomes dL/dM before it
+        if grad_memory is not None:  # the memory after this step is used outside the chain
+            tape.add_whole(grad_memory)
         # Backwards through the step: the gather of the read rows, then the write.
-        grad.index_put_((batch.view(-1, 1, 1), read_rows), grad_read_values, accumulate=True)
-        written = grad[batch.unsqueeze(1), rows]  # (B, J, M): dL/dM on the rows written
+        if grad_read_values is not None:
+            tape.add(read_rows.flatten(1), grad_read_values.flatten(1, 2))
+        written = tape.get(rows)  # (B, J, M): dL/dM on the rows written
         grad_weights = (written * values.unsqueeze(1)).sum(-1)  # (B, J)
         grad_values = (written * weights.unsqueeze(-1)).sum(1)  # (B, M)
-        grad[batch, least_used] = 0.0  # the erased row's old value does not reach the output
+        tape.zero(least_used)  # the erased row's old value does not reach the output
+        grad = None
+        if ctx.first:
+            grad = tape.whole() if ctx.needs_input_grad[0] else None
+            tape.clear()  # ready for another backward pass through the chain
         return grad, None, grad_weights, None, grad_values, None
 
 
-def _owned(grad: Tensor) -> Tensor:
-    """``grad`` if an earlier step of :class:`_SparseStep` made it (then no one else holds it
-    and it is changed in place), else a contiguous copy marked as ours: the gradient that
-    autograd hands the last step may be a broadcast view or another node's tensor."""
-    if getattr(grad, "_sparse_step_owned", False) and grad.is_contiguous():
-        return grad
-    grad = grad.clone(memory_format=torch.contiguous_format)
-    grad._sparse_step_owned = True
-    return grad
+class _RowGradients:
+    """The gradient of a memory ``[B, N, M]``, stored for the rows that have one (row ``b *
+    N + i`` -> a position in ``values``), or whole once a whole gradient came in."""
+
+    def __init__(self, memory: Tensor):
+        self.batch, self.slots, self.width = memory.shape
+        self.factory = {"device": memory.device, "dtype": memory.dtype}
+        self.clear()
+
+    def clear(self) -> None:
+        self.position: dict[int, int] = {}
+        self.values = torch.zeros(64, self.width, **self.factory)  # (capacity, M)
+        self.dense: Tensor | None = None  # (B * N, M) once whole
+
+    def _flat(self, rows: Tensor) -> Tensor:
+        """``[B, X]`` rows -> ``[B * X]`` rows of the flattened ``[B * N, M]`` memory."""
+        batch = torch.arange(self.batch, device=rows.device).unsqueeze(1) * self.slots
+        return (batch + rows).flatten()
+
+    def _positions(self, rows: Tensor) -> Tensor:
+        """Positions in ``values`` of ``rows [B, X]`` (new rows get a zero gradient)."""
+        keys = self._flat(rows).tolist()
+        for key in keys:
+            self.position.setdefault(key, len(self.position))
+        if len(self.position) > self.values.size(0):
+            grown = torch.zeros(2 * len(self.position), self.width, **self.factory)
+            grown[: self.values.size(0)] = self.values
+            self.values = grown
+        positions = [self.position[key] for key in keys]
+        return torch.tensor(positions, device=self.values.device)
+
+    def add(self, rows: Tensor, grads: Tensor) -> None:
+        """``dL/dM[rows] += grads`` (``[B, X]``, ``[B, X, M]``; repeated rows add up)."""
+        where = self._flat(rows) if self.dense is not None else self._positions(rows)
+        target = self.dense if self.dense is not None else self.values
+        target.index_add_(0, where, grads.reshape(-1, self.width))
+
+    def get(self, rows: Tensor) -> Tensor:
+        """``dL/dM[rows]``: ``[B, X]`` -> ``[B, X, M]``."""
+        if self.dense is not None:
+            return self.dense[self._flat(rows)].view(*rows.shape, self.width)
+        positions = self._positions(rows)  # first: it may grow `values`
+        return self.values[positions].view(*rows.shape, self.width)
+
+    def zero(self, rows: Tensor) -> None:
+        """``dL/dM[rows] = 0`` for ``rows [B]``."""
+        if self.dense is not None:
+            self.dense[self._flat(rows.unsqueeze(1))] = 0.0
+        else:
+            positions = self._positions(rows.unsqueeze(1))  # first: it may grow `values`
+            self.values[positions] = 0.0
+
+    def add_whole(self, grad: Tensor) -> None:
+        """``dL/dM += grad`` (``[B, N, M]``): from now on the gradient is kept whole."""
+        if self.dense is None:
+            self.dense = grad.reshape(-1, self.width).clone(memory_format=torch.contiguous_format)
+            if self.position:
+                keys = torch.tensor(list(self.position), device=self.dense.device)
+                positions = torch.tensor(list(self.position.values()), device=keys.device)
+                self.dense.index_add_(0, keys, self.values[positions])
+        else:
+            self.dense += grad.reshape(-1, self.width)
+
+    def whole(self) -> Tensor:
+        """``dL/dM`` as a ``[B, N, M]`` tensor."""
+        if self.dense is None:
+            self.add_whole(torch.zeros(self.batch, self.slots, self.width, **self.factory))
+        return self.dense.view(self.batch, self.slots, self.width)

@@ -3,7 +3,8 @@
 The package registers the Neural Turing Machine with an LSTM or a feedforward controller
 (``"ntm-lstm"``, ``"ntm-ff"``, both configured by :class:`NTMConfig`), the Differentiable
 Neural Computer likewise (``"dnc"``, ``"dnc-ff"``, :class:`DNCConfig`) and the paper's stacked
-LSTM baseline (``"lstm"``, :class:`LSTMConfig`). A config's ``kind`` (its first field) picks
+LSTM baseline (``"lstm"``, :class:`LSTMConfig`), then sparse access memory (``"sam"``,
+``"sam-ff"``, :class:`SAMConfig`). A config's ``kind`` (its first field) picks
 the model:
 
 >>> import ntm
@@ -33,10 +34,11 @@ checked against its dataclass, and the run records the module, so that ``ntm eva
 
 # isort: off
 # Each module registers its models on import; the order is that of names() and of every
-# "valid models" message: the NTMs, the DNCs, then the baseline.
+# "valid models" message: the NTMs, the DNCs, the baseline, then SAM.
 from .ntm import NTMConfig
 from .dnc import DNCConfig
 from .lstm import LSTMConfig
+from .sam import SAMConfig
 
 # isort: on
 from .registry import (
@@ -62,6 +64,7 @@ __all__ = [
     "Entry",
     "LSTMConfig",
     "NTMConfig",
+    "SAMConfig",
     "default_config",
     "from_dict",
     "get",

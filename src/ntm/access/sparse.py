@@ -1,0 +1,214 @@
+"""Sparse access memory (Rae et al. 2016, NeurIPS) as an access: each read head reads the
+``K`` rows nearest its key, the write goes to the rows read last step and to the least
+recently used row, and a step touches ``O(K)`` rows.
+
+Order of a step (:mod:`ntm.functional.sparse` has the equations): the least recently used
+row ``U`` is taken from the last access times; the write weights ``alpha (gamma w^r' + (1 -
+gamma) I^U)`` go to the rows read last step and to ``U``; row ``U`` is erased and the write
+vector added; the read heads find their ``K`` nearest rows in the written memory (an index:
+:mod:`ntm.access.sparse_index`), weight them by a softmax of their cosine similarities and
+read them; the rows accessed above ``delta`` get this step's time.
+
+The memory is changed in place (the paper's efficiency), except on the reference path:
+:meth:`SparseAccess.step` with ``in_place=False``, which ``backend="autograd"`` uses where
+gradients are recorded. A state passed in is then not kept: clone its memory to keep it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from ..functional import bound_gradient
+from ..functional import sparse as F
+from ..functional.dnc import oneplus
+from .base import AccessStep, MemoryAccess
+from .ntm import check_positive_int
+from .sparse_index import INDEXES, Previous, make_index
+
+# Bound on the raw interface vector before the activations, as the NTM's and DNC's heads.
+CLIP = 20.0
+
+
+class SparseState(NamedTuple):
+    """What sparse access memory carries from one step to the next (``R`` read heads reading
+    ``K`` rows each, ``N`` slots, ``M`` width)."""
+
+    memory: Tensor  # [B, N, M]
+    last_access: Tensor  # [B, N], T: the step of each row's last access above delta (0: never)
+    oldest: Tensor  # [B, ceil(N / S)]: the oldest T in each block of S = ceil(sqrt N) rows
+    time: Tensor  # [B], t: steps taken
+    read_rows: Tensor  # [B, R, K] int64, the rows read last step
+    read_weights: Tensor  # [B, R, K], w^r on those rows (zero elsewhere)
+
+
+class SparseTrace(NamedTuple):
+    """What one step of the heads did, sparsely (``J = R K + 1`` write entries). Row numbers
+    are in the model's dtype, as every field of a trace is."""
+
+    read_rows: Tensor  # [B, R, K]
+    read_weights: Tensor  # [B, R, K]
+    write_rows: Tensor  # [B, J]: the rows read the step before, then U
+    write_weights: Tensor  # [B, J]
+    least_used: Tensor  # [B], U: the row erased
+
+
+class SparseParameters(NamedTuple):
+    """The activated interface of one step."""
+
+    read_keys: Tensor  # k^r, linear: [B, R, M]
+    read_strengths: Tensor  # beta^r, oneplus: [B, R]
+    values: Tensor  # a, linear: [B, M]
+    write_gate: Tensor  # alpha, sigmoid: [B]
+    interpolation: Tensor  # gamma, sigmoid: [B]
+
+
+class SparseLayout:
+    """How the interface vector splits into the heads' parameters: one table of ``(name,
+    shape after the batch, activation)``, in the order of the vector."""
+
+    def __init__(self, read_heads: int, memory_width: int):
+        R, M = read_heads, memory_width
+        self.table = [
+            ("read_keys", (R, M), "linear"), ("read_strengths", (R,), "oneplus"),
+            ("values", (M,), "linear"), ("write_gate", (), "sigmoid"),
+            ("interpolation", (), "sigmoid"),
+        ]
+        self.sizes = [int(torch.Size(shape).numel()) for _, shape, _ in self.table]
+        self.size = sum(self.sizes)
+
+    def activate(self, raw: Tensor) -> SparseParameters:
+        """``raw [B, size]`` -> the activated parameters."""
+        parts = {}
+        for (name, shape, activation), block in zip(
+                self.table, raw.clamp(-CLIP, CLIP).split(self.sizes, dim=-1), strict=True):
+            block = block.reshape(*block.shape[:-1], *shape)  # (B, *shape)
+            if activation == "oneplus":
+                block = oneplus(block)
+            elif activation == "sigmoid":
+                block = torch.sigmoid(block)
+            parts[name] = block
+        return SparseParameters(**parts)
+
+
+class SparseAccess(MemoryAccess):
+    """Sparse reads and writes over one ``[memory_slots, memory_width]`` memory.
+
+    Args:
+        memory_slots: rows ``N`` of the memory.
+        memory_width: width ``M`` of a row.
+        read_heads: read heads ``R``.
+        sparse_reads: rows ``K`` each read head reads (at most ``memory_slots``).
+        index: how the nearest rows are found: ``"exact"`` (every row, ``torch.topk``),
+            ``"faiss"`` (an approximate index, faiss-cpu) or ``"auto"`` (faiss from
+            :data:`ntm.access.sparse_index.FAISS_CROSSOVER` slots on, where installed).
+
+    ``interface_size`` is :attr:`SparseLayout.size` (``R M + R + M + 2``); ``read_size`` is
+    ``R M``. The state starts empty: zero memory, no row accessed, nothing read.
+    """
+
+    State = SparseState
+    Trace = SparseTrace
+
+    def __init__(self, memory_slots: int = 128, memory_width: int = 20, read_heads: int = 1,
+                 sparse_reads: int = 4, index: str = "auto"):
+        super().__init__()
+        for name, value in {"memory_slots": memory_slots, "memory_width": memory_width,
+                            "read_heads": read_heads, "sparse_reads": sparse_reads}.items():
+            check_positive_int(name, value)
+        if sparse_reads > memory_slots:
+            raise ValueError(f"sparse_reads must be at most memory_slots ({memory_slots}), "
+                             f"got {sparse_reads}")
+        if index not in INDEXES:
+            raise ValueError(f"index must be one of {list(INDEXES)}, got {index!r}")
+        self.memory_slots, self.memory_width = memory_slots, memory_width
+        self.read_heads, self.sparse_reads, self.index = read_heads, sparse_reads, index
+        self.finder = make_index(index, memory_slots)
+        self.layout = SparseLayout(read_heads, memory_width)
+        self.interface_size = self.layout.size
+        self.read_size = read_heads * memory_width
+
+    def initial_state(self, batch_size: int, *, device=None, dtype=None,
+                      generator: torch.Generator | None = None) -> SparseState:
+        """Zero memory, times and weights; rows ``0..K-1`` as the last read (with weight 0).
+        ``generator`` is not used: nothing is drawn."""
+        factory = {"device": device, "dtype": dtype}
+        shapes = self.state_shapes(batch_size)
+        rows = torch.arange(self.sparse_reads, device=device).expand(shapes.read_rows)
+        zeros = SparseState(*(torch.zeros(shape, **factory) for shape in shapes))
+        self.finder.empty(zeros.memory)  # the index of an empty memory is empty: no pass
+        return zeros._replace(read_rows=rows.contiguous())
+
+    def _sizes(self, batch_size: int) -> tuple[int, int, int, int, int]:
+        return (batch_size, self.memory_slots, self.memory_width, self.read_heads,
+                self.sparse_reads)
+
+    def state_shapes(self, batch_size: int) -> SparseState:
+        B, N, M, R, K = self._sizes(batch_size)
+        blocks = -(-N // F.block_size(N))
+        return SparseState((B, N, M), (B, N), (B, blocks), (B,), (B, R, K), (B, R, K))
+
+    def trace_shapes(self, batch_size: int) -> SparseTrace:
+        B, _, _, R, K = self._sizes(batch_size)
+        return SparseTrace((B, R, K), (B, R, K), (B, R * K + 1), (B, R * K + 1), (B,))
+
+    def check_state(self, state, batch_size: int, dtype: torch.dtype,
+                    where: str = "state") -> None:
+        """As :meth:`MemoryAccess.check_state`, with ``read_rows`` int64 (row numbers)."""
+        if isinstance(state, SparseState) and isinstance(state.read_rows, Tensor):
+            if state.read_rows.dtype != torch.int64:
+                raise ValueError(f"{where}.read_rows must have dtype torch.int64, "
+                                 f"got {state.read_rows.dtype}")
+            state = state._replace(read_rows=state.read_rows.to(dtype))
+        super().check_state(state, batch_size, dtype, where)
+
+    def step(self, interface: Tensor, state: SparseState, *, record: bool = False,
+             in_place: bool | None = None) -> AccessStep:
+        """Write, find, read: ``interface [B, interface_size]`` -> reads ``[B, R * M]``.
+
+        ``in_place``: change ``state.memory`` in place (:func:`ntm.functional.sparse.
+        write_and_read_`) or copy it (the reference, recorded by autograd); ``None``: in place
+        unless gradients are recorded.
+        """
+        p = self.layout.activate(interface)
+        if in_place is None:
+            in_place = not torch.is_grad_enabled()
+        time = state.time + 1
+        least_used = F.least_used(state.last_access, state.oldest)  # (B,)
+        write_rows, write_weights = F.write_weights(
+            state.read_rows, bound_gradient(state.read_weights), least_used, p.write_gate,
+            p.interpolation)  # (B, J) each
+        previous, keys = Previous(state.memory, state.memory._version), p.read_keys.detach()
+
+        def search(memory: Tensor, changed: Tensor) -> Tensor:
+            return self.finder.search(memory, keys, self.sparse_reads, changed, previous)
+
+        write_and_read = F.write_and_read_ if in_place else F.write_and_read
+        memory, read_rows, row_values = write_and_read(
+            state.memory, write_rows, write_weights, least_used, p.values, search)
+        self.finder.settle(memory)
+        row_values = bound_gradient(row_values)  # (B, R, K, M)
+        read_weights = F.sparse_content_weights(row_values, p.read_keys, p.read_strengths)
+        reads = F.sparse_read(row_values, read_weights).flatten(1)  # (B, R * M)
+        accessed = torch.cat([write_rows, read_rows.flatten(1)], dim=1)  # (B, J + R K)
+        weights = torch.cat([write_weights, read_weights.flatten(1)], dim=1)
+        last_access = F.update_last_access(state.last_access, accessed, weights, time,
+                                           in_place=in_place)
+        oldest = F.update_oldest(state.oldest, last_access, accessed, in_place=in_place)
+        new_state = SparseState(memory, last_access, oldest, time, read_rows, read_weights)
+        trace = None
+        if record:
+            dtype = read_weights.dtype
+            trace = SparseTrace(read_rows.to(dtype), read_weights, write_rows.to(dtype),
+                                write_weights, least_used.to(dtype))
+        return AccessStep(reads, new_state, trace)
+
+    def extra_repr(self) -> str:
+        defaults = {name: parameter.default for name, parameter
+                    in inspect.signature(SparseAccess.__init__).parameters.items()
+                    if name != "self"}
+        return ", ".join(f"{k}={getattr(self, k)!r}" for k, v in defaults.items()
+                         if getattr(self, k) != v)

@@ -1,0 +1,122 @@
+"""Sparse access memory: :class:`ntm.MemoryRNN` with an :class:`ntm.access.SparseAccess`
+(Rae et al. 2016, NeurIPS, "Scaling Memory-Augmented Neural Networks with Sparse Reads and
+Writes").
+
+The state is the core's :class:`ntm.MemoryState`, whose ``access`` field is a
+:class:`SparseState`. Registered here: the backend ``"sparse"`` of the access, the step loop
+with the memory changed in place and the backward pass row by row
+(:func:`ntm.functional.sparse.write_and_read_`); ``"autograd"`` copies the memory at each step
+and is the reference it is tested against.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from . import backends
+from .access.sparse import SparseAccess, SparseState, SparseTrace
+from .core import MemoryCell, MemoryRNN
+from .functional import bound_gradient
+
+__all__ = ["SAM", "SAMCell", "SparseState", "SparseTrace"]
+
+
+class SAMCell(MemoryCell):
+    """One step of a SAM, like ``torch.nn.LSTMCell`` for ``torch.nn.LSTM``.
+
+    Takes the same arguments as :class:`SAM` except ``batch_first`` and ``backend``.
+    ``forward(input [B, I] or [I], state=None) -> (logits [B, O] or [O], MemoryState)``.
+    Without gradients the memory of ``state`` is changed in place.
+    """
+
+    def __init__(self, input_size: int, output_size: int, *, controller: str = "lstm",
+                 controller_size: int = 100, controller_layers: int = 1,
+                 memory_slots: int = 128, memory_width: int = 20, read_heads: int = 1,
+                 sparse_reads: int = 4, index: str = "auto", device=None, dtype=None):
+        access = SparseAccess(memory_slots, memory_width, read_heads, sparse_reads, index)
+        super().__init__(input_size, output_size, access, controller=controller,
+                         controller_size=controller_size, controller_layers=controller_layers,
+                         device=device, dtype=dtype)
+
+    # The access's sizes, as NTMCell has them.
+    memory_slots = property(lambda self: self.access.memory_slots)
+    memory_width = property(lambda self: self.access.memory_width)
+    read_heads = property(lambda self: self.access.read_heads)
+    sparse_reads = property(lambda self: self.access.sparse_reads)
+    index = property(lambda self: self.access.index)
+
+
+class SAM(MemoryRNN):
+    """Sparse access memory over sequences, used like ``torch.nn.LSTM``.
+
+    Args:
+        input_size: channels of the input ``I``.
+        output_size: channels of the output ``O``.
+        controller: ``"lstm"`` or ``"feedforward"``.
+        controller_size: width ``C`` of each controller layer.
+        controller_layers: number of controller layers ``L``.
+        memory_slots: rows ``N`` of the memory.
+        memory_width: width ``M`` of a memory row.
+        read_heads: read heads ``R``.
+        sparse_reads: rows ``K`` each read head reads (the paper's 4 or 8).
+        index: ``"exact"`` (``torch.topk`` over every row), ``"faiss"`` (faiss-cpu's
+            approximate index, kept up to date as rows change) or ``"auto"`` (faiss from
+            :data:`ntm.access.sparse_index.FAISS_CROSSOVER` slots on, where installed).
+        batch_first: input and output as ``[B, T, *]`` instead of ``[T, B, *]``.
+        device, dtype: factory arguments for the parameters.
+        backend: ``"auto"`` or ``"sparse"`` (the memory changed in place, the backward pass
+            over the rows each step changed), or ``"autograd"`` (the memory copied at each
+            step and every operation recorded: the reference).
+
+    ``forward(input, state=None) -> (logits, state)``: ``input [T, B, I]`` (or ``[T, I]``
+    unbatched), ``logits [T, B, O]`` before any output activation, ``state`` a
+    :class:`ntm.MemoryState` whose ``access`` is a :class:`SparseState`. Running ``T`` steps at
+    once equals running them in two calls that pass the state along. The memory of a state
+    passed in is changed in place (except by ``backend="autograd"`` with gradients): clone
+    ``state.access.memory`` to keep it.
+
+    Example:
+        >>> import torch, ntm
+        >>> model = ntm.SAM(9, 8, memory_slots=64, memory_width=4, read_heads=2)
+        >>> logits, state = model(torch.zeros(5, 3, 9))
+        >>> tuple(logits.shape), tuple(state.access.read_rows.shape), tuple(state.reads.shape)
+        ((5, 3, 8), (3, 2, 4), (3, 8))
+    """
+
+    def __init__(self, input_size: int, output_size: int, *, controller: str = "lstm",
+                 controller_size: int = 100, controller_layers: int = 1,
+                 memory_slots: int = 128, memory_width: int = 20, read_heads: int = 1,
+                 sparse_reads: int = 4, index: str = "auto", batch_first: bool = False,
+                 device=None, dtype=None, backend: str = "auto"):
+        nn.Module.__init__(self)
+        cell = SAMCell(input_size, output_size, controller=controller,
+                       controller_size=controller_size, controller_layers=controller_layers,
+                       memory_slots=memory_slots, memory_width=memory_width,
+                       read_heads=read_heads, sparse_reads=sparse_reads, index=index,
+                       device=device, dtype=dtype)
+        self._attach(cell, batch_first=batch_first, backend=backend)
+
+
+def run_in_place(cell: MemoryCell, projected: torch.Tensor,
+                 carry: backends.Carry) -> backends.SequenceRun:
+    """The backend ``"sparse"``: :meth:`ntm.MemoryCell._step`'s loop with the access's
+    memory changed in place. The (sparse, ``O(K)`` a step) trace is always recorded: a
+    backend is not told whether it is wanted."""
+    outputs, reads, traces = [], [], []
+    for projected_step in projected.unbind(0):
+        # As MemoryCell._step: the recurrent paths bound the gradient they carry back.
+        controller_state = tuple(bound_gradient(tensor) for tensor in carry.controller)
+        output, controller = cell.controller.step(projected_step, bound_gradient(carry.reads),
+                                                  controller_state)
+        read, access, trace = cell.access.step(cell.interface(output), carry.access,
+                                               record=True, in_place=True)
+        carry = backends.Carry(controller, access, read)
+        outputs.append(output)
+        reads.append(read)
+        traces.append(trace)
+    trace = SparseTrace(*map(torch.stack, zip(*traces, strict=True)))
+    return backends.SequenceRun(torch.stack(outputs), torch.stack(reads), trace, carry)
+
+
+backends.register("sparse", SparseAccess, run_in_place)
