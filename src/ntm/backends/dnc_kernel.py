@@ -15,13 +15,14 @@ as in the paper and in :func:`ntm.functional.dnc.allocation`.
 It runs the configurations of :class:`SupportedDNCAccess`: one write head, any number of
 read heads, none of Csordas & Schmidhuber's options; LSTM and feedforward controllers of any
 depth; CPU tensors in float32 and float64. Other DNCs list no ``"kernel"`` backend and run on
-plain autograd under ``backend="auto"``. Sequences of different lengths run once per distinct
-length (the registry's fallback, :mod:`ntm.lengths`). It is built as the NTM's kernel is
-(:mod:`ntm.backends.kernel`: once per machine, cached by torch, one process at a time, a
-warning and plain autograd where it cannot be built) and switched off with it
-(``NTM_CPU_KERNEL=0``, :func:`ntm.backends.kernel.set_enabled`). Its results and gradients
-equal plain autograd's to rounding (``tests/test_dnc_kernel.py``, ``tests/test_parity.py``:
-1e-10 in float64). No double backward (asking for one raises).
+plain autograd under ``backend="auto"``, as does a DNC traced by ``torch.compile``,
+``torch.export`` or ``make_fx`` (the kernel is not a torch operator). Sequences of different
+lengths run once per distinct length (the registry's fallback, :mod:`ntm.lengths`). It is
+built as the NTM's kernel is (:mod:`ntm.backends.kernel`: once per machine, cached by torch,
+one process at a time, a warning and plain autograd where it cannot be built) and switched
+off with it (``NTM_CPU_KERNEL=0``, :func:`ntm.backends.kernel.set_enabled`). Its results and
+gradients equal plain autograd's to rounding (``tests/test_dnc_kernel.py``,
+``tests/test_parity.py``: 1e-10 in float64). No double backward (asking for one raises).
 """
 
 from __future__ import annotations
@@ -84,6 +85,11 @@ def unavailable(projected: Tensor) -> str | None:
     """Why a sequence with these inputs cannot run on the kernel, or ``None`` if it can."""
     if not kernel.is_enabled():
         return "the kernel is switched off (NTM_CPU_KERNEL=0 or ntm.kernel.set_enabled(False))"
+    if (torch.compiler.is_compiling() or type(projected) is not Tensor
+            or torch._C._len_torch_dispatch_stack()):
+        # Not an operator that torch.compile, torch.export or make_fx can trace (the NTM's
+        # kernel is one): they trace the plain loop instead.
+        return "it is not traced by torch.compile, torch.export or make_fx"
     if projected.device.type != "cpu" or projected.dtype not in _DTYPES:
         return (f"it runs on the CPU in float32 and float64, not on {projected.device.type} "
                 f"in {projected.dtype}")
