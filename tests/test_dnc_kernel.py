@@ -259,3 +259,26 @@ def test_tracers_get_the_plain_loop(monkeypatch):
         assert "not traced" in dnc_kernel.unavailable(torch.zeros(2, 1, 5))
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
     assert "not traced" in dnc_kernel.unavailable(torch.zeros(2, 1, 5))
+
+
+@pytest.mark.parametrize("sizes", [{"memory_width": 1}, {"memory_slots": 1}], ids=["M=1", "N=1"])
+def test_a_detached_final_state_is_not_changed_by_the_next_call(sizes):
+    """Truncated backpropagation: the state is detached and fed back, while the buffers of
+    its graph go back to the pool (the final memory is a copy even where N or M is 1)."""
+    model = _model("kernel", **sizes)
+    inputs = torch.randn(3, 2, 5, dtype=torch.float64)
+    logits, state = model(inputs)
+    logits.sum().backward()
+    state = state.detach()
+    kept = [t.clone() for t in _flat(state)]
+    del logits
+    model(2 * inputs)[0].sum().backward()
+    _assert_all_close(_flat(state), kept, atol=0, rtol=0)
+
+
+def test_no_double_backward():
+    model = _model("kernel")
+    inputs = torch.randn(3, 2, 5, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(model(inputs)[0].sum(), inputs, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|double backward|twice"):
+        grad.sum().backward()

@@ -207,7 +207,11 @@ class _DNCKernelSequence(torch.autograd.Function):
         ctx.save_for_backward(outputs, interface_weight, *layer_weights)
         trace = _trace(buffers, read_heads)
         ctx.mark_non_differentiable(*trace)
-        final = [buffers[_MEMORIES][-1].transpose(1, 2).contiguous(),
+        # Copies, every one (a contiguous() of the transposed memory is a view where N or M
+        # is 1): the buffers go back to the pool once the graph is freed, and a detached final
+        # state must not change then.
+        contiguous = torch.contiguous_format
+        final = [buffers[_MEMORIES][-1].transpose(1, 2).clone(memory_format=contiguous),
                  buffers[_USAGES][-1].clone(), buffers[_LINKS][-1].unsqueeze(1).clone(),
                  buffers[_PRECEDENCES][-1].unsqueeze(1).clone(),
                  buffers[_READ_WEIGHTS][-1].clone(),
