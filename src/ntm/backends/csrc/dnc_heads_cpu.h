@@ -395,9 +395,8 @@ void finish_rows(const Sizes& s, const T* __restrict__ memory, T* __restrict__ g
   std::fill(rows, rows + N, T(0));
 }
 
-// Reads, read weights and read content, backwards: the memory after the step's gradient
-// (complete) in g.out_memory, d f and d b in work.read_weights (forward then backward, each
-// (R, N): the read weights' gradient is used up and its space reused).
+// Reads, read weights and read content, backwards: the gradient of the memory after the step
+// (complete) in g.out_memory, d f and d b (each (R, N)) in grad_forward and grad_backward.
 template <typename T>
 void read_backward(const Sizes& s, const StepData<T>& d, const StepGradients<T>& g,
                    Work<T>& work, T* grad_forward, T* grad_backward) {
@@ -585,8 +584,8 @@ void usage_backward(const Sizes& s, const Constants& k, const StepData<T>& d,
     g.out_usage[n] = grad_kept * (T(1) - w);
     g.out_write_weights[n] = grad_kept * (T(1) - u);
   }
-  // psi = prod_r phi_r, phi_r = 1 - f_r w_r': d phi_r = d psi prod_{q != r} phi_q (by prefix
-  // products, a factor may be 0).
+  // psi = prod_r phi_r, phi_r = 1 - f_r w_r': d phi_r = d psi prod_{q != r} phi_q (the
+  // product of the others, not psi / phi_r: a factor may be 0).
   const T* free_gates = d.act + s.free_gates;
   const T bound = T(k.grad_bound);
   for (int64_t r = 0; r < R; ++r) {

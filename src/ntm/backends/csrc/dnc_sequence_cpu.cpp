@@ -1,9 +1,8 @@
 // The DNC's CPU kernel: a whole DNC sequence (controller, interface, heads and memory), forward
 // and backward, in C++ (ntm/backends/dnc_kernel.py builds and calls it).
 //
-// The plain autograd path records about 100 tensor operations per step and, at the NTM's
-// sizes, spends most of its time in their overhead and in the link matrix's N x N
-// temporaries. Here a step is a few matrix products (ATen) for the controller and the
+// The plain autograd path records every tensor operation of a step and, at the NTM's sizes,
+// spends most of its time in their overhead and in the link matrix's N x N temporaries. Here a step is a few matrix products (ATen) for the controller and the
 // interface, and plain loops (dnc_heads_cpu.h) for the memory; the link of every step is kept
 // for the backward pass ([T + 1, B, N, N]), which walks back through the steps with the
 // gradient of the link carried as one N x N matrix per sequence. The sequences of a batch run
