@@ -56,9 +56,10 @@ TIMING_FIELDS = ("seconds", "sequences_per_second")
 RESUMABLE_FIELDS = ("steps", "device", "threads", "tensorboard", "cuda_graphs", "max_seconds",
                     "target_val_cost")
 # Fields of OptimConfig a resumed run may change: the learning rate's schedule (to continue a
-# run with a decaying rate). The rate of every update is in metrics.jsonl ("lr").
+# run with a decaying rate; the rate of every update is in metrics.jsonl, "lr") and the
+# clipping (to rescue a run, or to replay one from a checkpoint with another: the collapse test).
 RESUMABLE_OPTIM_FIELDS = ("lr", "schedule", "warmup", "lr_half_life", "min_lr", "drop_below",
-                          "drop_factor")
+                          "drop_factor", "clip", "clip_value", "max_norm")
 # Why a run stops, by priority: the ranks agree on the highest reason any of them has.
 _STOP_REASONS = ("steps", "interrupted", "time", "target")
 
