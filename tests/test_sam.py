@@ -68,7 +68,7 @@ def test_the_constructor_and_repr():
     assert model.cell.sparse_reads == 8 and model.cell.index == "exact"
     assert model.cell.access.finder.name == "exact"
     assert "sparse_reads=8" in repr(model) and "index='exact'" in repr(model)
-    assert ntm.backends.choices(model.cell.access) == ["auto", "sparse", "autograd"]
+    assert ntm.backends.choices(model.cell.access) == ["auto", "autograd"]
 
 
 @pytest.mark.parametrize("arguments, message", [
@@ -118,7 +118,7 @@ def test_auto_uses_faiss_from_the_crossover():
 # -- the conventions of the core --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", ["sparse", "autograd"])
+@pytest.mark.parametrize("backend", ["auto", "autograd"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_split_runs_equal_one_run(backend, dtype):
     model, inputs = _model(dtype=dtype, read_heads=2, backend=backend), _input(dtype=dtype)
@@ -163,7 +163,7 @@ def test_without_gradients_the_output_is_the_same():
 
 
 def test_the_memory_of_a_state_passed_in_is_changed_in_place_except_by_autograd():
-    for backend, changed in (("sparse", True), ("autograd", False)):
+    for backend, changed in (("auto", True), ("autograd", False)):
         model = _model(backend=backend)
         state = model.initial_state(2)
         before = state.access.memory.clone()
@@ -217,15 +217,38 @@ def test_the_reads_are_the_rows_found_weighted():
 @pytest.mark.parametrize("memory_loss", [False, True])
 @pytest.mark.parametrize("arguments", [{}, {"read_heads": 2, "sparse_reads": 4},
                                        {"controller": "feedforward"}])
-def test_the_sparse_backend_equals_the_dense_autograd_reference(arguments, memory_loss):
+def test_in_place_equals_the_dense_autograd_reference(arguments, memory_loss):
     """The issue's test: the hand-written backward over the rows each step changed gives
     the gradients of autograd recording every operation on a copied memory, to 1e-10."""
     inputs = _input(steps=40, batch=3)  # more rows than the row gradients' first capacity
-    sparse = _gradients(_model(backend="sparse", **arguments), inputs, memory_loss)
+    sparse = _gradients(_model(backend="auto", **arguments), inputs, memory_loss)
     reference = _gradients(_model(backend="autograd", **arguments), inputs, memory_loss)
     torch.testing.assert_close(sparse[0], reference[0], rtol=0, atol=1e-12)
     for got, want in zip(sparse[1], reference[1], strict=True):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
+
+
+def test_a_given_state_gets_the_gradients_of_the_reference():
+    """A starting state whose every float field is a leaf that wants a gradient (the memory
+    is then copied before it is changed in place)."""
+    results = []
+    for backend in ("auto", "autograd"):
+        model = _model(backend=backend)
+        with torch.no_grad():
+            _, state = model(_input(steps=4, seed=3))
+        memory = state.access.memory.clone().requires_grad_()
+        weights = state.access.read_weights.clone().requires_grad_()
+        state = state._replace(access=state.access._replace(memory=memory,
+                                                            read_weights=weights))
+        logits, end = model(_input(), state)
+        loss = logits.sin().sum() + end.access.memory.square().sum()
+        results.append(torch.autograd.grad(loss, [memory, weights, *model.parameters()],
+                                           allow_unused=True))
+        assert not memory.grad_fn and memory.requires_grad  # the leaf itself was not changed
+    for got, want in zip(*results, strict=True):
+        assert (got is None) == (want is None)
+        if got is not None:
+            torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
 
 
 def test_split_runs_backpropagate_as_one_run():
@@ -259,7 +282,7 @@ def test_gradcheck_of_whole_steps_in_float64():
 
 def test_saved_state_does_not_grow_with_the_slots():
     """What autograd keeps for the backward pass, per step, is independent of N: the
-    sparse backend saves no memory-sized tensor."""
+    in-place path saves no memory-sized tensor."""
     saved = {}
     for slots in (64, 4096):
         model, sizes = _model(dtype=torch.float32, memory_slots=slots), []
@@ -375,9 +398,9 @@ def test_the_faiss_index_kept_up_to_date_equals_one_built_again():
 
 @needs_faiss
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_faiss_sparse_backend_equals_the_reference(dtype):
+def test_faiss_in_place_equals_the_reference(dtype):
     inputs = _input(steps=10, batch=2, dtype=dtype)
-    sparse = _gradients(_model(dtype=dtype, backend="sparse", index="faiss"), inputs)
+    sparse = _gradients(_model(dtype=dtype, backend="auto", index="faiss"), inputs)
     reference = _gradients(_model(dtype=dtype, backend="autograd", index="faiss"), inputs)
     tolerance = 1e-10 if dtype == torch.float64 else 1e-5
     torch.testing.assert_close(sparse[0], reference[0], rtol=0, atol=tolerance)

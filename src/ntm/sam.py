@@ -3,16 +3,16 @@
 Writes").
 
 The state is the core's :class:`ntm.MemoryState`, whose ``access`` field is a
-:class:`SparseState`. Registered here: the backend ``"sparse"`` of the access, the step loop
-with the memory changed in place and the backward pass row by row
-(:func:`ntm.functional.sparse.write_and_read_`); ``"autograd"`` copies the memory at each step
-and is the reference it is tested against.
+:class:`SparseState`. The access changes the memory in place and its backward pass goes row
+by row (:func:`ntm.functional.sparse.write_and_read_`) on the core's plain step loop: no
+backend is registered. ``backend="autograd"`` runs the reference instead, the memory copied at
+every step and every operation recorded by autograd.
 """
 
 from __future__ import annotations
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from . import backends
 from .access.sparse import SparseAccess, SparseState, SparseTrace
@@ -65,9 +65,9 @@ class SAM(MemoryRNN):
             :data:`ntm.access.sparse_index.FAISS_CROSSOVER` slots on, where installed).
         batch_first: input and output as ``[B, T, *]`` instead of ``[T, B, *]``.
         device, dtype: factory arguments for the parameters.
-        backend: ``"auto"`` or ``"sparse"`` (the memory changed in place, the backward pass
-            over the rows each step changed), or ``"autograd"`` (the memory copied at each
-            step and every operation recorded: the reference).
+        backend: ``"auto"`` (the memory changed in place, the backward pass over the rows
+            each step changed) or ``"autograd"`` (the memory copied at each step and every
+            operation recorded: the reference).
 
     ``forward(input, state=None) -> (logits, state)``: ``input [T, B, I]`` (or ``[T, I]``
     unbatched), ``logits [T, B, O]`` before any output activation, ``state`` a
@@ -75,6 +75,9 @@ class SAM(MemoryRNN):
     once equals running them in two calls that pass the state along. The memory of a state
     passed in is changed in place (except by ``backend="autograd"`` with gradients): clone
     ``state.access.memory`` to keep it.
+
+    Time and memory per step do not grow with ``memory_slots`` beyond the index's search and
+    ``O(sqrt N)`` for the least used row; the backward pass keeps ``O(T K M)``.
 
     Example:
         >>> import torch, ntm
@@ -97,26 +100,28 @@ class SAM(MemoryRNN):
                        device=device, dtype=dtype)
         self._attach(cell, batch_first=batch_first, backend=backend)
 
+    def _sequence(self, projected: Tensor, carry: backends.Carry,
+                  record: bool) -> backends.SequenceRun:
+        """The core's loop (the memory changed in place), or, for ``backend="autograd"``
+        where gradients are recorded, the reference: the same loop with the memory copied."""
+        if self.backend == backends.AUTOGRAD and torch.is_grad_enabled() and len(projected):
+            return self._run_copying(projected, carry, record)
+        return super()._sequence(projected, carry, record)
 
-def run_in_place(cell: MemoryCell, projected: torch.Tensor,
-                 carry: backends.Carry) -> backends.SequenceRun:
-    """The backend ``"sparse"``: :meth:`ntm.MemoryCell._step`'s loop with the access's
-    memory changed in place. The (sparse, ``O(K)`` a step) trace is always recorded: a
-    backend is not told whether it is wanted."""
-    outputs, reads, traces = [], [], []
-    for projected_step in projected.unbind(0):
-        # As MemoryCell._step: the recurrent paths bound the gradient they carry back.
-        controller_state = tuple(bound_gradient(tensor) for tensor in carry.controller)
-        output, controller = cell.controller.step(projected_step, bound_gradient(carry.reads),
-                                                  controller_state)
-        read, access, trace = cell.access.step(cell.interface(output), carry.access,
-                                               record=True, in_place=True)
-        carry = backends.Carry(controller, access, read)
-        outputs.append(output)
-        reads.append(read)
-        traces.append(trace)
-    trace = SparseTrace(*map(torch.stack, zip(*traces, strict=True)))
-    return backends.SequenceRun(torch.stack(outputs), torch.stack(reads), trace, carry)
-
-
-backends.register("sparse", SparseAccess, run_in_place)
+    def _run_copying(self, projected: Tensor, carry: backends.Carry,
+                     record: bool) -> backends.SequenceRun:
+        """:meth:`ntm.MemoryCell._step`'s loop with the access's ``in_place=False``."""
+        cell, outputs, reads, traces = self.cell, [], [], []
+        for projected_step in projected.unbind(0):
+            # As MemoryCell._step: the recurrent paths bound the gradient they carry back.
+            controller_state = tuple(bound_gradient(tensor) for tensor in carry.controller)
+            output, controller = cell.controller.step(
+                projected_step, bound_gradient(carry.reads), controller_state)
+            read, access, trace = cell.access.step(cell.interface(output), carry.access,
+                                                   record=record, in_place=False)
+            carry = backends.Carry(controller, access, read)
+            outputs.append(output)
+            reads.append(read)
+            traces.append(trace)
+        trace = SparseTrace(*map(torch.stack, zip(*traces, strict=True))) if record else None
+        return backends.SequenceRun(torch.stack(outputs), torch.stack(reads), trace, carry)

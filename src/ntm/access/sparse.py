@@ -10,8 +10,9 @@ vector added; the read heads find their ``K`` nearest rows in the written memory
 read them; the rows accessed above ``delta`` get this step's time.
 
 The memory is changed in place (the paper's efficiency), except on the reference path:
-:meth:`SparseAccess.step` with ``in_place=False``, which ``backend="autograd"`` uses where
-gradients are recorded. A state passed in is then not kept: clone its memory to keep it.
+:meth:`SparseAccess.step` with ``in_place=False``, which :class:`ntm.SAM` with
+``backend="autograd"`` takes where gradients are recorded. The memory of a state passed in is
+therefore not kept: clone it to keep it.
 """
 
 from __future__ import annotations
@@ -166,16 +167,14 @@ class SparseAccess(MemoryAccess):
         super().check_state(state, batch_size, dtype, where)
 
     def step(self, interface: Tensor, state: SparseState, *, record: bool = False,
-             in_place: bool | None = None) -> AccessStep:
+             in_place: bool = True) -> AccessStep:
         """Write, find, read: ``interface [B, interface_size]`` -> reads ``[B, R * M]``.
 
-        ``in_place``: change ``state.memory`` in place (:func:`ntm.functional.sparse.
-        write_and_read_`) or copy it (the reference, recorded by autograd); ``None``: in place
-        unless gradients are recorded.
+        ``in_place``: change ``state.memory`` (and the usage) in place, with the backward pass
+        row by row (:func:`ntm.functional.sparse.write_and_read_`), or copy them (the
+        reference, every operation recorded by autograd).
         """
         p = self.layout.activate(interface)
-        if in_place is None:
-            in_place = not torch.is_grad_enabled()
         time = state.time + 1
         least_used = F.least_used(state.last_access, state.oldest)  # (B,)
         write_rows, write_weights = F.write_weights(

@@ -310,15 +310,16 @@ def write_and_read_(memory: Tensor, rows: Tensor, weights: Tensor, least_used: T
     row numbers (autograd keeps the read rows for the content weights): nothing of the size of
     the memory is saved or made, so a step backward costs ``O(K M)``. Gradients equal
     :func:`write_and_read`'s. Not twice differentiable. Where gradients are recorded, a
-    ``memory`` that is a view of another tensor is copied first.
+    ``memory`` that is a view of another tensor, or a leaf that wants a gradient, is copied
+    first.
     """
     if not (torch.is_grad_enabled() and (memory.requires_grad or weights.requires_grad
                                          or values.requires_grad)):
         with torch.no_grad():
             return _write_and_read_in_place(memory, rows, weights, least_used, values, search)
-    if memory._base is not None:
-        # Autograd cannot change a view in place in a node with several outputs: a view (a
-        # batch split by sequence lengths, say) is copied once, and the copy changed after.
+    if memory._base is not None or (memory.is_leaf and memory.requires_grad):
+        # Autograd cannot change in place a view in a node with several outputs (a batch
+        # split by sequence lengths, say), nor a leaf that wants a gradient: copied once.
         memory = memory.clone()
     return _SparseStep.apply(memory, rows, weights, least_used, values, search)
 

@@ -26,8 +26,8 @@ CONTROLLERS = {"sam": "lstm", "sam-ff": "feedforward"}
 @dataclass
 class SAMConfig:
     """An :class:`ntm.SAM`'s sizes and options; ``kind`` (``"sam"`` or ``"sam-ff"``) fixes its
-    controller. ``index``: ``"auto"``, ``"exact"`` or ``"faiss"``; ``backend``: ``"auto"``,
-    ``"sparse"`` (in place) or ``"autograd"`` (the reference)."""
+    controller. ``index``: ``"auto"``, ``"exact"`` or ``"faiss"``; ``backend``: ``"auto"`` (in
+    place) or ``"autograd"`` (the reference)."""
 
     kind: str = "sam"
     controller_size: int = bounded(_DEFAULTS["controller_size"], min=1)
@@ -37,7 +37,7 @@ class SAMConfig:
     read_heads: int = bounded(_DEFAULTS["read_heads"], min=1)  # R
     sparse_reads: int = bounded(_DEFAULTS["sparse_reads"], min=1)  # K
     index: Literal["auto", "exact", "faiss"] = _DEFAULTS["index"]
-    backend: Literal["auto", "sparse", "autograd"] = _DEFAULTS["backend"]
+    backend: Literal["auto", "autograd"] = _DEFAULTS["backend"]
 
 
 def _build(config: SAMConfig, input_size: int, output_size: int, *, device: Any = None,
