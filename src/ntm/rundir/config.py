@@ -99,15 +99,16 @@ class OptimConfig:
     are below 1 (at 1 the averages never forget, above it they diverge). ``clip="value"`` clips
     every gradient component to ``[-clip_value, clip_value]`` (the paper: 10); ``clip="norm"``
     rescales the whole gradient to a norm of at most ``max_norm``; ``clip="value+norm"`` does
-    the first, then the second (RESULTS.md, "Reliability": the global norm is what keeps one
-    hard batch from throwing a solved model out of its solution).
+    the first, then the second (RESULTS.md, "Training that stays solved": on copy it led every
+    seed to a solution without hard batches, and lets a run that falls recover).
 
     The learning rate's schedule, all counted in training sequences from the start of the run:
     ``warmup`` sequences of a linear rise to ``lr``; then ``schedule``: ``"constant"``, or a
     ``"cosine"`` or ``"linear"`` decay to ``min_lr`` at the run's last step (``train.steps``);
     ``lr_half_life`` (``None``: never) also halves the rate every that many sequences, down to
     ``min_lr``. ``drop_below`` (bits per sequence; ``None``: never) multiplies the rate by
-    ``drop_factor`` for the rest of the run from the first validation under it on. The rate
+    ``drop_factor`` for the rest of the run from the first validation under it on (what keeps
+    a solved copy run from collapsing, replayed in tests/test_collapse_replay.py). The rate
     changes in steps (at most 100 over a decay, 10 over a warm-up), so updates replayed from
     CUDA graphs are recaptured only when it does. Every update's rate is in metrics.jsonl.
     """
