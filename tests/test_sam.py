@@ -177,26 +177,27 @@ def test_trace_fields_and_invariants():
     logits, state, trace = model.trace(inputs)
     torch.testing.assert_close(logits, model(inputs)[0], rtol=0, atol=1e-12)
     access = trace.access
-    T, B, R, K, J = 10, 2, 2, 3, 2 * 3 + 1
-    assert [tuple(t.shape) for t in access] == [(T, B, R, K), (T, B, R, K), (T, B, J),
-                                                (T, B, J), (T, B)]
-    torch.testing.assert_close(access.read_weights.sum(-1),
-                               torch.ones(T, B, R, dtype=torch.float64))
+    T, B, R, K, N = 10, 2, 2, 3, 16
+    assert [tuple(t.shape) for t in access] == [(T, B, R, N), (T, B, 1, N), (T, B, R, K),
+                                                (T, B)]
+    ones = torch.ones(T, B, R, dtype=torch.float64)
+    torch.testing.assert_close(access.read_weights.sum(-1), ones)
+    assert ((access.read_weights > 0).sum(-1) <= K).all()  # K rows at most per head
     assert (access.read_weights >= 0).all() and (access.write_weights >= 0).all()
     assert (access.write_weights.sum(-1) <= 1 + 1e-12).all()  # at most alpha
-    assert torch.equal(access.write_rows[..., -1], access.least_used)
+    rows = access.read_rows.long()
+    torch.testing.assert_close(access.read_weights.gather(-1, rows).sum(-1), ones)
     # U is never a row accessed above delta the step before: it is the least recently used.
     for t in range(1, T):
-        for b in range(B):
-            rows = torch.cat([access.write_rows[t - 1, b], access.read_rows[t - 1, b].flatten()])
-            weights = torch.cat([access.write_weights[t - 1, b],
-                                 access.read_weights[t - 1, b].flatten()])
-            totals = {int(r): 0.0 for r in rows}
-            for r, w in zip(rows.tolist(), weights.tolist(), strict=True):
-                totals[int(r)] += w
-            recent = {r for r, w in totals.items() if w > F.ACCESS_DELTA}
-            assert int(access.least_used[t, b]) not in recent
-    # The first steps erase fresh rows in order: 0, then the lowest row not yet accessed.
+        accessed = access.write_weights[t - 1, :, 0] + access.read_weights[t - 1].sum(1)
+        recent = accessed > F.ACCESS_DELTA  # (B, N)
+        assert not recent.gather(1, access.least_used[t].long().unsqueeze(1)).any()
+        # written: the rows read the step before and U, nothing else
+        written = access.write_weights[t, :, 0] > 0
+        allowed = (access.read_weights[t - 1] > 0).any(1)
+        allowed.scatter_(1, access.least_used[t].long().unsqueeze(1), True)
+        assert not (written & ~allowed).any()
+    # The first step erases row 0: no row was accessed yet.
     assert access.least_used[0].tolist() == [0.0, 0.0]
 
 
@@ -437,7 +438,7 @@ SIZES = ["--set", "model.memory_slots=12", "--set", "model.memory_width=6",
 
 
 @pytest.mark.parametrize("model", ["sam", "sam-ff"])
-def test_train_resume_and_eval_a_sam(tmp_path, model, capsys):
+def test_train_resume_eval_and_plot_a_sam(tmp_path, model, capsys):
     run, whole = tmp_path / "run", tmp_path / "whole"
     options = [*SIZES, "--model", model, "--set", "model.sparse_reads=2"]
     assert main(["train", "copy", "--steps", "2", "--out", str(run), *options]) == 0
@@ -448,6 +449,10 @@ def test_train_resume_and_eval_a_sam(tmp_path, model, capsys):
             == [{k: v for k, v in r.items() if k not in timing} for r in read_metrics(whole)])
     assert main(["eval", str(run), "--batches", "1", "--batch-size", "2",
                  "--memory-slots", "40"]) == 0
+    out = tmp_path / "figures"
+    assert main(["plot", str(run), "--out", str(out), "--batches", "1",
+                 "--batch-size", "2"]) == 0
+    assert "weightings.png" in {p.name for p in out.iterdir()}
 
 
 def test_a_key_of_another_model_is_refused(capsys):

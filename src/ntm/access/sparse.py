@@ -47,13 +47,13 @@ class SparseState(NamedTuple):
 
 
 class SparseTrace(NamedTuple):
-    """What one step of the heads did, sparsely (``J = R K + 1`` write entries). Row numbers
-    are in the model's dtype, as every field of a trace is."""
+    """What one step of the heads did. The weightings are dense over the slots, as the NTM's
+    and the DNC's, for figures (a trace is for inspection: it costs ``O(N)`` a step); row
+    numbers are in the model's dtype, as every field of a trace is."""
 
-    read_rows: Tensor  # [B, R, K]
-    read_weights: Tensor  # [B, R, K]
-    write_rows: Tensor  # [B, J]: the rows read the step before, then U
-    write_weights: Tensor  # [B, J]
+    read_weights: Tensor  # [B, R, N], w^r: zero but on the K rows each head read
+    write_weights: Tensor  # [B, 1, N], w^w: zero but on the rows read the step before and U
+    read_rows: Tensor  # [B, R, K], the rows read
     least_used: Tensor  # [B], U: the row erased
 
 
@@ -153,8 +153,8 @@ class SparseAccess(MemoryAccess):
         return SparseState((B, N, M), (B, N), (B, blocks), (B,), (B, R, K), (B, R, K))
 
     def trace_shapes(self, batch_size: int) -> SparseTrace:
-        B, _, _, R, K = self._sizes(batch_size)
-        return SparseTrace((B, R, K), (B, R, K), (B, R * K + 1), (B, R * K + 1), (B,))
+        B, N, _, R, K = self._sizes(batch_size)
+        return SparseTrace((B, R, N), (B, 1, N), (B, R, K), (B,))
 
     def check_state(self, state, batch_size: int, dtype: torch.dtype,
                     where: str = "state") -> None:
@@ -200,9 +200,11 @@ class SparseAccess(MemoryAccess):
         new_state = SparseState(memory, last_access, oldest, time, read_rows, read_weights)
         trace = None
         if record:
-            dtype = read_weights.dtype
-            trace = SparseTrace(read_rows.to(dtype), read_weights, write_rows.to(dtype),
-                                write_weights, least_used.to(dtype))
+            slots, dtype = self.memory_slots, read_weights.dtype
+            trace = SparseTrace(F.to_dense(read_rows, read_weights, slots),
+                                F.to_dense(write_rows.unsqueeze(1), write_weights.unsqueeze(1),
+                                           slots),
+                                read_rows.to(dtype), least_used.to(dtype))
         return AccessStep(reads, new_state, trace)
 
     def extra_repr(self) -> str:
