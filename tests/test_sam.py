@@ -330,10 +330,13 @@ def test_train_one_step_changes_the_weights_and_the_loss_stays_finite():
     assert model.cell.interface.weight.grad.abs().sum() > 0
 
 
-def test_lengths_equal_running_each_sequence_alone():
-    model, inputs = _model(read_heads=2), _input(steps=7, batch=3)
+@pytest.mark.parametrize("index, grad", [("exact", True), ("exact", False),
+                                         pytest.param("faiss", True, marks=needs_faiss)])
+def test_lengths_equal_running_each_sequence_alone(index, grad):
+    model, inputs = _model(read_heads=2, index=index), _input(steps=7, batch=3)
     lengths = [7, 2, 5]
-    logits, state = model(inputs, lengths=lengths)
+    with torch.set_grad_enabled(grad):
+        logits, state = model(inputs, lengths=lengths)
     for b, length in enumerate(lengths):
         alone, end = model(inputs[:length, b:b + 1])
         torch.testing.assert_close(logits[:length, b:b + 1], alone, rtol=0, atol=1e-12)
