@@ -458,6 +458,15 @@ def test_train_resume_eval_and_plot_a_sam(tmp_path, model, capsys):
     assert "weightings.png" in {p.name for p in out.iterdir()}
 
 
+@pytest.mark.parametrize("task", ntm.tasks.names())
+def test_every_task_trains_a_sam(tmp_path, task, capsys):
+    assert main(["train", task, "--model", "sam", "--steps", "1", "--out", str(tmp_path),
+                 "--set", "model.controller_size=8", "--set", "model.memory_width=4",
+                 "--set", "train.val_every=1", "--set", "train.val_batches=1",
+                 "--set", "train.val_batch_size=2", "--batch-size", "2", "--no-progress"]) == 0
+    assert math.isfinite(read_metrics(tmp_path)[-1]["val_cost"])
+
+
 def test_a_key_of_another_model_is_refused(capsys):
     assert main(["train", "copy", "--model", "sam", "--set", "model.shift_range=2",
                  "--steps", "1"]) == 2
