@@ -16,13 +16,14 @@ mapped once to letters:
 
 A step (``'`` marks the previous step's value, ``t`` the step's number from 1):
 
-    U = least_used(T')                               the least recently accessed row
+    U = least_used(T', O')                           the least recently accessed row
     rows^w, w^w = write_weights(rows^r', w^r', U, alpha, gamma)
     M = sparse_write(M', rows^w, w^w, U, a)          row U erased whole, then + w^w a^T
     rows^r = nearest_rows(M, k^r, K)                 a constant for the gradient
     w^r = sparse_content_weights(M[rows^r], k^r, beta^r)
     r = sparse_read(M[rows^r], w^r)
-    T = update_last_access(T', rows^w, w^w, rows^r, w^r, t)
+    T = update_last_access(T', [rows^w rows^r], [w^w w^r], t)
+    O = update_oldest(O', T, [rows^w rows^r])        the oldest T per block of sqrt(N) rows
 
 :func:`write_and_read` is the write and the gather of the read rows with autograd (the
 memory copied once per step: the reference); :func:`write_and_read_` is the same in place,
