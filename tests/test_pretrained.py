@@ -79,6 +79,7 @@ def test_loading_uses_no_pickle(monkeypatch):
 @pytest.mark.parametrize("task, kind, params", [
     ("associative_recall", "ntm-lstm", {"min_items": 6, "max_items": 6}),
     ("associative_recall", "ntm-ff", {"min_items": 6, "max_items": 6}),
+    ("associative_recall", "dnc", {"min_items": 6, "max_items": 6}),
     ("repeat_copy", "ntm-lstm",
      {"min_length": 5, "max_length": 5, "min_repeats": 3, "max_repeats": 3}),
     ("repeat_copy", "ntm-ff",
