@@ -4,6 +4,7 @@
 import copy
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -359,7 +360,8 @@ def test_cuda_matches_the_cpu():
 
 
 @needs_faiss
-def test_faiss_finds_most_of_the_exact_nearest_rows():
+def test_faiss_finds_most_of_the_exact_nearest_rows(monkeypatch):
+    monkeypatch.setattr(sparse_index, "SCAN_ROWS", 1)  # 16 lists of 64 probed: approximate
     generator = torch.Generator().manual_seed(0)
     memory = torch.randn(2, 4096, 16, generator=generator)
     keys = memory[:, :50] + 0.1 * torch.randn(2, 50, 16, generator=generator)
@@ -372,6 +374,19 @@ def test_faiss_finds_most_of_the_exact_nearest_rows():
     assert (found == torch.arange(50).view(1, 50, 1)).any(-1).float().mean() > 0.95
     recall = (found.unsqueeze(-1) == exact.unsqueeze(-2)).any(-1).float().mean()
     assert recall > 0.5
+
+
+@needs_faiss
+def test_faiss_is_exact_while_fewer_rows_than_it_scans_are_written():
+    generator = torch.Generator().manual_seed(1)
+    memory = torch.zeros(2, 65536, 8)
+    written = torch.randint(0, 65536, (2, 300), generator=generator)
+    memory.scatter_(1, written.unsqueeze(-1).expand(2, 300, 8),
+                    torch.randn(2, 300, 8, generator=generator))
+    keys = torch.randn(2, 5, 8, generator=generator)
+    found = sparse_index.FaissIndex().search(memory, keys, 4, written,
+                                             sparse_index.Previous(memory, memory._version))
+    assert torch.equal(found, F.nearest_rows(memory, keys, 4))
 
 
 @needs_faiss
@@ -398,6 +413,40 @@ def test_the_faiss_index_kept_up_to_date_equals_one_built_again():
     assert kept is not None and kept.version == memory._version  # updated step by step
     again = sparse_index._BatchIndex(memory)
     assert (kept.search(memory, keys, 3) == again.search(memory, keys, 3)).all()
+
+
+@needs_faiss
+def test_past_the_rows_it_scans_faiss_keeps_its_lists_up_to_date(monkeypatch):
+    monkeypatch.setattr(sparse_index, "SCAN_ROWS", 10)  # the lists from the 11th row written
+    model = _model(dtype=torch.float32, index="faiss", memory_slots=64)
+    with torch.no_grad():
+        _, state = model(_input(steps=20, dtype=torch.float32))
+    memory, keys = state.access.memory, torch.randn(2, 3, 4)
+    kept = model.cell.access.finder._cache.get(memory)
+    assert kept.written == [None, None]
+    again = sparse_index._BatchIndex(memory)
+    assert (kept.search(memory, keys, 3) == again.search(memory, keys, 3)).all()
+
+
+def test_the_written_rows_store_searches_them_all():
+    store, generator = sparse_index._Written(3), np.random.default_rng(0)
+    vectors = {row: generator.standard_normal(3).astype(np.float32) for row in range(100)}
+    for row, vector in vectors.items():
+        store.set(row, vector)
+    for row in range(0, 100, 3):  # removed rows are replaced by the last
+        store.remove(row)
+        del vectors[row]
+    store.set(5, vectors[5] * 2)
+    vectors[5] = vectors[5] * 2
+    queries = generator.standard_normal((2, 3)).astype(np.float32)
+    scores, rows = store.search(queries, 4)
+    table = np.array(list(vectors))
+    expected = table[np.argsort(-(queries @ np.stack(list(vectors.values())).T), axis=1)[:, :4]]
+    np.testing.assert_array_equal(rows, expected)
+    assert store.count == len(vectors)
+    few = sparse_index._Written(3)
+    few.set(7, vectors[1])
+    assert few.search(queries, 2)[1].tolist() == [[7, -1], [7, -1]]
 
 
 @needs_faiss

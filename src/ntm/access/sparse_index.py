@@ -27,9 +27,16 @@ from ..functional.sparse import nearest_rows
 # against 3.3 and 18.4 ms; at 16,384 slots the exact search was still faster at batch 1:
 # benchmarks/memory_scaling.py, results/memory_scaling.json).
 FAISS_CROSSOVER = 65_536
-# Inverted lists: about sqrt(N) of them (at most this many), of which PROBES are searched.
+# While at most SCAN_ROWS rows are written (a sequence of T steps writes at most T (R K + 1)),
+# a search compares the key with each of them: exact, and O(written rows). Past that, the
+# inverted lists (about sqrt(N) of them, at most MAX_LISTS): enough are probed to scan about
+# SCAN_ROWS rows a query, and at least PROBES. With 16 probes of sqrt(N) lists whatever was
+# written, a SAM trained with 128 slots (exact) failed copy at 4,096 slots: it tells its K
+# rows apart by small differences of similarity, and a missed row changes what it reads and
+# writes next.
 MAX_LISTS = 4096
 PROBES = 16
+SCAN_ROWS = 16_384
 # Free rows (all zeros: cosine 0 with every key) are looked for this many rows at a time.
 FREE_SCAN = 65_536
 
@@ -86,7 +93,8 @@ class ExactIndex:
 class FaissIndex:
     """faiss's ``IndexIVFFlat`` on the normalised rows, one per sequence of the batch.
 
-    Inner product on rows normalised as the cosine similarity normalises them. The coarse
+    Inner product on rows normalised as the cosine similarity normalises them. A search scans
+    about :data:`SCAN_ROWS` indexed rows (all while fewer are indexed: then it is exact). The coarse
     centroids are fixed random unit vectors (seed 0), not trained: the memory starts empty
     and its rows change every step. Rows that are all zeros are not indexed (their cosine
     with any key is 0) and fill the results where fewer than ``K`` indexed rows score above 0.
@@ -147,12 +155,13 @@ class _BatchIndex:
         centroids = np.random.RandomState(0).randn(lists, width).astype(np.float32)
         centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
         self.indexes, self.indexed = [], np.zeros((batch, slots), dtype=bool)
+        # The written rows of each sequence while they are few (None past SCAN_ROWS).
+        self.written: list[_Written | None] = [_Written(width) for _ in range(batch)]
         for _ in range(batch):  # faiss indexes one matrix at a time
             quantizer = faiss.IndexFlatIP(width)
             quantizer.add(centroids)
             index = faiss.IndexIVFFlat(quantizer, width, lists, faiss.METRIC_INNER_PRODUCT)
             index.set_direct_map_type(faiss.DirectMap.Hashtable)  # removal by id in O(1)
-            index.nprobe = min(PROBES, lists)
             self.indexes.append((index, quantizer))
         if not empty:
             self._add_nonzero(memory)
@@ -167,6 +176,8 @@ class _BatchIndex:
                 part = torch.from_numpy(rows[start : start + FREE_SCAN]).to(memory.device)
                 vectors = _normalised(memory[b : b + 1], part.unsqueeze(0))[0]
                 self.indexes[b][0].add_with_ids(vectors, part.cpu().numpy())
+                for row, vector in zip(part.tolist(), vectors, strict=True):
+                    self._write(b, row, vector)
             self.indexed[b, rows] = True
 
     def update(self, memory: Tensor, changed: Tensor) -> None:
@@ -183,13 +194,32 @@ class _BatchIndex:
             if nonzero.any():
                 index.add_with_ids(vectors[nonzero], rows[nonzero].astype(np.int64))
             self.indexed[b, rows] = nonzero
+            for row, vector, kept in zip(rows.tolist(), vectors, nonzero.tolist(), strict=True):
+                self._write(b, row, vector if kept else None)
+
+    def _write(self, b: int, row: int, vector: np.ndarray | None) -> None:
+        """Row ``row`` of sequence ``b`` is now ``vector`` (``None``: all zeros)."""
+        written = self.written[b]
+        if written is None:
+            return
+        if vector is None:
+            written.remove(row)
+        else:
+            written.set(row, vector)
+        if written.count > SCAN_ROWS:
+            self.written[b] = None  # from now on the inverted lists
 
     def search(self, memory: Tensor, keys: Tensor, sparse_reads: int) -> np.ndarray:
         """Rows ``[B, H, K]`` nearest ``keys [B, H, M]``: indexed rows and free rows by score."""
         queries = _normalised(keys, None)  # (B, H, M)
         found = np.empty((*queries.shape[:2], sparse_reads), dtype=np.int64)
         for b, (index, _) in enumerate(self.indexes):
-            scores, rows = index.search(queries[b], sparse_reads)  # (H, K) each; -1: none
+            if self.written[b] is not None:
+                scores, rows = self.written[b].search(queries[b], sparse_reads)
+            else:
+                lists = index.nlist
+                index.nprobe = min(lists, max(PROBES, -(-lists * SCAN_ROWS // index.ntotal)))
+                scores, rows = index.search(queries[b], sparse_reads)  # (H, K); -1: none
             free = self._free_rows(b, sparse_reads)  # score 0
             scores = np.concatenate([scores, np.zeros((len(rows), free.size), np.float32)], 1)
             rows = np.concatenate([rows, np.broadcast_to(free, (len(rows), free.size))], 1)
@@ -219,3 +249,47 @@ def _normalised(tensor: Tensor, rows: Tensor | None) -> np.ndarray:
             tensor = tensor[batch, rows]  # (B, J, M)
         scale = torch.rsqrt(tensor.square().sum(-1, keepdim=True) + NORM_EPS)
         return (tensor * scale).to(device="cpu", dtype=torch.float32).numpy()
+
+
+class _Written:
+    """The written rows of one sequence, while they are few: their normalised vectors in one
+    matrix (rows appended, a removed row replaced by the last), searched exhaustively."""
+
+    def __init__(self, width: int):
+        self.rows = np.empty(64, dtype=np.int64)
+        self.vectors = np.empty((64, width), dtype=np.float32)
+        self.count, self.position = 0, {}
+
+    def set(self, row: int, vector: np.ndarray) -> None:
+        at = self.position.get(row)
+        if at is None:
+            if self.count == len(self.rows):
+                self.rows = np.resize(self.rows, 2 * self.count)
+                self.vectors = np.resize(self.vectors, (2 * self.count, self.vectors.shape[1]))
+            at, self.count = self.count, self.count + 1
+            self.position[row], self.rows[at] = at, row
+        self.vectors[at] = vector
+
+    def remove(self, row: int) -> None:
+        at = self.position.pop(row, None)
+        if at is None:
+            return
+        last = self.count - 1
+        if at != last:
+            moved = int(self.rows[last])
+            self.rows[at], self.vectors[at] = moved, self.vectors[last]
+            self.position[moved] = at
+        self.count = last
+
+    def search(self, queries: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores, rows)``, each ``[H, count]``, best first; ``-inf`` and ``-1`` where
+        fewer rows are written."""
+        scores = queries @ self.vectors[: self.count].T  # (H, written)
+        rows = np.broadcast_to(self.rows[: self.count], scores.shape)
+        if self.count < count:
+            missing = count - self.count
+            scores = np.concatenate([scores, np.full((len(scores), missing), -np.inf,
+                                                     dtype=np.float32)], 1)
+            rows = np.concatenate([rows, np.full((len(rows), missing), -1)], 1)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :count]
+        return np.take_along_axis(scores, order, 1), np.take_along_axis(rows, order, 1)
