@@ -1,6 +1,7 @@
 """How sparse access memory finds the ``K`` rows nearest a key: over every row
 (:class:`ExactIndex`, ``torch.topk``) or with an approximate nearest-neighbour index
-(:class:`FaissIndex`: faiss-cpu's inverted-file index, kept up to date as rows change).
+(:class:`FaissIndex`: faiss-cpu's inverted-file index, kept up to date as rows change, and
+an exhaustive search of the written rows while they are few).
 
 Both rank rows by :func:`ntm.functional.cosine_similarity`; the choice of rows is a constant
 for the gradient. An index is a cache, never state: :class:`FaissIndex` keeps one faiss index
@@ -23,9 +24,9 @@ from ..functional import NORM_EPS
 from ..functional.sparse import nearest_rows
 
 # index="auto" uses faiss from this many slots on: the fewest slots measured where a training
-# step with faiss was faster than with the exact search at batch 1 and at batch 8 (3.1 ms
-# against 3.3 and 18.4 ms; at 16,384 slots the exact search was still faster at batch 1:
-# benchmarks/memory_scaling.py, results/memory_scaling.json).
+# step with faiss was faster than with the exact search at batch 1 and at batch 8 (2.8 and
+# 3.8 ms against 3.3 and 18.4 ms; at 16,384 slots the exact search was still a little faster
+# at batch 1, 1.6 against 1.7 ms: benchmarks/memory_scaling.py, results/memory_scaling.json).
 FAISS_CROSSOVER = 65_536
 # While at most SCAN_ROWS rows are written (a sequence of T steps writes at most T (R K + 1)),
 # a search compares the key with each of them: exact, and O(written rows). Past that, the
