@@ -499,8 +499,11 @@ def test_train_resume_eval_and_plot_a_sam(tmp_path, model, capsys):
     timing = ("seconds", "sequences_per_second")
     assert ([{k: v for k, v in r.items() if k not in timing} for r in read_metrics(run)]
             == [{k: v for k, v in r.items() if k not in timing} for r in read_metrics(whole)])
+    # A memory larger than trained with: from FAISS_CROSSOVER slots on, the faiss index.
+    slots = sparse_index.FAISS_CROSSOVER if HAS_FAISS else 40
     assert main(["eval", str(run), "--batches", "1", "--batch-size", "2",
-                 "--memory-slots", "40"]) == 0
+                 "--memory-slots", str(slots)]) == 0
+    assert f"memory of {slots} slots" in capsys.readouterr().out
     out = tmp_path / "figures"
     assert main(["plot", str(run), "--out", str(out), "--batches", "1",
                  "--batch-size", "2"]) == 0
