@@ -54,8 +54,10 @@ ROWS = [
         ("optim.clip=value+norm", "optim.max_norm=1", "optim.drop_below=none")),
     Row("copy-ntm-ff", "copy", "ntm-ff", "defaults"),
     Row("copy-ntm-ff-milestone1", "copy", "ntm-ff", "milestone 1 (clip +-10)", MILESTONE_1),
-    Row("copy-ntm-ff-norm1-drop", "copy", "ntm-ff", "global norm 1, rate x0.1 at 0.1 bits",
-        ("optim.clip=value+norm", "optim.max_norm=1", "optim.drop_below=0.1")),
+    Row("copy-ntm-ff-norm1-drop", "copy", "ntm-ff", "clip +-10, then global norm 1; rate x0.1 "
+        "at 0.1 bits", ("optim.clip=value+norm", "optim.max_norm=1", "optim.drop_below=0.1")),
+    Row("copy-ntm-ff-drop", "copy", "ntm-ff", "clip +-10; rate x0.1 at 0.1 bits",
+        ("optim.clip=value", "optim.drop_below=0.1")),
     Row("copy-ntm-lstm-large-batch", "copy", "ntm-lstm", "--preset large-batch",
         ("--preset=large-batch",), seeds=4),
     Row("associative_recall-ntm-lstm-large-batch", "associative_recall", "ntm-lstm",
