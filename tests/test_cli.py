@@ -295,11 +295,13 @@ def test_model_choices_come_from_the_registry(capsys, monkeypatch):
     monkeypatch.setattr(registry, "_ENTRIES", {name: entry for name, entry
                                                in registry._ENTRIES.items() if entry.builtin})
     assert main(["train", "--help"]) == 0
-    text = " ".join(capsys.readouterr().out.split())
-    assert "model (ntm-lstm, ntm-ff, dnc, dnc-ff, lstm, or one registered by --model-module" in text
+    # argparse may wrap a line after a hyphen ("sam- ff"): joined back here.
+    text = " ".join(capsys.readouterr().out.split()).replace("- ", "-")
+    assert ("model (ntm-lstm, ntm-ff, dnc, dnc-ff, lstm, sam, sam-ff, or one registered by "
+            "--model-module") in text
     line = _error(capsys, ["train", "copy", "--model", "gru"])
     assert line == ("ntm: error: argument --model: invalid choice: 'gru' (choose from ntm-lstm, "
-                    "ntm-ff, dnc, dnc-ff, lstm, or register one with --model-module)")
+                    "ntm-ff, dnc, dnc-ff, lstm, sam, sam-ff, or register one with --model-module)")
     line = _error(capsys, ["train", "copy", "--model", "lstm", "--set", "model.memory_slots=8"])
     assert line == ("ntm: error: unknown key 'model.memory_slots'; valid keys of model 'lstm': "
                     "kind, module, hidden_size, num_layers")

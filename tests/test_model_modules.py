@@ -126,7 +126,8 @@ def test_a_registered_models_keys_are_checked(model_module, tmp_path, capsys):
             "--out", str(tmp_path / "run")]
     line = _error(capsys, base[:4] + base[6:])  # not imported: not registered
     assert line == (f"ntm: error: argument --model: invalid choice: {name!r} (choose from "
-                    "ntm-lstm, ntm-ff, dnc, dnc-ff, lstm, or register one with --model-module)")
+                    "ntm-lstm, ntm-ff, dnc, dnc-ff, lstm, sam, sam-ff, or register one with "
+                    "--model-module)")
     line = _error(capsys, [*base, "--set", "model.memory_slots=3"])
     assert line == (f"ntm: error: unknown key 'model.memory_slots'; valid keys of model "
                     f"{name!r}: kind, module, hidden_size")
@@ -142,8 +143,9 @@ def test_memory_slots_do_not_apply_to_a_model_without_a_memory(model_module, tmp
     assert main(["train", "copy", "--model", name, "--model-module", module, "--steps", "1",
                  "--out", str(out), *TINY_CLI]) == 0
     line = _error(capsys, ["eval", str(out), "--memory-slots", "40"])
-    assert line == (f"ntm: error: memory_slots applies to ntm-lstm, ntm-ff, dnc, dnc-ff, not to "
-                    f"{name} (a GRU baseline): it has no memory whose length can change")
+    assert line == ("ntm: error: memory_slots applies to ntm-lstm, ntm-ff, dnc, dnc-ff, sam, "
+                    f"sam-ff, not to {name} (a GRU baseline): it has no memory whose length can "
+                    "change")
 
 
 def test_an_unimportable_model_module_is_one_line(model_module, tmp_path, capsys):

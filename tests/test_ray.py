@@ -342,7 +342,9 @@ def test_a_seed_whose_worker_is_killed_resumes_from_its_checkpoint(cluster, ray_
 
 
 def test_ctrl_c_stops_every_seed_with_a_resumable_checkpoint(ray_env, tmp_path):
-    steps = 5000
+    # Far more than the seeds can train before Ctrl-C arrives, however slow its delivery on a
+    # loaded machine (5,000 once finished first).
+    steps = 200_000
     argv = ["copy", "--steps", str(steps), *SMALL, "--set", "train.checkpoint_every=20",
             "--set", "train.log_every=10", "--set", "train.val_every=1000"]
     out = tmp_path / "sweep"
