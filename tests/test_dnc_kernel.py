@@ -236,9 +236,9 @@ def test_a_failed_build_warns_once_and_falls_back(monkeypatch):
     def no_compiler():
         raise RuntimeError("Error building extension\nc++: not found")
 
-    monkeypatch.setattr(dnc_kernel, "_build", no_compiler)
-    monkeypatch.setattr(dnc_kernel, "_module", None)
-    monkeypatch.setattr(dnc_kernel, "_failure", None)
+    monkeypatch.setattr(dnc_kernel.EXTENSION, "build", no_compiler)
+    monkeypatch.setattr(dnc_kernel.EXTENSION, "module", None)
+    monkeypatch.setattr(dnc_kernel.EXTENSION, "reason", None)
     with pytest.warns(RuntimeWarning, match="could not be built.*c\\+\\+: not found"):
         assert dnc_kernel.load() is None
     with warnings.catch_warnings():

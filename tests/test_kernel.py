@@ -18,6 +18,7 @@ import torch
 
 import ntm
 from ntm import kernel
+from ntm.backends import extension
 from ntm.metrics import sequence_loss
 from ntm.tasks import make
 
@@ -112,9 +113,9 @@ def test_a_failed_build_warns_once_and_falls_back(monkeypatch):
     def no_compiler():
         raise RuntimeError("Error building extension\nc++: not found")
 
-    monkeypatch.setattr(kernel, "_build", no_compiler)
-    monkeypatch.setattr(kernel, "_module", None)
-    monkeypatch.setattr(kernel, "_failure", None)
+    monkeypatch.setattr(kernel.EXTENSION, "build", no_compiler)
+    monkeypatch.setattr(kernel.EXTENSION, "module", None)
+    monkeypatch.setattr(kernel.EXTENSION, "reason", None)
     with pytest.warns(RuntimeWarning, match="could not be built.*c\\+\\+: not found"):
         assert kernel.load() is None
     with warnings.catch_warnings():
@@ -152,22 +153,22 @@ def test_the_python_node_runs_when_the_kernel_is_off(monkeypatch):
 def test_a_stale_build_lock_is_removed_and_a_fresh_one_kept(tmp_path):
     lock = tmp_path / "lock"
     lock.touch()
-    kernel._clear_stale_lock(lock)  # a build in progress: left alone
+    extension.clear_stale_lock(lock)  # a build in progress: left alone
     assert lock.exists()
-    old = time.time() - kernel.STALE_LOCK_SECONDS - 60
+    old = time.time() - extension.STALE_LOCK_SECONDS - 60
     os.utime(lock, (old, old))
     with pytest.warns(RuntimeWarning, match="stale build lock"):
-        kernel._clear_stale_lock(lock)
+        extension.clear_stale_lock(lock)
     assert not lock.exists()
-    kernel._clear_stale_lock(lock)  # no lock: nothing to do
+    extension.clear_stale_lock(lock)  # no lock: nothing to do
 
 
 # A process that holds the kernel's build (the owner lock) until it is killed, as a build does.
 _HOLDER = """
 import sys, time
 from pathlib import Path
-from ntm.backends import kernel
-with kernel.build_owner(Path(sys.argv[1]), 5):
+from ntm.backends import extension
+with extension.build_owner(Path(sys.argv[1]), 5):
     print("holding", flush=True)
     time.sleep(120)
 """
@@ -183,7 +184,7 @@ def _holder(build_dir):
 def test_a_build_lock_left_by_an_interrupted_build_is_removed_at_once(tmp_path, capfd):
     (tmp_path / "lock").touch()  # what torch leaves when its build is killed: it then hangs
     started = time.monotonic()
-    with kernel.build_owner(tmp_path, wait_seconds=5):
+    with extension.build_owner(tmp_path, wait_seconds=5):
         assert not (tmp_path / "lock").exists()
     assert time.monotonic() - started < 2
     assert "removing the build lock of an interrupted kernel build" in capfd.readouterr().err
@@ -194,8 +195,8 @@ def test_a_build_in_progress_is_waited_for_then_given_up_and_a_killed_one_is_tak
     holder = _holder(tmp_path)
     try:
         (tmp_path / "lock").touch()  # the holder's build in progress: not ours to remove
-        with pytest.raises(kernel.BuildWaitTimeout, match="more than 1 s"):
-            with kernel.build_owner(tmp_path, wait_seconds=1):
+        with pytest.raises(extension.BuildWaitTimeout, match="more than 1 s"):
+            with extension.build_owner(tmp_path, wait_seconds=1):
                 pass
         err = capfd.readouterr().err
         assert f"waiting for another process (pid {holder.pid}) to finish building" in err
@@ -203,17 +204,17 @@ def test_a_build_in_progress_is_waited_for_then_given_up_and_a_killed_one_is_tak
     finally:
         holder.kill()  # killed mid-build: the OS releases its lock
         holder.wait()
-    with kernel.build_owner(tmp_path, wait_seconds=5):
+    with extension.build_owner(tmp_path, wait_seconds=5):
         assert not (tmp_path / "lock").exists()  # its leftover torch lock is cleared
 
 
 def test_a_timed_out_wait_falls_back_to_the_python_node_with_a_warning(monkeypatch):
     def waited_too_long():
-        raise kernel.BuildWaitTimeout("another process held the kernel's build for more than 1 s")
+        raise extension.BuildWaitTimeout("another process held the build for more than 1 s")
 
-    monkeypatch.setattr(kernel, "_module", None)
-    monkeypatch.setattr(kernel, "_failure", None)
-    monkeypatch.setattr(kernel, "_build", waited_too_long)
+    monkeypatch.setattr(kernel.EXTENSION, "module", None)
+    monkeypatch.setattr(kernel.EXTENSION, "reason", None)
+    monkeypatch.setattr(kernel.EXTENSION, "build", waited_too_long)
     with pytest.warns(RuntimeWarning, match="could not be built .*more than 1 s.*Python fused"):
         assert kernel.load() is None
     model = ntm.NTM(3, 2, memory_slots=8, memory_width=4, controller_size=8)
@@ -224,7 +225,7 @@ def test_a_timed_out_wait_falls_back_to_the_python_node_with_a_warning(monkeypat
 def test_ninja_is_found_next_to_the_interpreter_when_not_on_path(monkeypatch):
     ninja = pytest.importorskip("ninja")
     monkeypatch.setenv("PATH", "/nonexistent")
-    kernel._find_ninja()
+    extension.find_ninja()
     assert os.environ["PATH"].split(os.pathsep)[0] == ninja.BIN_DIR
     assert shutil.which("ninja") is not None
 
@@ -285,5 +286,5 @@ def test_a_build_failure_is_told_by_the_compilers_first_error():
     error = RuntimeError("Error building extension 'x':\n[1/2] c++ -c a.cpp\n"
                          "a.cpp:3:1: error: expected ';'\na.cpp:9:2: error: later\n"
                          "ninja: build stopped: subcommand failed.")
-    assert kernel._reason(error) == "RuntimeError: a.cpp:3:1: error: expected ';'"
-    assert kernel._reason(OSError("no such file\nc++")) == "OSError: c++"
+    assert extension.reason(error) == "RuntimeError: a.cpp:3:1: error: expected ';'"
+    assert extension.reason(OSError("no such file\nc++")) == "OSError: c++"

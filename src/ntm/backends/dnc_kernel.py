@@ -28,11 +28,7 @@ gradients equal plain autograd's to rounding (``tests/test_dnc_kernel.py``,
 
 from __future__ import annotations
 
-import hashlib
-import platform
-import sys
 import threading
-import warnings
 import weakref
 from pathlib import Path
 
@@ -44,6 +40,7 @@ from ..access.dnc import CLIP, DNCAccess, DNCTrace
 from ..functional.addressing import CARRY_GRAD_BOUND, NORM_EPS
 from ..functional.dnc import ALLOCATION_EPS
 from . import kernel
+from .extension import Extension
 from .registry import Carry, SequenceRun
 
 SOURCE_DIR = Path(__file__).parent / "csrc"
@@ -53,9 +50,8 @@ HEADERS = ("dnc_heads_cpu.h", "kernel_math.h")
 _CONSTANTS = [CLIP, NORM_EPS, ALLOCATION_EPS, CARRY_GRAD_BOUND]
 _DTYPES = (torch.float32, torch.float64)
 
-_lock = threading.Lock()
-_module = None  # the loaded extension, once built
-_failure: str | None = None  # why it could not be built, once tried
+EXTENSION = Extension("the DNC's C++ CPU kernel", "ntm_dnc_cpu", SOURCE,
+                      [SOURCE.parent / name for name in HEADERS], fallback="plain autograd")
 
 
 def unsupported(access) -> str | None:
@@ -95,49 +91,18 @@ def unavailable(projected: Tensor) -> str | None:
         return (f"it runs on the CPU in float32 and float64, not on {projected.device.type} "
                 f"in {projected.dtype}")
     if load() is None:
-        return f"it could not be built ({_failure})"
+        return f"it could not be built ({EXTENSION.reason})"
     return None
 
 
 def load():
     """The compiled extension, building it on first call; ``None`` where it cannot be built."""
-    global _module, _failure
-    if _module is not None or _failure is not None:
-        return _module
-    with _lock:
-        if _module is None and _failure is None:
-            try:
-                _module = _build()
-            except Exception as error:  # no compiler, no headers, a failed compile: fall back
-                _failure = kernel._reason(error)
-                warnings.warn(f"ntm: the DNC's C++ CPU kernel could not be built ({_failure}); "
-                              "using plain autograd. Set NTM_CPU_KERNEL=0 to skip the attempt.",
-                              RuntimeWarning, stacklevel=3)
-    return _module
+    return EXTENSION.load()
 
 
 def failure() -> str | None:
     """Why the kernel could not be built, or ``None``."""
-    return _failure
-
-
-def _build():
-    from torch.utils import cpp_extension
-
-    kernel._find_ninja()
-    sources = [SOURCE, *(SOURCE.parent / name for name in HEADERS)]
-    source = b"".join(path.read_bytes() for path in sources)
-    # The name carries the sources' hash: an edited kernel is never mixed up with an older one.
-    identity = [torch.__version__, platform.machine(), kernel._cpu_flags(), *kernel._FLAGS]
-    digest = hashlib.sha256(source + "\n".join(identity).encode()).hexdigest()[:12]
-    name = f"ntm_dnc_cpu_{digest}"
-    build_dir = Path(cpp_extension._get_build_directory(name, verbose=False))
-    with kernel.build_owner(build_dir, kernel.BUILD_WAIT_SECONDS):
-        if not any(build_dir.glob(f"{name}*.so")):
-            print("ntm: compiling the DNC's C++ CPU kernel (once; about 30 s)", file=sys.stderr,
-                  flush=True)
-        return cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=kernel._FLAGS,
-                                  extra_ldflags=["-fopenmp"], verbose=False)
+    return EXTENSION.failure()
 
 
 class _BufferPool:
