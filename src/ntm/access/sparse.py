@@ -175,8 +175,11 @@ class SparseAccess(MemoryAccess):
         reference, every operation recorded by autograd).
         """
         p = self.layout.activate(interface)
-        time = state.time + 1
-        least_used = F.least_used(state.last_access, state.oldest)  # (B,)
+        # The access times are counters, not functions of the weights: no gradient flows into
+        # or out of them, on either path (a given state's may be leaves that want one).
+        times, oldest = state.last_access.detach(), state.oldest.detach()
+        time = state.time.detach() + 1
+        least_used = F.least_used(times, oldest)  # (B,)
         write_rows, write_weights = F.write_weights(
             state.read_rows, bound_gradient(state.read_weights), least_used, p.write_gate,
             p.interpolation)  # (B, J) each
@@ -194,9 +197,9 @@ class SparseAccess(MemoryAccess):
         reads = F.sparse_read(row_values, read_weights).flatten(1)  # (B, R * M)
         accessed = torch.cat([write_rows, read_rows.flatten(1)], dim=1)  # (B, J + R K)
         weights = torch.cat([write_weights, read_weights.flatten(1)], dim=1)
-        last_access = F.update_last_access(state.last_access, accessed, weights, time,
+        last_access = F.update_last_access(times, accessed, weights, time,
                                            in_place=in_place)
-        oldest = F.update_oldest(state.oldest, last_access, accessed, in_place=in_place)
+        oldest = F.update_oldest(oldest, last_access, accessed, in_place=in_place)
         new_state = SparseState(memory, last_access, oldest, time, read_rows, read_weights)
         trace = None
         if record:
