@@ -8,11 +8,12 @@ Each configuration (model, batch, slots) runs in a fresh process, one thread: a 
 ``--steps`` steps (default 100) of random input forward, a loss on every output, and the
 backward pass, once to warm up and ``--repeats`` times timed. It reports seconds per step (the
 fastest run over the steps) and the peak memory: the process's peak resident size during the
-runs minus its size before them (model built, input drawn), which includes the memory matrix
-of the state. The children run with ``MALLOC_MMAP_THRESHOLD_`` at 1 MiB: glibc then gives every
-large block back when it is freed, so that the peak is that of live memory (by default it
-raises that threshold as blocks are freed and keeps freed blocks of up to 32 MiB, which made
-the same SAM run read 3 GiB instead of 250 MiB).
+runs minus its size before them (model built, input drawn), which includes the pages of the
+memory matrix that the runs wrote (a SAM state's zeros are untouched pages until written:
+``ntm.access.sparse.untouched_zeros``). The children run with ``MALLOC_MMAP_THRESHOLD_`` at
+1 MiB: glibc then gives every large block back when it is freed, so that the peak is that of
+live memory (by default it raises that threshold as blocks are freed and keeps freed blocks
+of up to 32 MiB, which made the same SAM run read 3 GiB instead of 250 MiB).
 
 Models: the NTM (LSTM controller 100, memory width 20, its default backend), the DNC (same
 sizes) and SAM (same sizes, K = 4, ``index="exact"`` and ``"faiss"``). Slots: 128, then x4

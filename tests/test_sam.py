@@ -300,6 +300,39 @@ def test_saved_state_does_not_grow_with_the_slots():
     assert saved[4096] < 2 * 4096 * 4 * 4  # all of it less than one copy of the memory
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_large_state_starts_as_zeros_that_are_not_written(dtype):
+    """Large CPU states are untouched pages: zeros, contiguous, no view (the in-place step
+    would copy a view), writable; small ones and other dtypes are torch.zeros."""
+    from ntm.access.sparse import UNTOUCHED_BYTES, untouched_zeros
+
+    rows = UNTOUCHED_BYTES // (8 * dtype.itemsize) + 1
+    large = untouched_zeros((2, rows, 8), dtype=dtype)
+    assert large.dtype == dtype and large.shape == (2, rows, 8) and large.is_contiguous()
+    assert large._base is None and not large.any()
+    large[1, -1] += 2.5
+    assert large.sum() == 20.0 and large[1, -1, 0] == 2.5
+    for shape, kind in (((3, 4), dtype), ((2, rows, 8), torch.float16)):
+        small = untouched_zeros(shape, dtype=kind)
+        assert small.dtype == kind and not small.any()
+
+
+def test_a_million_slots_cost_the_rows_a_sequence_touches():
+    """The resident memory of a training step at 1,048,576 slots (an 80 MiB matrix) grows by
+    much less than the matrix: its zeros are written only where the sequence writes."""
+    def resident_mib():
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * 4096 / 2**20
+
+    if not HAS_FAISS:
+        pytest.skip("needs faiss-cpu (the exact search reads every row)")
+    model = _model(dtype=torch.float32, memory_slots=1 << 20, memory_width=20, index="faiss")
+    before = resident_mib()
+    logits, _ = model(_input(steps=20, batch=1, dtype=torch.float32))
+    logits.sum().backward()
+    assert resident_mib() - before < 40
+
+
 def test_zero_memory_and_zero_keys_give_finite_gradients():
     model = _model(dtype=torch.float32)
     with torch.no_grad():
