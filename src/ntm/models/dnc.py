@@ -7,14 +7,13 @@ Both share :class:`DNCConfig`; the name fixes the controller. The defaults are t
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from ..dnc import DNC
-from ..fields import assign, bounded, defaults_of
-from .registry import register
+from ..fields import bounded, defaults_of
+from .registry import register, resized_memory, with_controller
 
 __all__ = ["CONTROLLERS", "DNCConfig"]
 
@@ -44,14 +43,6 @@ class DNCConfig:
     backend: Literal["auto", "kernel", "autograd"] = _DEFAULTS["backend"]
 
 
-def _build(config: DNCConfig, input_size: int, output_size: int, *, device: Any = None,
-           dtype: Any = None) -> DNC:
-    """:class:`ntm.DNC` with the controller that ``config.kind`` fixes."""
-    sizes = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)[1:]}
-    return DNC(input_size, output_size, controller=CONTROLLERS[config.kind], **sizes,
-               device=device, dtype=dtype)
-
-
 def _paper(kind: str, heads: int, layers: int, size: int) -> DNCConfig:
     """The NTM paper's table rows for the DNC: ``heads`` read heads (one write head, as the DNC
     paper), a controller of ``layers`` x ``size``, memory 128 x 20."""
@@ -59,15 +50,8 @@ def _paper(kind: str, heads: int, layers: int, size: int) -> DNCConfig:
                      controller_size=size)
 
 
-def _resize_memory(config: DNCConfig, memory_slots: int) -> DNCConfig:
-    """``config`` with ``memory_slots`` memory rows: no weight of the DNC depends on them."""
-    resized = dataclasses.replace(config)
-    assign(resized, "memory_slots", memory_slots, "memory_slots")
-    return resized
-
-
 for _name, _controller in CONTROLLERS.items():
-    register(_name, _build, DNCConfig,
+    register(_name, with_controller(DNC, CONTROLLERS), DNCConfig,
              description=f"the Differentiable Neural Computer, {_controller} controller",
-             paper=functools.partial(_paper, _name), resize_memory=_resize_memory,
+             paper=functools.partial(_paper, _name), resize_memory=resized_memory,
              builtin=True)

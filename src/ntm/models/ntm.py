@@ -7,15 +7,14 @@ written once.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..errors import ConfigError
-from ..fields import assign, bounded, convert, defaults_of
+from ..fields import bounded, convert, defaults_of
 from ..model import NTM
-from .registry import register
+from .registry import register, resized_memory, with_controller
 
 __all__ = ["CONTROLLERS", "NTMConfig"]
 
@@ -51,14 +50,6 @@ class NTMConfig:
     backend: Backend = _DEFAULTS["backend"]
 
 
-def _build(config: NTMConfig, input_size: int, output_size: int, *, device: Any = None,
-           dtype: Any = None) -> NTM:
-    """:class:`ntm.NTM` with the controller that ``config.kind`` fixes."""
-    sizes = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)[1:]}
-    return NTM(input_size, output_size, controller=CONTROLLERS[config.kind], **sizes,
-               device=device, dtype=dtype)
-
-
 def _paper(kind: str, heads: int, layers: int, size: int) -> NTMConfig:
     """The paper's NTM: ``heads`` read/write head pairs, a controller of ``layers`` x ``size``
     (memory 128 x 20, the default, in every table)."""
@@ -73,9 +64,7 @@ def _resize_memory(config: NTMConfig, memory_slots: int) -> NTMConfig:
         raise ConfigError("memory_slots cannot change for a model that learned its initial "
                           "memory (model.memory_init=learned): that memory is a weight of "
                           f"{config.memory_slots} rows")
-    resized = dataclasses.replace(config)
-    assign(resized, "memory_slots", memory_slots, "memory_slots")
-    return resized
+    return resized_memory(config, memory_slots)
 
 
 def _fused(value: Any) -> tuple[str, str]:
@@ -84,7 +73,7 @@ def _fused(value: Any) -> tuple[str, str]:
 
 
 for _name, _controller in CONTROLLERS.items():
-    register(_name, _build, NTMConfig,
+    register(_name, with_controller(NTM, CONTROLLERS), NTMConfig,
              description=f"the Neural Turing Machine, {_controller} controller",
              paper=functools.partial(_paper, _name), resize_memory=_resize_memory,
              aliases={"fused": _fused}, builtin=True)

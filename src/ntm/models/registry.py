@@ -32,8 +32,10 @@ __all__ = [
     "memory_slots",
     "names",
     "register",
+    "resized_memory",
     "set_field",
     "valid_keys",
+    "with_controller",
 ]
 
 DEFAULT_MODEL = "ntm-lstm"
@@ -249,3 +251,26 @@ def import_module(module: str) -> types.ModuleType:
         ):
             reason = f"no module named {error.name!r} (is its directory on PYTHONPATH?)"
         raise ModelModuleError(f"cannot import model module {module!r}: {reason}") from error
+
+
+def with_controller(model_class: type, controllers: Mapping[str, str]) -> Callable[..., Any]:
+    """The ``build`` function of models whose registered name fixes the controller
+    (``controllers``: name -> ``"lstm"`` or ``"feedforward"``) and whose config's fields after
+    ``kind`` are ``model_class``'s keyword arguments."""
+
+    def build(config: Any, input_size: int, output_size: int, *, device: Any = None,
+              dtype: Any = None) -> nn.Module:
+        sizes = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)[1:]}
+        return model_class(input_size, output_size, controller=controllers[config.kind],
+                           **sizes, device=device, dtype=dtype)
+
+    build.__doc__ = f":class:`{model_class.__name__}` with the controller the name fixes."
+    return build
+
+
+def resized_memory(config: Any, memory_slots: int) -> Any:
+    """A copy of ``config`` with ``memory_slots`` memory rows (checked against the field's
+    bounds): the :attr:`Entry.resize_memory` of a model none of whose weights depends on them."""
+    resized = dataclasses.replace(config)
+    assign(resized, "memory_slots", memory_slots, "memory_slots")
+    return resized

@@ -7,13 +7,12 @@ Both share :class:`SAMConfig`; the name fixes the controller. The defaults are t
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-from ..fields import assign, bounded, defaults_of
+from ..fields import bounded, defaults_of
 from ..sam import SAM
-from .registry import register
+from .registry import register, resized_memory, with_controller
 
 __all__ = ["CONTROLLERS", "SAMConfig"]
 
@@ -40,22 +39,7 @@ class SAMConfig:
     backend: Literal["auto", "autograd"] = _DEFAULTS["backend"]
 
 
-def _build(config: SAMConfig, input_size: int, output_size: int, *, device: Any = None,
-           dtype: Any = None) -> SAM:
-    """:class:`ntm.SAM` with the controller that ``config.kind`` fixes."""
-    sizes = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)[1:]}
-    return SAM(input_size, output_size, controller=CONTROLLERS[config.kind], **sizes,
-               device=device, dtype=dtype)
-
-
-def _resize_memory(config: SAMConfig, memory_slots: int) -> SAMConfig:
-    """``config`` with ``memory_slots`` memory rows: no weight of the SAM depends on them."""
-    resized = dataclasses.replace(config)
-    assign(resized, "memory_slots", memory_slots, "memory_slots")
-    return resized
-
-
 for _name, _controller in CONTROLLERS.items():
-    register(_name, _build, SAMConfig,
+    register(_name, with_controller(SAM, CONTROLLERS), SAMConfig,
              description=f"sparse access memory (Rae et al. 2016), {_controller} controller",
-             resize_memory=_resize_memory, builtin=True)
+             resize_memory=resized_memory, builtin=True)
