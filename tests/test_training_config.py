@@ -129,6 +129,22 @@ def test_large_batch_keeps_the_fast_recipes_rate_with_a_warm_up():
     assert recall.optim.lr == 3e-4 and recall.train.val_every >= 1
 
 
+def test_a_recipe_sets_the_model_sizes_it_was_measured_with():
+    # SAM learned associative recall with rows of 40 (RESULTS.md, "Sparse access memory");
+    # its copy, other models and the paper preset keep the model's defaults.
+    recall = preset_config("associative_recall", "sam")
+    assert (recall.model.memory_width, recall.model.memory_slots) == (40, 128)
+    assert (recall.optim.lr, recall.optim.drop_below) == (1e-3, 0.1)
+    assert preset_config("associative_recall", "sam", "large-batch").model.memory_width == 40
+    assert preset_config("associative_recall", "sam", "paper").model.memory_width == 20
+    assert preset_config("copy", "sam").model.memory_width == 20
+    assert preset_config("associative_recall", "sam-ff").model.memory_width == 20
+    assert preset_config("associative_recall", "dnc").model.memory_width == 20
+    # A --set still overrides what the recipe set.
+    config = apply_overrides(preset_config("associative_recall", "sam"), ["model.memory_width=24"])
+    assert config.model.memory_width == 24
+
+
 def test_priority_sort_lstm_ntm_has_five_heads_and_two_layers():
     model = preset_config("priority_sort", "ntm-lstm", "paper").model
     assert (model.read_heads, model.controller_layers, model.controller_size) == (5, 2, 100)

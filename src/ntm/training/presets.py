@@ -70,8 +70,9 @@ PAPER_STEPS = 1_000_000
 class FastRecipe(NamedTuple):
     """How ``--preset fast`` trains a task: batch, learning rate, length and logging cadence,
     the learning rate's half-life in sequences (``None``: constant), the global gradient norm
-    clipped to after the per-component clip (``None``: that clip only), and the validation cost
-    under which the rate drops tenfold for the rest of the run (``None``: never)."""
+    clipped to after the per-component clip (``None``: that clip only), the validation cost
+    under which the rate drops tenfold for the rest of the run (``None``: never), and the
+    model's sizes it sets, ``(field, value)`` pairs (``()``: the model's defaults)."""
 
     batch_size: int
     lr: float
@@ -81,6 +82,7 @@ class FastRecipe(NamedTuple):
     lr_half_life: int | None = None
     max_norm: float | None = None
     drop_below: float | None = None
+    model: tuple[tuple[str, Any], ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,6 +159,8 @@ FAST: dict[str | tuple[str, str], FastRecipe] = {
     "repeat_copy": FastRecipe(32, 3e-4, 10_000, 50, 250),
     "associative_recall": FastRecipe(32, 3e-4, 10_000, 50, 250),
     ("associative_recall", "ntm-ff"): FastRecipe(32, 1e-4, 20_000, 50, 250),
+    ("associative_recall", "sam"): FastRecipe(32, 1e-3, 20_000, 50, 250, drop_below=0.1,
+                                              model=(("memory_width", 40),)),
     "ngrams": FastRecipe(32, 3e-4, 10_000, 50, 250),
     ("ngrams", "ntm-ff"): FastRecipe(32, 1e-4, 10_000, 50, 250),
     "priority_sort": FastRecipe(32, 1e-3, 20_000, 50, 250, lr_half_life=150_000),
@@ -206,6 +210,8 @@ def preset_config(task: str, kind: str = models.DEFAULT_MODEL, preset: str = "fa
                                    val_every=5_000, checkpoint_every=5_000)
         return config
     recipe = FAST.get((task, kind)) or FAST.get(task, FAST_DEFAULT)
+    for key, value in recipe.model:
+        models.set_field(config.model, key, value)
     config.optim = OptimConfig(name="rmsprop", lr=recipe.lr, momentum=0.9, clip="value",
                                clip_value=10.0, lr_half_life=recipe.lr_half_life,
                                drop_below=recipe.drop_below)
