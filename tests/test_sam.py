@@ -333,6 +333,29 @@ def test_a_million_slots_cost_the_rows_a_sequence_touches():
     assert resident_mib() - before < 40
 
 
+def test_evaluation_runs_the_padded_batch_with_the_same_scored_logits():
+    """Without gradients, training's and ntm eval's batch_logits give a SAM the padded batch
+    (lengths= would copy every sequence's memory to sort the batch): the logits of the
+    scored steps are those of a run with lengths; with gradients, lengths= as before."""
+    from ntm.lengths import valid_steps
+    from ntm.training.evaluate import batch_logits
+
+    task = ntm.tasks.make("copy", min_length=1, max_length=6)
+    model = ntm.SAM(task.input_size, task.output_size, **SMALL, dtype=torch.float64)
+    batch = task.sample(
+        6, generator=torch.Generator().manual_seed(3))
+    batch = batch._replace(inputs=batch.inputs.double())
+    assert len(set(batch.lengths.tolist())) > 1
+    valid = valid_steps(batch.lengths, batch.inputs.size(0), "cpu").unsqueeze(-1)
+    with torch.no_grad():
+        padded = batch_logits(model, batch)
+        with_lengths, _ = model(batch.inputs, lengths=batch.lengths)
+    torch.testing.assert_close(torch.where(valid, padded, 0.0), with_lengths, rtol=0, atol=1e-12)
+    assert padded[~valid.expand_as(padded)].abs().sum() > 0  # it ran past the ends
+    recorded = batch_logits(model, batch)  # gradients recorded: the lengths path
+    assert not recorded[~valid.expand_as(recorded)].any()
+
+
 def test_zero_memory_and_zero_keys_give_finite_gradients():
     model = _model(dtype=torch.float32)
     with torch.no_grad():

@@ -87,6 +87,10 @@ class SAM(MemoryRNN):
         ((5, 3, 8), (3, 2, 4), (3, 8))
     """
 
+    # Evaluation and validation run padded batches (ntm.training.evaluate.batch_logits):
+    # lengths= reorders the batch, which copies the memory of every sequence.
+    evaluate_padded = True
+
     def __init__(self, input_size: int, output_size: int, *, controller: str = "lstm",
                  controller_size: int = 100, controller_layers: int = 1,
                  memory_slots: int = 128, memory_width: int = 20, read_heads: int = 1,

@@ -147,6 +147,13 @@ class FastRecipe(NamedTuple):
 # the drop alone the same; the norm clip and the drop 8/8 with 3 spikes, worst 89,600.
 # Replayed from the checkpoint before seed 3's collapse (tests/test_collapse_replay.py), the
 # dropped rate is what keeps a solved run solved; the norm clip alone falls and recovers.
+# SAM on associative recall (128 slots, K = 4; seed 1; RESULTS.md, "Sparse access memory"):
+# with rows of 20 it plateaued near 1 bit per sequence (validations from 600,000 sequences on:
+# lr 3e-4 0.76-2.2 until stopped at 665,000; lr 1e-3 0.36-2.3 until 960,000, 1.3 at the end),
+# its errors growing with the items (6 items: 0.66 bit errors per sequence), as if a row of 20
+# could not hold a key item and the item after it apart; with rows of 40 (chosen, lr 1e-3,
+# the rate x0.1 under 0.1 bits) it went under 0.1 after 384,000 sequences and stayed there
+# (0.022 at the end of 640,000, no spike).
 # Retune here, by measurement; nothing else needs to change.
 # ---------------------------------------------------------------------------------------------
 # A (task, model) key overrides the task's recipe for that model.
