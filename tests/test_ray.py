@@ -376,6 +376,40 @@ def test_ctrl_c_stops_every_seed_with_a_resumable_checkpoint(ray_env, tmp_path):
         assert read_metrics(folder)[-1]["step"] == step + 2
 
 
+def test_a_lost_stop_flag_is_restarted_and_no_seed_reads_it_as_ctrl_c(ray_env, tmp_path):
+    """Ray's memory monitor kills workers, the stop flag's actor among them, when the machine
+    runs short of memory (another job's, say): every seed then read the lost flag as Ctrl-C and
+    ended "interrupted before it started". The flag is restarted instead, unset."""
+    steps = 400
+    argv = ["copy", "--steps", str(steps), *SMALL, "--set", "train.checkpoint_every=20",
+            "--set", "train.log_every=10", "--set", "train.val_every=1000"]
+    out = tmp_path / "sweep"
+    sweep = subprocess.Popen([sys.executable, "-m", "ntm", "sweep", *argv, "--seeds", "1-2",
+                              "--jobs", "1", "--out", str(out)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        found = []
+
+        def flag():
+            assert sweep.poll() is None, sweep.communicate()
+            if (out / "seed1" / STATE_FILE).exists():
+                found.extend(pid for pid in _live_pids()
+                             if _cmdline(pid)[:1] and _cmdline(pid)[0].startswith("ray::_Stop"))
+            return found
+
+        _wait_until(flag, 120, "the first seed's checkpoint and the stop flag's actor")
+        os.kill(found[0], signal.SIGKILL)
+        stdout, stderr = sweep.communicate(timeout=300)
+    finally:
+        if sweep.poll() is None:
+            os.killpg(sweep.pid, signal.SIGKILL)
+            sweep.wait()
+    assert sweep.returncode == 0, stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["finished"] == 2, summary
+    assert [run["steps"] for run in summary["runs"]] == [steps, steps]
+
+
 # -- ntm tune -----------------------------------------------------------------------------
 
 TRIAL_COLUMNS = ["trial", "optim.lr", "seeds", "seeds_solved", "median_sequences_to_target",

@@ -90,7 +90,9 @@ class RayCluster:
         _check_fits(self.threads, self.gpus)
         task = ray.remote(_seed_task).options(num_cpus=self.threads, num_gpus=self.gpus,
                                               max_retries=WORKER_RETRIES, retry_exceptions=False)
-        stop = ray.remote(num_cpus=0)(_StopFlag).remote()
+        # Restarted, unset, where Ray loses it (its memory monitor kills workers when the
+        # machine runs short): a lost flag read as set stopped every seed as if by Ctrl-C.
+        stop = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(_StopFlag).remote()
         start = {seed: (lambda seed=seed, folder=folder: task.remote(
             seed, str(folder), list(train_args), target, os.getcwd(), stop))
             for seed, folder in folders.items()}
