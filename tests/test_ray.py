@@ -393,8 +393,10 @@ def test_a_lost_stop_flag_is_restarted_and_no_seed_reads_it_as_ctrl_c(ray_env, t
         def flag():
             assert sweep.poll() is None, sweep.communicate()
             if (out / "seed1" / STATE_FILE).exists():
+                ours = _ray_processes(ray_env)  # not another Ray's flag on a shared machine
                 found.extend(pid for pid in _live_pids()
-                             if _cmdline(pid)[:1] and _cmdline(pid)[0].startswith("ray::_Stop"))
+                             if _cmdline(pid)[:1] and _cmdline(pid)[0].startswith("ray::_Stop")
+                             and (_stat(pid) or (None, None))[1] in ours)
             return found
 
         _wait_until(flag, 120, "the first seed's checkpoint and the stop flag's actor")
