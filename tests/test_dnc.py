@@ -5,12 +5,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import check_resumed_run_equals_one_run
 
 import ntm
 from ntm.access import DNCAccess, DNCState
 from ntm.cli import main
 from ntm.functional import dnc as F
-from ntm.rundir import read_metrics
 
 SMALL = {"memory_slots": 8, "memory_width": 4, "controller_size": 12}
 OPTIONS = ["content_masking", "deallocation", "link_sharpness"]
@@ -263,15 +263,9 @@ SIZES = ["--set", "model.memory_slots=12", "--set", "model.memory_width=6",
 
 @pytest.mark.parametrize("model", ["dnc", "dnc-ff"])
 def test_train_resume_eval_and_plot_a_dnc(tmp_path, model, capsys):
-    run, whole = tmp_path / "run", tmp_path / "whole"
     options = [*SIZES, "--model", model, "--set", "model.deallocation=true"]
-    assert main(["train", "copy", "--steps", "2", "--out", str(run), *options]) == 0
-    assert main(["train", "--resume", str(run), "--steps", "4", "--no-progress"]) == 0
-    assert main(["train", "copy", "--steps", "4", "--out", str(whole), *options]) == 0
-    timing = ("seconds", "sequences_per_second")
-    assert ([{k: v for k, v in r.items() if k not in timing} for r in read_metrics(run)]
-            == [{k: v for k, v in r.items() if k not in timing} for r in read_metrics(whole)])
-    assert main(["eval", str(run), "--batches", "1", "--batch-size", "2",
+    run = check_resumed_run_equals_one_run(tmp_path, options)
+    assert main(["eval", run, "--batches", "1", "--batch-size", "2",
                  "--memory-slots", "20"]) == 0
     out = tmp_path / "figures"
     assert main(["plot", str(run), "--out", str(out), "--batches", "1",

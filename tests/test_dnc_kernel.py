@@ -15,6 +15,7 @@ import warnings
 
 import pytest
 import torch
+from helpers import node_names
 from torch.nn.utils.rnn import pack_sequence
 
 import ntm
@@ -65,19 +66,7 @@ def _results(backend, batch, given_state, dtype=torch.float64, **options):
     loss = logits.sin().sum() + sum((t * (i + 1)).pow(2).sum()
                                     for i, t in enumerate(_flat(final)))
     grads = torch.autograd.grad(loss, [*model.parameters(), inputs, *leaves], allow_unused=True)
-    return [logits, *_flat(final)], _flat(trace), grads, _node_names(logits)
-
-
-def _node_names(tensor) -> set[str]:
-    names, stack, seen = set(), [tensor.grad_fn], set()
-    while stack:
-        node = stack.pop()
-        if node is None or node in seen:
-            continue
-        seen.add(node)
-        names.add(type(node).__name__)
-        stack += [next_node for next_node, _ in node.next_functions]
-    return names
+    return [logits, *_flat(final)], _flat(trace), grads, node_names(logits)
 
 
 def _assert_all_close(first, second, **tolerance):
@@ -164,7 +153,7 @@ def test_configurations_it_does_not_run_fall_back_to_autograd(options):
     assert backends.choices(model.cell.access) == ["auto", "autograd"]
     assert dnc_kernel.unsupported(model.cell.access) is not None
     logits, _ = model(torch.randn(3, 2, 5, dtype=torch.float64))
-    assert "_DNCKernelSequenceBackward" not in _node_names(logits)
+    assert "_DNCKernelSequenceBackward" not in node_names(logits)
     with pytest.raises(ValueError, match="backend must be one of"):
         _model("kernel", **options)
 
@@ -172,14 +161,14 @@ def test_configurations_it_does_not_run_fall_back_to_autograd(options):
 def test_auto_runs_the_kernel_and_falls_back_where_it_cannot():
     model = _model("auto")
     assert backends.choices(model.cell.access) == ["auto", "kernel", "autograd"]
-    assert "_DNCKernelSequenceBackward" in _node_names(model(torch.zeros(2, 1, 5,
+    assert "_DNCKernelSequenceBackward" in node_names(model(torch.zeros(2, 1, 5,
                                                                          dtype=torch.float64))[0])
     assert dnc_kernel.unavailable(torch.zeros(2, 1, 5, dtype=torch.bfloat16)) is not None
     kernel.set_enabled(False)
     try:
         assert "switched off" in dnc_kernel.unavailable(torch.zeros(2, 1, 5))
         logits, _ = model(torch.zeros(2, 1, 5, dtype=torch.float64))
-        assert "_DNCKernelSequenceBackward" not in _node_names(logits)
+        assert "_DNCKernelSequenceBackward" not in node_names(logits)
     finally:
         kernel.set_enabled(True)
 
@@ -245,7 +234,7 @@ def test_a_failed_build_warns_once_and_falls_back(monkeypatch):
         warnings.simplefilter("error")  # no second warning
         assert "could not be built" in dnc_kernel.unavailable(torch.zeros(2, 1, 5))
         logits, _ = _model("auto")(torch.zeros(2, 1, 5, dtype=torch.float64))
-    assert "_DNCKernelSequenceBackward" not in _node_names(logits)
+    assert "_DNCKernelSequenceBackward" not in node_names(logits)
     logits.sum().backward()
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import node_names
 
 import ntm
 from ntm import backends
@@ -130,12 +131,4 @@ def test_backend_really_ran(case):
 def _node_names(model, dtype) -> set[str]:
     """The class names of every autograd node behind a short run's logits."""
     logits, _ = model(torch.randn(3, 2, 5, dtype=dtype))
-    names, stack, seen = set(), [logits.grad_fn], set()
-    while stack:
-        node = stack.pop()
-        if node is None or node in seen:
-            continue
-        seen.add(node)
-        names.add(type(node).__name__)
-        stack += [next_node for next_node, _ in node.next_functions]
-    return names
+    return node_names(logits)

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import check_resumed_run_equals_one_run
 
 import ntm
 from ntm.access import SparseAccess, SparseState, sparse_index
@@ -547,14 +548,8 @@ SIZES = ["--set", "model.memory_slots=12", "--set", "model.memory_width=6",
 
 @pytest.mark.parametrize("model", ["sam", "sam-ff"])
 def test_train_resume_eval_and_plot_a_sam(tmp_path, model, capsys):
-    run, whole = tmp_path / "run", tmp_path / "whole"
     options = [*SIZES, "--model", model, "--set", "model.sparse_reads=2"]
-    assert main(["train", "copy", "--steps", "2", "--out", str(run), *options]) == 0
-    assert main(["train", "--resume", str(run), "--steps", "4", "--no-progress"]) == 0
-    assert main(["train", "copy", "--steps", "4", "--out", str(whole), *options]) == 0
-    timing = ("seconds", "sequences_per_second")
-    assert ([{k: v for k, v in r.items() if k not in timing} for r in read_metrics(run)]
-            == [{k: v for k, v in r.items() if k not in timing} for r in read_metrics(whole)])
+    run = check_resumed_run_equals_one_run(tmp_path, options)
     # A memory larger than trained with: from FAISS_CROSSOVER slots on, the faiss index.
     slots = sparse_index.FAISS_CROSSOVER if HAS_FAISS else 40
     assert main(["eval", str(run), "--batches", "1", "--batch-size", "2",
