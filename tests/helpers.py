@@ -20,6 +20,12 @@ def node_names(tensor) -> set[str]:
     return names
 
 
+def untimed_metrics(folder) -> list[dict]:
+    """The records of a run's metrics.jsonl without their timings."""
+    return [{key: value for key, value in record.items() if key not in TIMING}
+            for record in read_metrics(folder)]
+
+
 def check_resumed_run_equals_one_run(tmp_path, options) -> str:
     """``ntm train copy`` for 2 steps then ``--resume`` to 4 gives the metrics of 4 steps in
     one go (timing aside); returns the resumed run's directory."""
@@ -27,6 +33,5 @@ def check_resumed_run_equals_one_run(tmp_path, options) -> str:
     assert main(["train", "copy", "--steps", "2", "--out", str(run), *options]) == 0
     assert main(["train", "--resume", str(run), "--steps", "4", "--no-progress"]) == 0
     assert main(["train", "copy", "--steps", "4", "--out", str(whole), *options]) == 0
-    assert ([{k: v for k, v in r.items() if k not in TIMING} for r in read_metrics(run)]
-            == [{k: v for k, v in r.items() if k not in TIMING} for r in read_metrics(whole)])
+    assert untimed_metrics(run) == untimed_metrics(whole)
     return str(run)

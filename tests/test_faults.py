@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import untimed_metrics
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
@@ -43,7 +44,6 @@ SHAPE = ["--batches", "1", "--batch-size", "2"]
 RUN_FILES = sorted([BEST_FILE, "config.json", METRICS_FILE, MODEL_FILE, STATE_FILE,
                     files.LOCK_FILE])
 ROOT = Path(__file__).resolve().parent.parent
-TIMING = ("seconds", "sequences_per_second")
 
 
 @pytest.fixture(scope="module")
@@ -474,10 +474,7 @@ def test_kill_9_at_random_points_then_resume_equals_an_unbroken_run(tmp_path):
         shutil.rmtree(run, ignore_errors=True)
         assert main(["train", *argv, "--out", str(run)]) == 0
 
-    def without_timing(records):
-        return [{k: v for k, v in record.items() if k not in TIMING} for record in records]
-
-    assert without_timing(read_metrics(run)) == without_timing(read_metrics(unbroken))
+    assert untimed_metrics(run) == untimed_metrics(unbroken)
     for name in (MODEL_FILE, BEST_FILE):
         with safe_open(run / name, "pt") as a, safe_open(unbroken / name, "pt") as b:
             for key in a.keys():  # noqa: SIM118

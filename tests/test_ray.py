@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers import untimed_metrics
 
 from ntm.cli import main
 from ntm.training import STATE_FILE, ray_sweep, read_metrics
@@ -39,19 +40,12 @@ SIZES = ["--set", "model.memory_slots=12", "--set", "model.memory_width=6",
 SMALL = [*SIZES, "--set", "train.log_every=1", "--set", "train.val_every=2",
          "--set", "train.val_batches=1", "--set", "train.val_batch_size=2",
          "--set", "train.device=cpu", "--batch-size", "2"]
-TIMING = ("seconds", "sequences_per_second")  # the only fields two equal runs may differ in
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
 RAY = str(Path(sys.executable).parent / "ray")
 # The token of the local instances: one for the module, since Ray keeps the first it reads in
 # the process (a Ray started later with another would refuse its own driver).
 TOKEN = secrets.token_hex(16)
 START_SECONDS = 120  # for the head of the test's cluster to start, on a busy machine
-
-
-def _metrics(folder):
-    """The records of a run's metrics.jsonl without their timings."""
-    return [{key: value for key, value in record.items() if key not in TIMING}
-            for record in read_metrics(folder)]
 
 
 def _one_line_error(capsys, argv):
@@ -172,7 +166,8 @@ def test_a_sweep_without_an_address_starts_a_local_ray_on_loopback_and_stops_it(
     alone = tmp_path / "alone"
     assert main(["train", "copy", "--steps", "4", *SMALL, "--seed", "2", "--out", str(alone),
                  "--no-progress"]) == 0
-    assert _metrics(out / "seed2") == _metrics(alone) and len(_metrics(alone)) == 4
+    assert untimed_metrics(out / "seed2") == untimed_metrics(alone)
+    assert len(untimed_metrics(alone)) == 4
 
 
 # -- a cluster started by the test ----------------------------------------------------------
@@ -338,7 +333,8 @@ def test_a_seed_whose_worker_is_killed_resumes_from_its_checkpoint(cluster, ray_
 
     alone = tmp_path / "alone"
     assert main(["train", *argv, "--seed", "3", "--out", str(alone), "--no-progress"]) == 0
-    assert _metrics(folder) == _metrics(alone) and len(_metrics(alone)) == steps // 10
+    assert untimed_metrics(folder) == untimed_metrics(alone)
+    assert len(untimed_metrics(alone)) == steps // 10
 
 
 def test_ctrl_c_stops_every_seed_with_a_resumable_checkpoint(ray_env, tmp_path):
