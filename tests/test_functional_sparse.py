@@ -155,6 +155,16 @@ def test_sparse_write_against_the_dense_equation():
     np.testing.assert_array_equal(got[0, untouched].numpy(), memory[0, untouched].numpy())
 
 
+def test_sparse_write_keeps_row_u_where_erase_is_false():
+    memory, values = _rand(2, 6, 3), _rand(2, 3, seed=1)
+    rows, least_used = torch.tensor([[1, 4], [0, 5]]), torch.tensor([4, 5])
+    weights = torch.zeros(2, 2, dtype=D)  # a frozen sequence writes nothing...
+    got = S.sparse_write(memory, rows, weights, least_used, values, torch.tensor([False, True]))
+    torch.testing.assert_close(got[0], memory[0], rtol=0, atol=0)  # ...and erases nothing
+    torch.testing.assert_close(got[1, 5], torch.zeros(3, dtype=D), rtol=0, atol=0)
+    torch.testing.assert_close(got[1, :5], memory[1, :5], rtol=0, atol=0)
+
+
 def test_update_last_access_by_hand():
     last_access = torch.tensor([[0.0, 4.0, 2.0, 0.0, 1.0]], dtype=D)
     rows = torch.tensor([[1, 3, 3, 4, 0]])
@@ -199,9 +209,10 @@ def test_gradcheck_of_the_write_weights_and_the_write():
     assert torch.autograd.gradcheck(step, (memory, prev, gates, values))
 
 
-def _steps(write_and_read, memory, weights, values, steps=4, keys_seed=5):
+def _steps(write_and_read, memory, weights, values, steps=4, keys_seed=5, erase=False):
     """``steps`` writes and reads chained on ``memory`` (a fresh copy): final memory and every
-    step's read rows' values. Rows written: the last step's read rows, then a moving U."""
+    step's read rows' values. Rows written: the last step's read rows, then a moving U;
+    with ``erase``, sequence 0 erases U on even steps only (a frozen sequence's step)."""
     memory = memory.clone()
     B, N, _ = memory.shape
     keys = _rand(B, 2, memory.size(-1), seed=keys_seed)
@@ -210,9 +221,10 @@ def _steps(write_and_read, memory, weights, values, steps=4, keys_seed=5):
     for t in range(steps):
         least_used = torch.full((B,), (3 * t + 1) % N)
         rows = torch.cat([read_rows.flatten(1), least_used.unsqueeze(1)], 1)
+        mask = torch.tensor([t % 2 == 0, True]) if erase else None
         memory, read_rows, row_values = write_and_read(
             memory, rows, weights * (t + 1) / steps, least_used, values + t,
-            lambda m, changed: S.nearest_rows(m, keys, 2))
+            lambda m, changed: S.nearest_rows(m, keys, 2), mask)
         reads.append(row_values)
     return memory, torch.stack(reads)
 
@@ -222,12 +234,13 @@ def _step_inputs():
             _rand(2, 3, seed=2).requires_grad_())
 
 
+@pytest.mark.parametrize("erase", [False, True])
 @pytest.mark.parametrize("loss_on", ["reads", "memory", "both"])
-def test_the_in_place_step_equals_the_reference_and_its_gradients(loss_on):
+def test_the_in_place_step_equals_the_reference_and_its_gradients(loss_on, erase):
     inputs = _step_inputs()
     results = []
     for write_and_read in (S.write_and_read, S.write_and_read_):
-        memory, reads = _steps(write_and_read, *inputs)
+        memory, reads = _steps(write_and_read, *inputs, erase=erase)
         read_grad, memory_grad = _rand(*reads.shape, seed=7), _rand(*memory.shape, seed=8)
         loss = {"reads": (reads * read_grad).sum(), "memory": (memory * memory_grad).sum(),
                 "both": (reads * read_grad).sum() + memory.sum()}[loss_on]
@@ -248,9 +261,10 @@ def test_the_in_place_step_changes_the_memory_it_is_given():
     assert written is memory and not torch.equal(memory, before)
 
 
-def test_gradcheck_of_the_in_place_step():
+@pytest.mark.parametrize("erase", [False, True])
+def test_gradcheck_of_the_in_place_step(erase):
     def chained(memory, weights, values):
-        memory, reads = _steps(S.write_and_read_, memory, weights, values, steps=3)
+        memory, reads = _steps(S.write_and_read_, memory, weights, values, steps=3, erase=erase)
         return memory, reads
 
     assert torch.autograd.gradcheck(chained, _step_inputs())

@@ -179,6 +179,33 @@ def test_a_batch_with_lengths_equals_each_sequence_alone(case, dtype, data):
     check_equals_each_alone(model, inputs, lengths, dtype, given_state)
 
 
+def _sam(backend: str, dtype=torch.float64, batch_first=False) -> ntm.SAM:
+    torch.manual_seed(0)
+    return ntm.SAM(5, 3, controller_size=6, controller_layers=2, memory_slots=7, memory_width=4,
+                   read_heads=2, sparse_reads=2, index="exact", batch_first=batch_first,
+                   dtype=dtype, backend=backend)
+
+
+@pytest.mark.parametrize("backend", ["auto", "autograd"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@FAST
+@given(data=st.data())
+def test_sam_freezes_ended_sequences_and_equals_each_alone(backend, dtype, data):
+    """SAM's batch runs in its own order with ended sequences frozen (its memory is changed
+    in place: sorting would copy it); outputs, final state and gradients as each alone, on the
+    in-place path and the reference."""
+    batch = data.draw(st.integers(1, 5), label="batch")
+    steps = data.draw(st.integers(0, 7), label="steps")
+    lengths = data.draw(st.lists(st.integers(0, steps), min_size=batch, max_size=batch),
+                        label="lengths")
+    batch_first = data.draw(st.booleans(), label="batch_first")
+    model = _sam(backend, dtype, batch_first)
+    assert model.cell.access.freezes_ended
+    shape = (batch, steps, 5) if batch_first else (steps, batch, 5)
+    inputs = torch.randn(*shape, dtype=dtype, generator=torch.Generator().manual_seed(batch))
+    check_equals_each_alone(model, inputs, lengths, dtype)
+
+
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_lengths_as_a_tensor_and_a_feedforward_controller(case):
     model = _model(*case, controller="feedforward")

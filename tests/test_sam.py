@@ -338,27 +338,40 @@ def test_a_million_slots_cost_the_rows_a_sequence_touches():
     assert resident_mib() - before < 40
 
 
-def test_evaluation_runs_the_padded_batch_with_the_same_scored_logits():
-    """Without gradients, training's and ntm eval's batch_logits give a SAM the padded batch
-    (lengths= would copy every sequence's memory to sort the batch): the logits of the
-    scored steps are those of a run with lengths; with gradients, lengths= as before."""
-    from ntm.lengths import valid_steps
-    from ntm.training.evaluate import batch_logits
-
-    task = ntm.tasks.make("copy", min_length=1, max_length=6)
-    model = ntm.SAM(task.input_size, task.output_size, **SMALL, dtype=torch.float64)
-    batch = task.sample(
-        6, generator=torch.Generator().manual_seed(3))
-    batch = batch._replace(inputs=batch.inputs.double())
-    assert len(set(batch.lengths.tolist())) > 1
-    valid = valid_steps(batch.lengths, batch.inputs.size(0), "cpu").unsqueeze(-1)
+@pytest.mark.parametrize("in_place", [True, False])
+def test_a_step_that_is_not_running_leaves_the_state_as_it_was(in_place):
+    """A sequence that has ended takes the step frozen (``running`` False): no erase of its
+    row U, no write, no access counted, its last read rows kept."""
+    model = _model(memory_slots=4, sparse_reads=2)  # full after a few steps: row U holds data
     with torch.no_grad():
-        padded = batch_logits(model, batch)
-        with_lengths, _ = model(batch.inputs, lengths=batch.lengths)
-    torch.testing.assert_close(torch.where(valid, padded, 0.0), with_lengths, rtol=0, atol=1e-12)
-    assert padded[~valid.expand_as(padded)].abs().sum() > 0  # it ran past the ends
-    recorded = batch_logits(model, batch)  # gradients recorded: the lengths path
-    assert not recorded[~valid.expand_as(recorded)].any()
+        _, state = model(_input(steps=12, batch=2))
+    access, before = model.cell.access, [t.clone() for t in state.access]
+    least_used = F.least_used(state.access.last_access, state.access.oldest)
+    assert state.access.memory[0, least_used[0]].abs().sum() > 0
+    interface = torch.randn(2, access.interface_size, dtype=torch.float64,
+                            generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        _, after, _ = access.step(interface, state.access, in_place=in_place,
+                                  running=torch.tensor([False, True]))
+    for name, old, new in zip(SparseState._fields, before, after, strict=True):
+        assert torch.equal(new[0], old[0]), f"{name} of the frozen sequence changed"
+    assert not torch.equal(after.memory[1], before[0][1])  # the running one wrote
+    assert after.time.tolist() == [12.0, 13.0]
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_lengths_change_the_memory_in_place_without_a_copy(grad):
+    """A batch with lengths runs in its own order with ended sequences frozen: the memory of
+    a given state is written where it lies (sorting the batch would copy every sequence's)."""
+    model = _model()
+    with torch.no_grad():
+        _, state = model(_input(steps=3, batch=3))
+    memory = state.access.memory
+    with torch.set_grad_enabled(grad):
+        logits, final = model(_input(steps=6, batch=3, seed=2), state, lengths=[6, 2, 4])
+    assert final.access.memory is memory
+    assert not logits[2:, 1].any() and not logits[4:, 2].any()
+    assert final.access.time.tolist() == [9.0, 5.0, 7.0]
 
 
 def test_zero_memory_and_zero_keys_give_finite_gradients():

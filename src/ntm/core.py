@@ -148,12 +148,16 @@ class MemoryCell(nn.Module):
 
     # -- one step ---------------------------------------------------------------------------
 
-    def _step(self, projected_input: Tensor, carry: Carry, record: bool = False):
+    def _step(self, projected_input: Tensor, carry: Carry, record: bool = False,
+              running: Tensor | None = None, **access_options):
         """Advance the loop form by one step.
 
         Args:
             projected_input: ``[B, gates]``, from ``controller.project_input``.
             carry: the state after the previous step.
+            running: ``[B]`` bool, the sequences that take the step (``None``: all); the
+                others keep their state (an access that ``freezes_ended`` only).
+            access_options: passed on to the access's ``step``.
 
         Returns:
             ``(carry, controller_output [B, C], access trace or None)``.
@@ -163,8 +167,15 @@ class MemoryCell(nn.Module):
         reads = bound_gradient(carry.reads)
         state = tuple(bound_gradient(tensor) for tensor in carry.controller)
         output, controller = self.controller.step(projected_input, reads, state)
+        if running is not None:
+            access_options["running"] = running
         reads, access, trace = self.access.step(self.interface(output), carry.access,
-                                                record=record)
+                                                record=record, **access_options)
+        if running is not None:  # an ended sequence keeps its controller state and reads
+            keep = running.unsqueeze(-1)
+            controller = tuple(torch.where(keep, new, old)
+                               for new, old in zip(controller, carry.controller, strict=True))
+            reads = torch.where(keep, reads, carry.reads)
         return Carry(controller, access, reads), output, trace
 
     def forward(self, input: Tensor, state: Any = None) -> tuple[Tensor, Any]:
@@ -356,8 +367,12 @@ class MemoryRNN(nn.Module):
             return backends.choose(self.backend, self.cell.access, projected)
         return None
 
-    def _sequence(self, projected: Tensor, carry: Carry, record: bool) -> backends.SequenceRun:
-        """Run every step, on the chosen backend where gradients are needed."""
+    def _sequence(self, projected: Tensor, carry: Carry, record: bool,
+                  running: Tensor | None = None) -> backends.SequenceRun:
+        """Run every step, on the chosen backend where gradients are needed; with ``running``
+        (``[T, B]`` bool, see :meth:`_run_frozen`), the plain loop."""
+        if running is not None:
+            return self._loop(projected, carry, record, running)
         backend = self._backend(projected)
         if backend is not None:
             return backend.run(self.cell, projected, carry)
@@ -374,6 +389,8 @@ class MemoryRNN(nn.Module):
         the logits and the run's reads and trace zero past each end, its carry each
         sequence's after its own last step (its outputs are not kept).
         """
+        if self.cell.access.freezes_ended:
+            return self._run_frozen(input, carry, lengths, record)
         layout = plan(lengths)
         order = layout.order.to(input.device)
         restore = layout.restore.to(input.device)
@@ -403,6 +420,28 @@ class MemoryRNN(nn.Module):
         return (logits.index_select(1, restore),
                 backends.SequenceRun(None, reads, trace, unsorted))
 
+    def _run_frozen(self, input: Tensor, carry: Carry, lengths: Tensor, record: bool):
+        """:meth:`_run_lengths` for an access that ``freezes_ended``: the batch in its own
+        order, every sequence taking the steps up to the longest length, a sequence past its
+        end frozen (its state kept, its outputs zero). Nothing of the state is copied."""
+        steps, batch = input.shape[:2]
+        longest = int(lengths.max())
+        running = valid_steps(lengths, longest, input.device)  # (T', B)
+        projected = self.cell.controller.project_input(input[:longest])  # (T', B, gates)
+        run = self._sequence(projected, carry, record, running)
+
+        def zero_past_ends(pieces: list[Tensor]) -> Tensor:  # [T', B, ...] -> [T, B, ...]
+            piece = pieces[0]
+            valid = running.view(*running.shape, *[1] * (piece.dim() - 2))
+            return _pad_steps([torch.where(valid, piece, 0.0)], steps, batch)
+
+        reads = zero_past_ends([run.reads])
+        logits = self.cell.output(torch.cat([zero_past_ends([run.outputs]), reads], dim=-1))
+        valid = valid_steps(lengths, steps, logits.device).unsqueeze(-1)
+        logits = torch.where(valid, logits, logits.new_zeros(()))  # the bias past the ends
+        trace = join_tensors([run.trace], zero_past_ends) if record else None
+        return logits, backends.SequenceRun(None, reads, trace, run.carry)
+
     def _segments(self, projected: Tensor, carry: Carry, layout, record: bool):
         """:meth:`_sequence` per segment of ``layout`` (an :class:`ntm.lengths.Plan`) on the
         sorted batch: ``(runs, final carry)``, the runs' pieces ``[t_k, active_k, ...]``."""
@@ -420,11 +459,16 @@ class MemoryRNN(nn.Module):
         # The shortest ended first: their rows come last in the sorted batch.
         return runs, join_tensors(ended[::-1], torch.cat)
 
-    def _loop(self, projected: Tensor, carry: Carry, record: bool) -> backends.SequenceRun:
-        """The plain step loop (autograd records every operation); the reference path."""
+    def _loop(self, projected: Tensor, carry: Carry, record: bool,
+              running: Tensor | None = None, **access_options) -> backends.SequenceRun:
+        """The plain step loop (autograd records every operation); the reference path.
+        ``running``: ``[T, B]`` bool or ``None``, as :meth:`MemoryCell._step` takes per step;
+        ``access_options``: passed to the access's ``step``."""
         outputs, reads, traces = [], [], []
-        for projected_step in projected.unbind(0):
-            carry, output, trace = self.cell._step(projected_step, carry, record)
+        for t, projected_step in enumerate(projected.unbind(0)):
+            carry, output, trace = self.cell._step(
+                projected_step, carry, record, None if running is None else running[t],
+                **access_options)
             outputs.append(output)
             reads.append(carry.reads)
             traces.append(trace)

@@ -13,6 +13,13 @@ plain autograd, run once per time segment between consecutive distinct lengths, 
 sequences not yet ended. Either way the batch shrinks as sequences finish and a sequence
 leaves it with its final state; split runs equal one run (the state is explicit), so this
 equals running each sequence alone.
+
+An access whose state is large and changed in place (sparse access memory:
+``MemoryAccess.freezes_ended``) runs otherwise: sorting the batch and splitting its state would
+copy every sequence's memory. The batch keeps its order and every sequence takes the steps up
+to the longest length; past its end a sequence is frozen (the access's ``step(...,
+running=mask)`` leaves its state as it was, the core keeps its controller state and reads, its
+outputs are zero), which equals running it alone too.
 """
 
 from __future__ import annotations

@@ -17,7 +17,6 @@ from torch import Tensor, nn
 from . import backends
 from .access.sparse import SparseAccess, SparseState, SparseTrace
 from .core import MemoryCell, MemoryRNN
-from .functional import bound_gradient
 
 __all__ = ["SAM", "SAMCell", "SparseState", "SparseTrace"]
 
@@ -87,10 +86,6 @@ class SAM(MemoryRNN):
         ((5, 3, 8), (3, 2, 4), (3, 8))
     """
 
-    # Evaluation and validation run padded batches (ntm.training.evaluate.batch_logits):
-    # lengths= reorders the batch, which copies the memory of every sequence.
-    evaluate_padded = True
-
     def __init__(self, input_size: int, output_size: int, *, controller: str = "lstm",
                  controller_size: int = 100, controller_layers: int = 1,
                  memory_slots: int = 128, memory_width: int = 20, read_heads: int = 1,
@@ -104,28 +99,11 @@ class SAM(MemoryRNN):
                        device=device, dtype=dtype)
         self._attach(cell, batch_first=batch_first, backend=backend)
 
-    def _sequence(self, projected: Tensor, carry: backends.Carry,
-                  record: bool) -> backends.SequenceRun:
+    def _sequence(self, projected: Tensor, carry: backends.Carry, record: bool,
+                  running: Tensor | None = None) -> backends.SequenceRun:
         """The core's loop (the memory changed in place), or, for ``backend="autograd"``
-        where gradients are recorded, the reference: the same loop with the memory copied."""
+        where gradients are recorded, the reference: the same loop with the memory copied
+        at each step."""
         if self.backend == backends.AUTOGRAD and torch.is_grad_enabled() and len(projected):
-            return self._run_copying(projected, carry, record)
-        return super()._sequence(projected, carry, record)
-
-    def _run_copying(self, projected: Tensor, carry: backends.Carry,
-                     record: bool) -> backends.SequenceRun:
-        """:meth:`ntm.MemoryCell._step`'s loop with the access's ``in_place=False``."""
-        cell, outputs, reads, traces = self.cell, [], [], []
-        for projected_step in projected.unbind(0):
-            # As MemoryCell._step: the recurrent paths bound the gradient they carry back.
-            controller_state = tuple(bound_gradient(tensor) for tensor in carry.controller)
-            output, controller = cell.controller.step(
-                projected_step, bound_gradient(carry.reads), controller_state)
-            read, access, trace = cell.access.step(cell.interface(output), carry.access,
-                                                   record=record, in_place=False)
-            carry = backends.Carry(controller, access, read)
-            outputs.append(output)
-            reads.append(read)
-            traces.append(trace)
-        trace = SparseTrace(*map(torch.stack, zip(*traces, strict=True))) if record else None
-        return backends.SequenceRun(torch.stack(outputs), torch.stack(reads), trace, carry)
+            return self._loop(projected, carry, record, running, in_place=False)
+        return super()._sequence(projected, carry, record, running)

@@ -37,6 +37,12 @@ class MemoryAccess(nn.Module):
     read_size: int
     State: type = NamedTuple
     Trace: type = NamedTuple
+    # How a batch with lengths runs (ntm.lengths). False: sorted by length, the state split as
+    # sequences end. True, for an access whose state is large and changed in place (sparse
+    # access memory), where sorting and splitting would copy every sequence's memory: in the
+    # batch's own order, every sequence taking every step, an ended one frozen by
+    # ``step(..., running=mask)``, which must then leave its state as it was.
+    freezes_ended: bool = False
 
     def initial_state(
         self, batch_size: int, *, device=None, dtype=None, generator: torch.Generator | None = None

@@ -141,6 +141,7 @@ class SparseAccess(MemoryAccess):
 
     State = SparseState
     Trace = SparseTrace
+    freezes_ended = True  # its memory is changed in place: see MemoryAccess.freezes_ended
 
     def __init__(self, memory_slots: int = 128, memory_width: int = 20, read_heads: int = 1,
                  sparse_reads: int = 4, index: str = "auto"):
@@ -194,22 +195,29 @@ class SparseAccess(MemoryAccess):
         super().check_state(state, batch_size, dtype, where)
 
     def step(self, interface: Tensor, state: SparseState, *, record: bool = False,
-             in_place: bool = True) -> AccessStep:
+             in_place: bool = True, running: Tensor | None = None) -> AccessStep:
         """Write, find, read: ``interface [B, interface_size]`` -> reads ``[B, R * M]``.
 
         ``in_place``: change ``state.memory`` (and the usage) in place, with the backward pass
         row by row (:func:`ntm.functional.sparse.write_and_read_`), or copy them (the
         reference, every operation recorded by autograd).
+
+        ``running``: ``[B]`` bool, the sequences that take this step (``None``: all). The
+        others have ended: their state comes back as it was (no erase, zero write weights,
+        no access counted, the last read rows kept) and their reads are to be ignored.
         """
         p = self.layout.activate(interface)
         # The access times are counters, not functions of the weights: no gradient flows into
         # or out of them, on either path (a given state's may be leaves that want one).
         times, oldest = state.last_access.detach(), state.oldest.detach()
-        time = state.time.detach() + 1
+        step = 1 if running is None else running.to(state.time.dtype)
+        time = state.time.detach() + step
         least_used = F.least_used(times, oldest)  # (B,)
         write_rows, write_weights = F.write_weights(
             state.read_rows, bound_gradient(state.read_weights), least_used, p.write_gate,
             p.interpolation)  # (B, J) each
+        if running is not None:
+            write_weights = torch.where(running.unsqueeze(1), write_weights, 0.0)
         previous, keys = Previous(state.memory, state.memory._version), p.read_keys.detach()
 
         def search(memory: Tensor, changed: Tensor) -> Tensor:
@@ -217,13 +225,18 @@ class SparseAccess(MemoryAccess):
 
         write_and_read = F.write_and_read_ if in_place else F.write_and_read
         memory, read_rows, row_values = write_and_read(
-            state.memory, write_rows, write_weights, least_used, p.values, search)
+            state.memory, write_rows, write_weights, least_used, p.values, search, running)
         self.finder.settle(memory)
         row_values = bound_gradient(row_values)  # (B, R, K, M)
         read_weights = F.sparse_content_weights(row_values, p.read_keys, p.read_strengths)
         reads = F.sparse_read(row_values, read_weights).flatten(1)  # (B, R * M)
         accessed = torch.cat([write_rows, read_rows.flatten(1)], dim=1)  # (B, J + R K)
         weights = torch.cat([write_weights, read_weights.flatten(1)], dim=1)
+        if running is not None:  # an ended sequence accesses nothing and keeps its last read
+            weights = torch.where(running.unsqueeze(1), weights, 0.0)
+            keep = running.view(-1, 1, 1)
+            read_rows = torch.where(keep, read_rows, state.read_rows)
+            read_weights = torch.where(keep, read_weights, state.read_weights)
         last_access = F.update_last_access(times, accessed, weights, time,
                                            in_place=in_place)
         oldest = F.update_oldest(oldest, last_access, accessed, in_place=in_place)

@@ -220,7 +220,7 @@ def write_weights(prev_read_rows: Tensor, prev_read_weights: Tensor, least_used:
 
 
 def sparse_write(memory: Tensor, rows: Tensor, weights: Tensor, least_used: Tensor,
-                 values: Tensor) -> Tensor:
+                 values: Tensor, erase: Tensor | None = None) -> Tensor:
     """The write: row ``U`` erased whole, then ``M = M' (row U zeroed) + w^w a^T``.
 
     Out of place (autograd records it; the memory is copied). Entries of ``rows`` that repeat
@@ -232,12 +232,15 @@ def sparse_write(memory: Tensor, rows: Tensor, weights: Tensor, least_used: Tens
         weights: ``[batch, J]``, their weights ``w^w``.
         least_used: ``[batch]`` (int64), ``U``.
         values: ``[batch, memory_width]``, the write vector ``a``.
+        erase: ``[batch]`` bool, the sequences whose row ``U`` is erased (``None``: every
+            one). A sequence that has ended in a batch with lengths keeps its row ``U`` and
+            writes with zero weights: its memory stays as it was.
 
     Returns:
         ``[batch, memory_slots, memory_width]``.
     """
     batch = torch.arange(memory.size(0), device=memory.device)  # (B,)
-    erased = memory.index_put((batch, least_used), memory.new_zeros(()))
+    erased = memory.index_put((batch, least_used), _erased_rows(memory, least_used, erase))
     added = weights.unsqueeze(-1) * values.unsqueeze(1)  # (B, J, M): w^w a^T on its rows
     return erased.index_put((batch.unsqueeze(1), rows), added, accumulate=True)
 
@@ -283,25 +286,27 @@ def to_dense(rows: Tensor, weights: Tensor, memory_slots: int) -> Tensor:
 
 
 def write_and_read(memory: Tensor, rows: Tensor, weights: Tensor, least_used: Tensor,
-                   values: Tensor, search: Search) -> tuple[Tensor, Tensor, Tensor]:
+                   values: Tensor, search: Search,
+                   erase: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """:func:`sparse_write`, then ``search`` for the rows to read and gather them.
 
     The reference: every operation recorded by autograd, the memory copied by the write.
 
     Args:
-        memory, rows, weights, least_used, values: as :func:`sparse_write`.
+        memory, rows, weights, least_used, values, erase: as :func:`sparse_write`.
         search: ``(new memory [B, N, M], changed rows [B, J]) -> read rows [B, R, K]``.
 
     Returns:
         ``(memory [B, N, M], read rows [B, R, K] int64, their values [B, R, K, M])``.
     """
-    memory = sparse_write(memory, rows, weights, least_used, values)
+    memory = sparse_write(memory, rows, weights, least_used, values, erase)
     read_rows = search(memory, rows)
     return memory, read_rows, gather_rows(memory, read_rows)
 
 
 def write_and_read_(memory: Tensor, rows: Tensor, weights: Tensor, least_used: Tensor,
-                    values: Tensor, search: Search) -> tuple[Tensor, Tensor, Tensor]:
+                    values: Tensor, search: Search,
+                    erase: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """:func:`write_and_read` with the memory changed in place (the paper's efficient form).
 
     ``memory`` itself is returned, written. The backward pass of a chain of these steps on one
@@ -317,17 +322,28 @@ def write_and_read_(memory: Tensor, rows: Tensor, weights: Tensor, least_used: T
     if not (torch.is_grad_enabled() and (memory.requires_grad or weights.requires_grad
                                          or values.requires_grad)):
         with torch.no_grad():
-            return _write_and_read_in_place(memory, rows, weights, least_used, values, search)
+            return _write_and_read_in_place(memory, rows, weights, least_used, values, search,
+                                            erase)
     if memory._base is not None or (memory.is_leaf and memory.requires_grad):
         # Autograd cannot change in place a view in a node with several outputs (a batch
         # split by sequence lengths, say), nor a leaf that wants a gradient: copied once.
         memory = memory.clone()
-    return _SparseStep.apply(memory, rows, weights, least_used, values, search)
+    return _SparseStep.apply(memory, rows, weights, least_used, values, search, erase)
 
 
-def _write_and_read_in_place(memory, rows, weights, least_used, values, search):
+def _erased_rows(memory: Tensor, least_used: Tensor, erase: Tensor | None) -> Tensor:
+    """What row ``U`` of each sequence becomes: zero where ``erase`` (``[B]`` bool, ``None``:
+    everywhere), else itself (``[B, M]``, or a zero scalar for every row)."""
+    if erase is None:
+        return memory.new_zeros(())
+    batch = torch.arange(memory.size(0), device=memory.device)
+    kept = memory[batch, least_used]  # (B, M)
+    return torch.where(erase.unsqueeze(-1), kept.new_zeros(()), kept)
+
+
+def _write_and_read_in_place(memory, rows, weights, least_used, values, search, erase):
     batch = torch.arange(memory.size(0), device=memory.device)  # (B,)
-    memory[batch, least_used] = 0.0
+    memory[batch, least_used] = _erased_rows(memory, least_used, erase)
     added = weights.unsqueeze(-1) * values.unsqueeze(1)  # (B, J, M)
     memory.index_put_((batch.unsqueeze(1), rows), added, accumulate=True)
     read_rows = search(memory, rows)
@@ -345,7 +361,7 @@ class _SparseStep(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, memory, rows, weights, least_used, values, search):
+    def forward(ctx, memory, rows, weights, least_used, values, search, erase):
         ctx.set_materialize_grads(False)
         tape = getattr(memory, "_row_gradients", None)
         # A memory no gradient flows into (a fresh state, a detached one) starts a chain.
@@ -353,10 +369,11 @@ class _SparseStep(torch.autograd.Function):
         if ctx.first:
             tape = _RowGradients(memory)
         memory, read_rows, read_values = _write_and_read_in_place(
-            memory, rows, weights, least_used, values, search)
+            memory, rows, weights, least_used, values, search, erase)
         memory._row_gradients = ctx.tape = tape
         ctx.mark_dirty(memory)
         ctx.mark_non_differentiable(read_rows)
+        ctx.erase = erase
         ctx.save_for_backward(rows, weights, least_used, values, read_rows)
         return memory, read_rows, read_values
 
@@ -373,12 +390,12 @@ class _SparseStep(torch.autograd.Function):
         written = tape.get(rows)  # (B, J, M): dL/dM on the rows written
         grad_weights = (written * values.unsqueeze(1)).sum(-1)  # (B, J)
         grad_values = (written * weights.unsqueeze(-1)).sum(1)  # (B, M)
-        tape.zero(least_used)  # the erased row's old value does not reach the output
+        tape.zero(least_used, ctx.erase)  # the erased row's old value does not reach the output
         grad = None
         if ctx.first:
             grad = tape.whole() if ctx.needs_input_grad[0] else None
             tape.clear()  # ready for another backward pass through the chain
-        return grad, None, grad_weights, None, grad_values, None
+        return grad, None, grad_weights, None, grad_values, None, None
 
 
 class _RowGradients:
@@ -425,13 +442,18 @@ class _RowGradients:
         positions = self._positions(rows)  # first: it may grow `values`
         return self.values[positions].view(*rows.shape, self.width)
 
-    def zero(self, rows: Tensor) -> None:
-        """``dL/dM[rows] = 0`` for ``rows [B]``."""
+    def zero(self, rows: Tensor, where: Tensor | None = None) -> None:
+        """``dL/dM[rows] = 0`` for ``rows [B]``, in the sequences ``where`` is True (``[B]``
+        bool; ``None``: all)."""
         if self.dense is not None:
-            self.dense[self._flat(rows.unsqueeze(1))] = 0.0
+            target, at = self.dense, self._flat(rows.unsqueeze(1))
         else:
-            positions = self._positions(rows.unsqueeze(1))  # first: it may grow `values`
-            self.values[positions] = 0.0
+            at = self._positions(rows.unsqueeze(1))  # first: it may grow `values`
+            target = self.values
+        if where is None:
+            target[at] = 0.0
+        else:
+            target[at] = torch.where(where.unsqueeze(-1), 0.0, target[at])
 
     def add_whole(self, grad: Tensor) -> None:
         """``dL/dM += grad`` (``[B, N, M]``): from now on the gradient is kept whole."""

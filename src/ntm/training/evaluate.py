@@ -54,16 +54,9 @@ def batch_logits(model: nn.Module, batch: tasks.Batch) -> torch.Tensor:
     """``model``'s logits ``[steps, batch, output_size]`` for ``batch.inputs``, given
     ``batch.lengths`` where the batch has them and the model's ``forward`` takes ``lengths=``
     (every model of the package does; a custom model without it gets the padded batch, whose
-    padding is not scored either). Zero past each sequence's end with lengths.
-
-    A model whose class sets ``evaluate_padded = True`` (:class:`ntm.SAM`) gets the padded
-    batch where no gradient is recorded (evaluation, validation): a batch with lengths is
-    reordered longest first, which copies every sequence's state, and its state is the whole
-    memory (at 1,048,576 slots, batch 32, rows of 40: 5.4 GiB a copy, three copies). The
-    padding follows each sequence's end, so no logit of a scored step changes."""
+    padding is not scored either). Zero past each sequence's end with lengths."""
     module = getattr(model, "module", model)  # DistributedDataParallel holds the model
-    padded = getattr(module, "evaluate_padded", False) and not torch.is_grad_enabled()
-    if batch.lengths is not None and _takes_lengths(type(module)) and not padded:
+    if batch.lengths is not None and _takes_lengths(type(module)):
         logits, _ = model(batch.inputs, lengths=batch.lengths)
     else:
         logits, _ = model(batch.inputs)

@@ -71,8 +71,9 @@ class FastRecipe(NamedTuple):
     """How ``--preset fast`` trains a task: batch, learning rate, length and logging cadence,
     the learning rate's half-life in sequences (``None``: constant), the global gradient norm
     clipped to after the per-component clip (``None``: that clip only), the validation cost
-    under which the rate drops tenfold for the rest of the run (``None``: never), and the
-    model's sizes it sets, ``(field, value)`` pairs (``()``: the model's defaults)."""
+    under which the rate drops tenfold for the rest of the run (``None``: never), the
+    model's sizes it sets, ``(field, value)`` pairs (``()``: the model's defaults), and the
+    rate's schedule over the run (``optim.schedule``: ``"constant"`` or ``"cosine"``)."""
 
     batch_size: int
     lr: float
@@ -83,6 +84,7 @@ class FastRecipe(NamedTuple):
     max_norm: float | None = None
     drop_below: float | None = None
     model: tuple[tuple[str, Any], ...] = ()
+    schedule: str = "constant"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,7 +223,7 @@ def preset_config(task: str, kind: str = models.DEFAULT_MODEL, preset: str = "fa
         models.set_field(config.model, key, value)
     config.optim = OptimConfig(name="rmsprop", lr=recipe.lr, momentum=0.9, clip="value",
                                clip_value=10.0, lr_half_life=recipe.lr_half_life,
-                               drop_below=recipe.drop_below)
+                               drop_below=recipe.drop_below, schedule=recipe.schedule)
     if recipe.max_norm is not None:
         config.optim.clip, config.optim.max_norm = "value+norm", recipe.max_norm
     config.train = TrainConfig(steps=recipe.steps, batch_size=recipe.batch_size,
