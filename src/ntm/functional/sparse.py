@@ -44,6 +44,12 @@ from .addressing import cosine_similarity
 # The paper's delta: an access with a weight above it counts as an access for the usage.
 ACCESS_DELTA = 0.005
 
+# Up to this many elements (B N M), the in-place step's backward pass keeps the memory's
+# gradient whole from the start: at these sizes a dense [B N, M] tensor costs less than the
+# Python bookkeeping of the rows that have a gradient (a dict lookup per row per step), and
+# it is still only one tensor per chain, not one per step.
+DENSE_GRADIENT_ELEMENTS = 1 << 20
+
 # search(memory [B, N, M], changed rows [B, J]) -> rows to read [B, R, K]: called on the
 # memory just written (see write_and_read_).
 Search = Callable[[Tensor, Tensor], Tensor]
@@ -314,7 +320,8 @@ def write_and_read_(memory: Tensor, rows: Tensor, weights: Tensor, least_used: T
     and walks back step by step: it adds the read rows' gradient, gives ``w^w`` and ``a``
     theirs from the written rows, and zeroes row ``U``. A step saves ``w^w``, ``a`` and the
     row numbers (autograd keeps the read rows for the content weights): nothing of the size of
-    the memory is saved or made, so a step backward costs ``O(K M)``. Gradients equal
+    the memory is saved or made (but one gradient per chain, for memories of at most
+    :data:`DENSE_GRADIENT_ELEMENTS`), so a step backward costs ``O(K M)``. Gradients equal
     :func:`write_and_read`'s. Not twice differentiable. Where gradients are recorded, a
     ``memory`` that is a view of another tensor, or a leaf that wants a gradient, is copied
     first.
@@ -400,7 +407,8 @@ class _SparseStep(torch.autograd.Function):
 
 class _RowGradients:
     """The gradient of a memory ``[B, N, M]``, stored for the rows that have one (row ``b *
-    N + i`` -> a position in ``values``), or whole once a whole gradient came in."""
+    N + i`` -> a position in ``values``), or whole: from the start for a memory of at most
+    :data:`DENSE_GRADIENT_ELEMENTS`, else once a whole gradient came in."""
 
     def __init__(self, memory: Tensor):
         self.batch, self.slots, self.width = memory.shape
@@ -411,6 +419,8 @@ class _RowGradients:
         self.position: dict[int, int] = {}
         self.values = torch.zeros(64, self.width, **self.factory)  # (capacity, M)
         self.dense: Tensor | None = None  # (B * N, M) once whole
+        if self.batch * self.slots * self.width <= DENSE_GRADIENT_ELEMENTS:
+            self.dense = torch.zeros(self.batch * self.slots, self.width, **self.factory)
 
     def _flat(self, rows: Tensor) -> Tensor:
         """``[B, X]`` rows -> ``[B * X]`` rows of the flattened ``[B * N, M]`` memory."""
