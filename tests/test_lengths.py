@@ -307,10 +307,19 @@ def test_a_packed_sequence_gives_a_packed_sequence(batch_first, enforce_sorted):
     output.data.sum().backward()  # gradients flow through the packed output
 
 
-def test_trace_takes_lengths():
+def _tensors(tree) -> list[torch.Tensor]:
+    """Every tensor of a (nested) trace, in field order."""
+    if isinstance(tree, torch.Tensor):
+        return [tree]
+    return [tensor for field in tree for tensor in _tensors(field)]
+
+
+@pytest.mark.parametrize("kind", ["ntm", "sam"])
+def test_trace_takes_lengths(kind):
     torch.manual_seed(0)
-    model = ntm.NTM(5, 3, memory_slots=7, memory_width=4, controller_size=6,
-                    dtype=torch.float64)
+    model = (_sam("auto") if kind == "sam" else
+             ntm.NTM(5, 3, memory_slots=7, memory_width=4, controller_size=6,
+                     dtype=torch.float64))
     inputs = torch.randn(6, 3, 5, dtype=torch.float64)
     lengths = [2, 6, 0]
     for grad in (False, True):  # the plain loop, and the backend that runs with gradients
@@ -318,7 +327,7 @@ def test_trace_takes_lengths():
             _, _, trace = model.trace(inputs.requires_grad_(grad), lengths=lengths)
             for b, length in enumerate(lengths):
                 _, _, alone = model.trace(inputs[:length, b:b + 1])
-                for field, field_alone in zip(trace, alone, strict=True):
+                for field, field_alone in zip(_tensors(trace), _tensors(alone), strict=True):
                     _close(field[:length, b:b + 1], field_alone, torch.float64, "trace")
                     assert not field[length:, b].any()
 

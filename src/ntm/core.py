@@ -430,16 +430,15 @@ class MemoryRNN(nn.Module):
         projected = self.cell.controller.project_input(input[:longest])  # (T', B, gates)
         run = self._sequence(projected, carry, record, running)
 
-        def zero_past_ends(pieces: list[Tensor]) -> Tensor:  # [T', B, ...] -> [T, B, ...]
-            piece = pieces[0]
+        def zero_past_ends(piece: Tensor) -> Tensor:  # [T', B, ...] -> [T, B, ...]
             valid = running.view(*running.shape, *[1] * (piece.dim() - 2))
             return _pad_steps([torch.where(valid, piece, 0.0)], steps, batch)
 
-        reads = zero_past_ends([run.reads])
-        logits = self.cell.output(torch.cat([zero_past_ends([run.outputs]), reads], dim=-1))
+        reads = zero_past_ends(run.reads)
+        logits = self.cell.output(torch.cat([zero_past_ends(run.outputs), reads], dim=-1))
         valid = valid_steps(lengths, steps, logits.device).unsqueeze(-1)
         logits = torch.where(valid, logits, logits.new_zeros(()))  # the bias past the ends
-        trace = join_tensors([run.trace], zero_past_ends) if record else None
+        trace = map_tensors(run.trace, zero_past_ends) if record else None
         return logits, backends.SequenceRun(None, reads, trace, run.carry)
 
     def _segments(self, projected: Tensor, carry: Carry, layout, record: bool):
