@@ -2,6 +2,7 @@
 
     python benchmarks/lengths.py                     # kernel and python, copy 1..20, batch 32
     python benchmarks/lengths.py --backends kernel,python,autograd --steps 40
+    python benchmarks/lengths.py --backends sam     # ntm.SAM (defaults): ended sequences frozen
 
 The default NTM (LSTM controller 100, memory 128 x 20) on copy batches with lengths 1 to 20
 (3 to 41 steps), 32 sequences, one thread. A step is the forward pass, the loss over the scored
@@ -45,7 +46,8 @@ def measure(backends: list[str], *, steps: int, warmup: int, batch_size: int, ma
     models = {}
     for backend in backends:
         torch.manual_seed(seed)  # the same weights for every backend
-        models[backend] = ntm.NTM(task.input_size, task.output_size, backend=backend)
+        models[backend] = (ntm.SAM(task.input_size, task.output_size) if backend == "sam" else
+                           ntm.NTM(task.input_size, task.output_size, backend=backend))
     generator = torch.Generator().manual_seed(seed)
     times = {(b, mode): [] for b in backends for mode in ("padded", "lengths")}
     useful = []
@@ -81,7 +83,8 @@ def table(result: dict, backends: list[str]) -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", default="kernel,python",
-                        help="comma-separated: kernel, python, autograd")
+                        help="comma-separated: kernel, python, autograd (the NTM's), sam "
+                             "(ntm.SAM with its defaults)")
     parser.add_argument("--steps", type=int, default=20, help="timed rounds")
     parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
     parser.add_argument("--batch-size", type=int, default=32)

@@ -1,7 +1,7 @@
 """Peak memory of a SAM running a batch of mixed lengths: ``lengths=`` against the padded batch.
 
     python benchmarks/sam_lengths_memory.py                    # 1,048,576 slots, batch 8
-    PYTHONPATH=OTHER/src python benchmarks/sam_lengths_memory.py  # another revision's code
+    PYTHONPATH=OTHER/src python benchmarks/sam_lengths_memory.py --revision REV  # REV's code
 
 A SAM (the defaults but the slots: rows of 20, K = 4, faiss) runs 40 steps of 8 sequences of
 lengths 40, 35, ..., 5, without gradients and with (forward, then backward of a loss on the
@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slots", type=int, default=1 << 20)
     parser.add_argument("--json", default="results/sam_lengths_memory.json")
+    parser.add_argument("--revision", default="this checkout",
+                        help="what to record as the code measured (with PYTHONPATH)")
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -65,10 +67,11 @@ def main(argv: list[str] | None = None) -> int:
                                  "--slots", str(args.slots)],
                                 capture_output=True, text=True, check=True)
         rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
-    import ntm
+    from ntm.bench import environment
     from ntm.rundir.files import atomic_write_text
 
-    report = {"slots": args.slots, "lengths": LENGTHS, "ntm": ntm.__file__, "rows": rows}
+    report = {"slots": args.slots, "lengths": LENGTHS, "revision": args.revision,
+              "environment": environment(), "rows": rows}
     atomic_write_text(args.json, json.dumps(report, indent=1) + "\n")
     print(f"SAM, {args.slots:,} slots, batch {len(LENGTHS)}, lengths {LENGTHS}")
     print("| run | peak resident set | seconds |\n|---|---:|---:|")

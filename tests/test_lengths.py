@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -26,6 +27,7 @@ import ntm
 from ntm import backends
 from ntm.access import DNCAccess, NTMAccess
 from ntm.backends.dnc_kernel import SupportedDNCAccess
+from ntm.functional import sparse
 from ntm.lengths import check_lengths, plan
 from ntm.training.evaluate import batch_logits, evaluate_batches
 
@@ -186,24 +188,27 @@ def _sam(backend: str, dtype=torch.float64, batch_first=False) -> ntm.SAM:
                    dtype=dtype, backend=backend)
 
 
-@pytest.mark.parametrize("backend", ["auto", "autograd"])
+@pytest.mark.parametrize("backend", ["auto", "autograd", "auto-rows"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @FAST
 @given(data=st.data())
 def test_sam_freezes_ended_sequences_and_equals_each_alone(backend, dtype, data):
     """SAM's batch runs in its own order with ended sequences frozen (its memory is changed
     in place: sorting would copy it); outputs, final state and gradients as each alone, on the
-    in-place path and the reference."""
+    in-place path (the memory's gradient kept whole, or row by row: "auto-rows") and the
+    reference. From a given state: tests/test_sam.py."""
     batch = data.draw(st.integers(1, 5), label="batch")
     steps = data.draw(st.integers(0, 7), label="steps")
     lengths = data.draw(st.lists(st.integers(0, steps), min_size=batch, max_size=batch),
                         label="lengths")
     batch_first = data.draw(st.booleans(), label="batch_first")
-    model = _sam(backend, dtype, batch_first)
+    model = _sam(backend.removesuffix("-rows"), dtype, batch_first)
     assert model.cell.access.freezes_ended
     shape = (batch, steps, 5) if batch_first else (steps, batch, 5)
     inputs = torch.randn(*shape, dtype=dtype, generator=torch.Generator().manual_seed(batch))
-    check_equals_each_alone(model, inputs, lengths, dtype)
+    dense = 0 if backend.endswith("-rows") else sparse.DENSE_GRADIENT_ELEMENTS
+    with mock.patch.object(sparse, "DENSE_GRADIENT_ELEMENTS", dense):
+        check_equals_each_alone(model, inputs, lengths, dtype)
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)

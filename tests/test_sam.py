@@ -342,9 +342,10 @@ def test_a_million_slots_cost_the_rows_a_sequence_touches():
 def test_a_step_that_is_not_running_leaves_the_state_as_it_was(in_place):
     """A sequence that has ended takes the step frozen (``running`` False): no erase of its
     row U, no write, no access counted, its last read rows kept."""
-    model = _model(memory_slots=4, sparse_reads=2)  # full after a few steps: row U holds data
+    # 16 slots, 20 steps: row U holds data, and the rows found have older times than now
+    model = _model(memory_slots=16, sparse_reads=2)
     with torch.no_grad():
-        _, state = model(_input(steps=12, batch=2))
+        _, state = model(_input(steps=20, batch=2))
     access, before = model.cell.access, [t.clone() for t in state.access]
     least_used = F.least_used(state.access.last_access, state.access.oldest)
     assert state.access.memory[0, least_used[0]].abs().sum() > 0
@@ -356,7 +357,71 @@ def test_a_step_that_is_not_running_leaves_the_state_as_it_was(in_place):
     for name, old, new in zip(SparseState._fields, before, after, strict=True):
         assert torch.equal(new[0], old[0]), f"{name} of the frozen sequence changed"
     assert not torch.equal(after.memory[1], before[0][1])  # the running one wrote
-    assert after.time.tolist() == [12.0, 13.0]
+    assert after.time.tolist() == [20.0, 21.0]
+
+
+def test_a_frozen_sequence_finds_rows_it_would_count_as_accessed():
+    """The test above would miss an ended sequence counting the rows it finds as accessed
+    unless those rows have older times than its own: they do."""
+    model = _model(memory_slots=16, sparse_reads=2)
+    with torch.no_grad():
+        _, state = model(_input(steps=20, batch=2))
+        access = model.cell.access
+        interface = torch.randn(2, access.interface_size, dtype=torch.float64,
+                                generator=torch.Generator().manual_seed(4))
+        found = access.step(interface, copy.deepcopy(state.access)).state.read_rows[0]
+    times = state.access.last_access[0, found.flatten()]
+    assert (times < state.access.time[0]).any()
+
+
+@pytest.mark.parametrize("backend", ["auto", "autograd"])
+def test_lengths_from_a_given_state_equal_each_alone(backend):
+    """From a given state (its memory a leaf that wants a gradient): outputs, final memory
+    and the gradients of the parameters and of the given memory as each sequence alone."""
+    model = _model(read_heads=2, backend=backend)
+    with torch.no_grad():
+        _, given = model(_input(steps=5, batch=3))
+    inputs, lengths = _input(steps=7, batch=3, seed=3), [7, 0, 4]
+
+    def run(rows: slice, steps: int):
+        """Sequences ``rows`` from their given state, ``steps`` steps (-1: with lengths)."""
+        state = ntm.MemoryState(
+            tuple(t[:, rows].clone() for t in given.controller),
+            SparseState(*(t[rows].clone() for t in given.access)), given.reads[rows].clone())
+        memory = state.access.memory.requires_grad_()
+        if steps < 0:  # the whole batch, with its lengths
+            logits, final = model(inputs, state, lengths=lengths)
+        else:
+            logits, final = model(inputs[:steps, rows], state)
+        loss = logits.sin().sum() + final.access.memory.sin().sum() + final.reads.sin().sum()
+        return logits, final, torch.autograd.grad(loss, [memory, *model.parameters()],
+                                                  materialize_grads=True)
+
+    logits, final, grads = run(slice(None), -1)
+    for b, length in enumerate(lengths):
+        logits_b, final_b, grads_b = run(slice(b, b + 1), length)
+        torch.testing.assert_close(logits[:length, b:b + 1], logits_b, rtol=0, atol=1e-12)
+        assert not logits[length:, b].any()
+        torch.testing.assert_close(final.access.memory[b:b + 1], final_b.access.memory,
+                                   rtol=0, atol=1e-12)
+        torch.testing.assert_close(grads[0][b:b + 1], grads_b[0], rtol=0, atol=1e-10)
+        grads = [grads[0], *(g - g_b for g, g_b in zip(grads[1:], grads_b[1:], strict=True))]
+    for leftover in grads[1:]:  # the batch's parameter gradients are the sum of each alone's
+        torch.testing.assert_close(leftover, torch.zeros_like(leftover), rtol=0, atol=1e-10)
+
+
+def test_nan_padding_does_not_reach_an_ended_sequence():
+    """Past its end a sequence still computes a step that is thrown away; its padding is
+    zeroed first, so a NaN there changes nothing."""
+    model = _model()
+    inputs = _input(steps=6, batch=2)
+    clean, clean_state = model(inputs, lengths=[6, 3])
+    inputs[3:, 1] = float("nan")
+    logits, state = model(inputs, lengths=[6, 3])
+    torch.testing.assert_close(logits, clean, rtol=0, atol=0)
+    torch.testing.assert_close(state.access.memory, clean_state.access.memory, rtol=0, atol=0)
+    logits.sum().backward()
+    assert all(p.grad.isfinite().all() for p in model.parameters() if p.grad is not None)
 
 
 @pytest.mark.parametrize("grad", [False, True])

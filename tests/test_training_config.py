@@ -145,6 +145,15 @@ def test_a_recipe_sets_the_model_sizes_it_was_measured_with():
     assert config.model.memory_width == 24
 
 
+def test_every_fast_recipe_sets_its_schedule(monkeypatch):
+    for key, recipe in FAST.items():
+        task, kind = key if isinstance(key, tuple) else (key, "ntm-lstm")
+        assert preset_config(task, kind).optim.schedule == recipe.schedule
+    cosine = FAST["copy"]._replace(schedule="cosine")
+    monkeypatch.setitem(FAST, ("copy", "ntm-lstm"), cosine)
+    assert preset_config("copy").optim.schedule == "cosine"
+
+
 def test_priority_sort_lstm_ntm_has_five_heads_and_two_layers():
     model = preset_config("priority_sort", "ntm-lstm", "paper").model
     assert (model.read_heads, model.controller_layers, model.controller_size) == (5, 2, 100)

@@ -251,7 +251,8 @@ class MemoryRNN(nn.Module):
     padded input, or a ``torch.nn.utils.rnn.PackedSequence`` as input (then the logits are a
     PackedSequence too). The logits past each sequence's end are zero and the state is each
     sequence's after its own last step (a sequence of length 0 keeps the given state), equal
-    to running each alone; the batch shrinks as sequences end (:mod:`ntm.lengths`).
+    to running each alone; the batch shrinks as sequences end, or, for an access whose state
+    is changed in place (SAM), ended sequences are frozen (:mod:`ntm.lengths`).
 
     Example:
         >>> import torch, ntm
@@ -368,9 +369,9 @@ class MemoryRNN(nn.Module):
         return None
 
     def _sequence(self, projected: Tensor, carry: Carry, record: bool,
-                  running: Tensor | None = None) -> backends.SequenceRun:
+                  running: list[Tensor | None] | None = None) -> backends.SequenceRun:
         """Run every step, on the chosen backend where gradients are needed; with ``running``
-        (``[T, B]`` bool, see :meth:`_run_frozen`), the plain loop."""
+        (per step, ``[B]`` bool or ``None``: see :meth:`_run_frozen`), the plain loop."""
         if running is not None:
             return self._loop(projected, carry, record, running)
         backend = self._backend(projected)
@@ -387,7 +388,8 @@ class MemoryRNN(nn.Module):
         :meth:`_sequence` once per time segment between consecutive distinct lengths, on the
         sequences still running (split runs equal one run). Back in the batch's own order:
         the logits and the run's reads and trace zero past each end, its carry each
-        sequence's after its own last step (its outputs are not kept).
+        sequence's after its own last step (its outputs are not kept). An access that
+        ``freezes_ended`` runs :meth:`_run_frozen` instead.
         """
         if self.cell.access.freezes_ended:
             return self._run_frozen(input, carry, lengths, record)
@@ -423,12 +425,18 @@ class MemoryRNN(nn.Module):
     def _run_frozen(self, input: Tensor, carry: Carry, lengths: Tensor, record: bool):
         """:meth:`_run_lengths` for an access that ``freezes_ended``: the batch in its own
         order, every sequence taking the steps up to the longest length, a sequence past its
-        end frozen (its state kept, its outputs zero). Nothing of the state is copied."""
+        end frozen (its state kept, its outputs zero). Nothing of the state is copied; a
+        registered backend is not used (the plain loop runs it)."""
         steps, batch = input.shape[:2]
-        longest = int(lengths.max())
+        longest, shortest = int(lengths.max()), int(lengths.min())
         running = valid_steps(lengths, longest, input.device)  # (T', B)
-        projected = self.cell.controller.project_input(input[:longest])  # (T', B, gates)
-        run = self._sequence(projected, carry, record, running)
+        # The padding is zeroed: a frozen sequence still computes a step (then thrown away),
+        # and a NaN in it would reach its memory as 0 * NaN.
+        input = input[:longest].masked_fill(~running.unsqueeze(-1), 0.0)
+        projected = self.cell.controller.project_input(input)  # (T', B, gates)
+        # Before the shortest sequence ends every sequence runs: no mask to apply there.
+        masks = [None if t < shortest else running[t] for t in range(longest)]
+        run = self._sequence(projected, carry, record, masks)
 
         def zero_past_ends(piece: Tensor) -> Tensor:  # [T', B, ...] -> [T, B, ...]
             valid = running.view(*running.shape, *[1] * (piece.dim() - 2))
@@ -459,9 +467,10 @@ class MemoryRNN(nn.Module):
         return runs, join_tensors(ended[::-1], torch.cat)
 
     def _loop(self, projected: Tensor, carry: Carry, record: bool,
-              running: Tensor | None = None, **access_options) -> backends.SequenceRun:
+              running: list[Tensor | None] | None = None,
+              **access_options) -> backends.SequenceRun:
         """The plain step loop (autograd records every operation); the reference path.
-        ``running``: ``[T, B]`` bool or ``None``, as :meth:`MemoryCell._step` takes per step;
+        ``running``: per step what :meth:`MemoryCell._step` takes (``None``: all run);
         ``access_options``: passed to the access's ``step``."""
         outputs, reads, traces = [], [], []
         for t, projected_step in enumerate(projected.unbind(0)):

@@ -72,8 +72,9 @@ class SAM(MemoryRNN):
     unbatched), ``logits [T, B, O]`` before any output activation, ``state`` a
     :class:`ntm.MemoryState` whose ``access`` is a :class:`SparseState`. Running ``T`` steps at
     once equals running them in two calls that pass the state along. The memory of a state
-    passed in is changed in place (except by ``backend="autograd"`` with gradients): clone
-    ``state.access.memory`` to keep it.
+    passed in, and its access counters (``last_access``, ``oldest``), are changed in place
+    (except by ``backend="autograd"`` with gradients): clone them to keep them. A batch with
+    ``lengths=`` keeps its order, its ended sequences frozen (:mod:`ntm.lengths`).
 
     Time and memory per step do not grow with ``memory_slots`` beyond the index's search and
     ``O(sqrt N)`` for the least used row; the backward pass keeps ``O(T K M)``.
@@ -100,7 +101,7 @@ class SAM(MemoryRNN):
         self._attach(cell, batch_first=batch_first, backend=backend)
 
     def _sequence(self, projected: Tensor, carry: backends.Carry, record: bool,
-                  running: Tensor | None = None) -> backends.SequenceRun:
+                  running: list[Tensor | None] | None = None) -> backends.SequenceRun:
         """The core's loop (the memory changed in place), or, for ``backend="autograd"``
         where gradients are recorded, the reference: the same loop with the memory copied
         at each step."""

@@ -40,8 +40,10 @@ class MemoryAccess(nn.Module):
     # How a batch with lengths runs (ntm.lengths). False: sorted by length, the state split as
     # sequences end. True, for an access whose state is large and changed in place (sparse
     # access memory), where sorting and splitting would copy every sequence's memory: in the
-    # batch's own order, every sequence taking every step, an ended one frozen by
-    # ``step(..., running=mask)``, which must then leave its state as it was.
+    # batch's own order, every sequence taking the steps up to the longest length, an ended
+    # one frozen by ``step(..., running=mask)`` (mask ``[B]`` bool, False for the ended),
+    # which must then return their state as it was; their reads are thrown away. A
+    # registered backend is not used for such a batch: the core's plain loop runs it.
     freezes_ended: bool = False
 
     def initial_state(
@@ -70,6 +72,9 @@ class MemoryAccess(nn.Module):
             interface: ``[batch, interface_size]``, the controller's interface vector.
             state: the ``State`` after the previous step.
             record: also return this step's ``Trace`` (else ``trace`` is ``None``).
+
+        An access that sets ``freezes_ended`` also takes ``running`` (``[batch]`` bool or
+        ``None``): see ``freezes_ended``.
         """
         raise NotImplementedError
 

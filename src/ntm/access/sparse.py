@@ -234,7 +234,7 @@ class SparseAccess(MemoryAccess):
         weights = torch.cat([write_weights, read_weights.flatten(1)], dim=1)
         if running is not None:  # an ended sequence accesses nothing and keeps its last read
             weights = torch.where(running.unsqueeze(1), weights, 0.0)
-            keep = running.view(-1, 1, 1)
+            keep = running.view(-1, 1, 1)  # (B, 1, 1), against (B, R, K)
             read_rows = torch.where(keep, read_rows, state.read_rows)
             read_weights = torch.where(keep, read_weights, state.read_weights)
         last_access = F.update_last_access(times, accessed, weights, time,

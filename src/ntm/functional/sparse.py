@@ -332,8 +332,8 @@ def write_and_read_(memory: Tensor, rows: Tensor, weights: Tensor, least_used: T
             return _write_and_read_in_place(memory, rows, weights, least_used, values, search,
                                             erase)
     if memory._base is not None or (memory.is_leaf and memory.requires_grad):
-        # Autograd cannot change in place a view in a node with several outputs (a batch
-        # split by sequence lengths, say), nor a leaf that wants a gradient: copied once.
+        # Autograd cannot change in place a view in a node with several outputs (a state
+        # sliced by the caller, say), nor a leaf that wants a gradient: copied once.
         memory = memory.clone()
     return _SparseStep.apply(memory, rows, weights, least_used, values, search, erase)
 
@@ -419,7 +419,12 @@ class _RowGradients:
         self.position: dict[int, int] = {}
         self.values = torch.zeros(64, self.width, **self.factory)  # (capacity, M)
         self.dense: Tensor | None = None  # (B * N, M) once whole
-        if self.batch * self.slots * self.width <= DENSE_GRADIENT_ELEMENTS:
+        self.small = self.batch * self.slots * self.width <= DENSE_GRADIENT_ELEMENTS
+
+    def _whole_if_small(self) -> None:
+        """A small memory's gradient is kept whole from its first row on (made here, not in
+        :meth:`clear`: a state kept after its backward pass holds no gradient)."""
+        if self.dense is None and self.small:
             self.dense = torch.zeros(self.batch * self.slots, self.width, **self.factory)
 
     def _flat(self, rows: Tensor) -> Tensor:
@@ -441,12 +446,14 @@ class _RowGradients:
 
     def add(self, rows: Tensor, grads: Tensor) -> None:
         """``dL/dM[rows] += grads`` (``[B, X]``, ``[B, X, M]``; repeated rows add up)."""
+        self._whole_if_small()
         where = self._flat(rows) if self.dense is not None else self._positions(rows)
         target = self.dense if self.dense is not None else self.values
         target.index_add_(0, where, grads.reshape(-1, self.width))
 
     def get(self, rows: Tensor) -> Tensor:
         """``dL/dM[rows]``: ``[B, X]`` -> ``[B, X, M]``."""
+        self._whole_if_small()
         if self.dense is not None:
             return self.dense[self._flat(rows)].view(*rows.shape, self.width)
         positions = self._positions(rows)  # first: it may grow `values`
@@ -455,6 +462,7 @@ class _RowGradients:
     def zero(self, rows: Tensor, where: Tensor | None = None) -> None:
         """``dL/dM[rows] = 0`` for ``rows [B]``, in the sequences ``where`` is True (``[B]``
         bool; ``None``: all)."""
+        self._whole_if_small()
         if self.dense is not None:
             target, at = self.dense, self._flat(rows.unsqueeze(1))
         else:

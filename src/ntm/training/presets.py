@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from .. import models
 from ..errors import ConfigError, RunDirError
@@ -73,7 +73,8 @@ class FastRecipe(NamedTuple):
     clipped to after the per-component clip (``None``: that clip only), the validation cost
     under which the rate drops tenfold for the rest of the run (``None``: never), the
     model's sizes it sets, ``(field, value)`` pairs (``()``: the model's defaults), and the
-    rate's schedule over the run (``optim.schedule``: ``"constant"`` or ``"cosine"``)."""
+    rate's schedule over the run (``optim.schedule``: ``"constant"``, ``"cosine"`` or
+    ``"linear"``)."""
 
     batch_size: int
     lr: float
@@ -84,7 +85,7 @@ class FastRecipe(NamedTuple):
     max_norm: float | None = None
     drop_below: float | None = None
     model: tuple[tuple[str, Any], ...] = ()
-    schedule: str = "constant"
+    schedule: Literal["constant", "cosine", "linear"] = "constant"
 
 
 # ---------------------------------------------------------------------------------------------
