@@ -208,3 +208,18 @@ def test_validation_breakdown_adds_up_to_the_validation_cost(capsys):
     assert script.main(["pretrained:associative_recall-ntm-lstm", "--worst", "1"]) == 0
     assert "bits per sequence" in capsys.readouterr().out
     assert script.main(["/nonexistent-run"]) == 2
+
+
+def test_near_items_batch_puts_an_item_the_given_bits_from_the_query():
+    import ntm
+
+    script = _script("validation_breakdown")
+    task = ntm.tasks.make("associative_recall", min_items=3)
+    plain = task.sample(16, generator=torch.Generator().manual_seed(7))
+    for distance in (1, 2, 4):
+        near = script.near_items_batch(task, 16, distance, torch.Generator().manual_seed(7))
+        assert torch.equal(near.targets, plain.targets) and torch.equal(near.mask, plain.mask)
+        assert [script.query_distance(task, near.inputs[:, b]) for b in range(16)] == [
+            distance] * 16
+    with pytest.raises(ValueError, match="at least 1 bit"):
+        script.near_items("pretrained:associative_recall-ntm-lstm", [0])

@@ -10,6 +10,11 @@ number of sequences with any bit wrong, and the worst sequences' cost in bits. F
 recall it also gives, for each of those, the Hamming distance between the query item and the
 nearest other item of its list: the validation set of the default ``val_seed`` holds one
 sequence (number 80) whose query differs from another item by one bit of 18.
+
+``--near-items D,...`` (associative recall) also scores each run on sequences made hard on
+purpose: 3 to 6 items, one item other than the query and its successor replaced by the query
+item with ``D`` of its bits flipped (``D`` >= 1), 256 sequences each: a model that tells
+items apart by content makes no more errors on them than on the task's own sequences.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import torch.nn.functional as F
 import ntm
 from ntm.metrics import bit_errors_per_sequence
 from ntm.rundir.directory import load_run
-from ntm.training.evaluate import batch_logits
+from ntm.training.evaluate import batch_logits, evaluate_batches
 from ntm.training.loop import validation_set
 
 
@@ -39,6 +44,44 @@ def query_distance(task, inputs: torch.Tensor) -> int:
     query = inputs[query_start:query_start + length, :width].flatten()
     position = next(i for i, item in enumerate(items) if torch.equal(item, query))
     return min(int((item != query).sum()) for i, item in enumerate(items) if i != position)
+
+
+def near_items_batch(task, batch_size: int, distance: int, generator: torch.Generator):
+    """A batch of ``task`` (associative recall, at least 3 items) in which, in each sequence,
+    an item other than the query's and its successor's is the query item with ``distance`` of
+    its bits flipped; the targets (the successor) do not change."""
+    batch = task.sample(batch_size, generator=generator)
+    inputs, width, length = batch.inputs.clone(), task.width, task.item_length
+    for b in range(batch_size):
+        x = inputs[:, b]  # a view: written in place
+        starts = (x[:, width] == 1).nonzero().flatten().tolist()
+        query_start = int((x[:, width + 1] == 1).nonzero()[0, 0]) + 1
+        query = x[query_start:query_start + length, :width].flatten()
+        position = next(i for i, s in enumerate(starts)
+                        if torch.equal(x[s + 1:s + 1 + length, :width].flatten(), query))
+        others = [i for i in range(len(starts)) if i not in (position, position + 1)]
+        other = others[int(torch.randint(len(others), (), generator=generator))]
+        near = query.clone()
+        flips = torch.randperm(near.numel(), generator=generator)[:distance]
+        near[flips] = 1.0 - near[flips]
+        x[starts[other] + 1:starts[other] + 1 + length, :width] = near.view(length, width)
+    return batch._replace(inputs=inputs)
+
+
+def near_items(run: str, distances: list[int], *, best: bool = False,
+               sequences: int = 256) -> dict:
+    """``run``'s cost and bit errors per sequence on near-item batches, per distance."""
+    if min(distances) < 1:
+        raise ValueError(f"near-item distances must be at least 1 bit, got {distances}")
+    model, config = load_run(run, best=best, device="cpu")
+    task = ntm.tasks.make("associative_recall", **{**config.task.params, "min_items": 3})
+    scores = {}
+    for distance in distances:
+        generator = torch.Generator().manual_seed(distance)
+        batches = [near_items_batch(task, 32, distance, generator)
+                   for _ in range(max(1, sequences // 32))]
+        scores[distance] = evaluate_batches(model, batches)
+    return scores
 
 
 def breakdown(run: str, *, best: bool = False, worst: int = 5) -> dict:
@@ -69,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", nargs="+", help="run directories")
     parser.add_argument("--best", action="store_true", help="the best validated weights")
     parser.add_argument("--worst", type=int, default=5, help="sequences to list per run")
+    parser.add_argument("--near-items", help="comma-separated bit distances (associative "
+                        "recall): also score near-item sequences")
     parser.add_argument("--json", help="also write the breakdowns to this file")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -79,6 +124,12 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError, ntm.errors.NTMError) as error:
             print(f"validation_breakdown.py: {run}: {error}", file=sys.stderr)
             return 2
+        if args.near_items:
+            distances = [int(d) for d in args.near_items.split(",")]
+            result["near_items"] = near_items(run, distances, best=args.best)
+            print("  near items: " + ", ".join(
+                f"{d} bit(s): {score['cost']:.3f} bits, {score['bit_errors']:.3f} bit errors"
+                for d, score in result["near_items"].items()))
         results.append(result)
         worst = ", ".join(
             f"#{w['sequence']} {w['bits']:.2f} bits"
