@@ -2,7 +2,8 @@
 
     python benchmarks/lengths.py                     # kernel and python, copy 1..20, batch 32
     python benchmarks/lengths.py --backends kernel,python,autograd --steps 40
-    python benchmarks/lengths.py --backends sam     # ntm.SAM (defaults): ended sequences frozen
+    python benchmarks/lengths.py --backends sam     # ntm.SAM (defaults): sorted and split
+    python benchmarks/lengths.py --backends sam --freeze-above 0   # SAM, ended sequences frozen
 
 The default NTM (LSTM controller 100, memory 128 x 20) on copy batches with lengths 1 to 20
 (3 to 41 steps), 32 sequences, one thread. A step is the forward pass, the loss over the scored
@@ -90,13 +91,19 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=20, help="copy lengths 1..this")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--freeze-above", type=int,
+                        help="ntm.core.FREEZE_ELEMENTS: SAM's state size from which a batch "
+                             "with lengths runs frozen (default: the library's)")
     parser.add_argument("--json", default="results/lengths.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.freeze_above is not None:
+        ntm.core.FREEZE_ELEMENTS = args.freeze_above
     backends = [name for name in args.backends.split(",") if name]
     result = measure(backends, steps=args.steps, warmup=args.warmup,
                      batch_size=args.batch_size, max_length=args.max_length)
     result.update(environment=environment(), threads=args.threads, batch_size=args.batch_size,
+                  freeze_elements=ntm.core.FREEZE_ELEMENTS,
                   max_length=args.max_length, steps=args.steps)
     print(f"copy, lengths 1..{args.max_length}, batch {args.batch_size}, {args.threads} "
           f"thread(s), medians of {args.steps} steps; the sequences' own steps are "

@@ -181,6 +181,12 @@ def test_a_batch_with_lengths_equals_each_sequence_alone(case, dtype, data):
     check_equals_each_alone(model, inputs, lengths, dtype, given_state)
 
 
+def freeze_above(elements: int):
+    """Within it, an access that freezes_ended runs frozen above ``elements`` state
+    elements (0: always; the default leaves the tests' small SAMs sorted and split)."""
+    return mock.patch.object(ntm.core, "FREEZE_ELEMENTS", elements)
+
+
 def _sam(backend: str, dtype=torch.float64, batch_first=False) -> ntm.SAM:
     torch.manual_seed(0)
     return ntm.SAM(5, 3, controller_size=6, controller_layers=2, memory_slots=7, memory_width=4,
@@ -188,13 +194,15 @@ def _sam(backend: str, dtype=torch.float64, batch_first=False) -> ntm.SAM:
                    dtype=dtype, backend=backend)
 
 
+@pytest.mark.parametrize("path", ["frozen", "sorted"])
 @pytest.mark.parametrize("backend", ["auto", "autograd", "auto-rows"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @FAST
 @given(data=st.data())
-def test_sam_freezes_ended_sequences_and_equals_each_alone(backend, dtype, data):
-    """SAM's batch runs in its own order with ended sequences frozen (its memory is changed
-    in place: sorting would copy it); outputs, final state and gradients as each alone, on the
+def test_sam_with_lengths_equals_each_sequence_alone(path, backend, dtype, data):
+    """SAM's batch with lengths, frozen (in its own order, ended sequences frozen: its memory
+    is changed in place, and sorting would copy it; the path of a large state) or sorted and
+    split (a small state's): outputs, final state and gradients as each alone, on the
     in-place path (the memory's gradient kept whole, or row by row: "auto-rows") and the
     reference. From a given state: tests/test_sam.py."""
     batch = data.draw(st.integers(1, 5), label="batch")
@@ -207,8 +215,37 @@ def test_sam_freezes_ended_sequences_and_equals_each_alone(backend, dtype, data)
     shape = (batch, steps, 5) if batch_first else (steps, batch, 5)
     inputs = torch.randn(*shape, dtype=dtype, generator=torch.Generator().manual_seed(batch))
     dense = 0 if backend.endswith("-rows") else sparse.DENSE_GRADIENT_ELEMENTS
-    with mock.patch.object(sparse, "DENSE_GRADIENT_ELEMENTS", dense):
+    with (mock.patch.object(sparse, "DENSE_GRADIENT_ELEMENTS", dense),
+          freeze_above(0 if path == "frozen" else 1 << 40)):
         check_equals_each_alone(model, inputs, lengths, dtype)
+
+
+def test_sam_runs_frozen_only_where_its_state_is_large(monkeypatch):
+    """Sorting a small state copies little and the batch shrinks as sequences end; a large
+    one is frozen in place (ntm.core.FREEZE_ELEMENTS)."""
+    frozen = []
+    model = _sam("auto")
+    original = model._run_frozen
+    monkeypatch.setattr(model, "_run_frozen", lambda *a: frozen.append(1) or original(*a))
+    inputs = torch.randn(4, 2, 5, dtype=torch.float64)
+    model(inputs, lengths=[4, 2])
+    assert not frozen  # 2 x 7 x 4 memory: sorted
+    monkeypatch.setattr(ntm.core, "FREEZE_ELEMENTS", 2 * 7 * 4)
+    model(inputs, lengths=[4, 2])
+    assert frozen == [1]  # the whole state is more than the memory alone
+
+
+def test_nan_padding_changes_nothing():
+    """The padding is zeroed before anything runs on it: a NaN there reaches neither the
+    outputs nor the gradients (the input projection runs over the padding)."""
+    model = _model(NTMAccess, "auto")
+    inputs = torch.randn(6, 2, 5, dtype=torch.float64)
+    clean, _ = model(inputs, lengths=[6, 3])
+    inputs[3:, 1] = float("nan")
+    logits, _ = model(inputs, lengths=[6, 3])
+    torch.testing.assert_close(logits, clean, rtol=0, atol=0)
+    logits.sum().backward()
+    assert all(p.grad.isfinite().all() for p in model.parameters() if p.grad is not None)
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
@@ -319,10 +356,12 @@ def _tensors(tree) -> list[torch.Tensor]:
     return [tensor for field in tree for tensor in _tensors(field)]
 
 
-@pytest.mark.parametrize("kind", ["ntm", "sam"])
-def test_trace_takes_lengths(kind):
+@pytest.mark.parametrize("kind", ["ntm", "sam", "sam-frozen"])
+def test_trace_takes_lengths(kind, monkeypatch):
     torch.manual_seed(0)
-    model = (_sam("auto") if kind == "sam" else
+    if kind == "sam-frozen":
+        monkeypatch.setattr(ntm.core, "FREEZE_ELEMENTS", 0)
+    model = (_sam("auto") if kind.startswith("sam") else
              ntm.NTM(5, 3, memory_slots=7, memory_width=4, controller_size=6,
                      dtype=torch.float64))
     inputs = torch.randn(6, 3, 5, dtype=torch.float64)

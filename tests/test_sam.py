@@ -374,10 +374,14 @@ def test_a_frozen_sequence_finds_rows_it_would_count_as_accessed():
     assert (times < state.access.time[0]).any()
 
 
+@pytest.mark.parametrize("frozen", [True, False])
 @pytest.mark.parametrize("backend", ["auto", "autograd"])
-def test_lengths_from_a_given_state_equal_each_alone(backend):
+def test_lengths_from_a_given_state_equal_each_alone(backend, frozen, monkeypatch):
     """From a given state (its memory a leaf that wants a gradient): outputs, final memory
-    and the gradients of the parameters and of the given memory as each sequence alone."""
+    and the gradients of the parameters and of the given memory as each sequence alone,
+    frozen (a large state's path) or sorted and split (a small one's)."""
+    if frozen:
+        monkeypatch.setattr(ntm.core, "FREEZE_ELEMENTS", 0)
     model = _model(read_heads=2, backend=backend)
     with torch.no_grad():
         _, given = model(_input(steps=5, batch=3))
@@ -410,9 +414,10 @@ def test_lengths_from_a_given_state_equal_each_alone(backend):
         torch.testing.assert_close(leftover, torch.zeros_like(leftover), rtol=0, atol=1e-10)
 
 
-def test_nan_padding_does_not_reach_an_ended_sequence():
-    """Past its end a sequence still computes a step that is thrown away; its padding is
-    zeroed first, so a NaN there changes nothing."""
+def test_nan_padding_does_not_reach_an_ended_sequence(monkeypatch):
+    """Past its end a frozen sequence still computes a step that is thrown away; its padding
+    is zeroed first, so a NaN there changes nothing."""
+    monkeypatch.setattr(ntm.core, "FREEZE_ELEMENTS", 0)
     model = _model()
     inputs = _input(steps=6, batch=2)
     clean, clean_state = model(inputs, lengths=[6, 3])
@@ -425,9 +430,11 @@ def test_nan_padding_does_not_reach_an_ended_sequence():
 
 
 @pytest.mark.parametrize("grad", [False, True])
-def test_lengths_change_the_memory_in_place_without_a_copy(grad):
-    """A batch with lengths runs in its own order with ended sequences frozen: the memory of
-    a given state is written where it lies (sorting the batch would copy every sequence's)."""
+def test_lengths_change_the_memory_in_place_without_a_copy(grad, monkeypatch):
+    """A batch with lengths and a large state runs in its own order with ended sequences
+    frozen: the memory of a given state is written where it lies (sorting the batch would copy
+    every sequence's). Large here: more than FREEZE_ELEMENTS, lowered to 0."""
+    monkeypatch.setattr(ntm.core, "FREEZE_ELEMENTS", 0)
     model = _model()
     with torch.no_grad():
         _, state = model(_input(steps=3, batch=3))

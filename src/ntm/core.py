@@ -389,9 +389,14 @@ class MemoryRNN(nn.Module):
         sequences still running (split runs equal one run). Back in the batch's own order:
         the logits and the run's reads and trace zero past each end, its carry each
         sequence's after its own last step (its outputs are not kept). An access that
-        ``freezes_ended`` runs :meth:`_run_frozen` instead.
+        ``freezes_ended`` runs :meth:`_run_frozen` instead where its state is large.
         """
-        if self.cell.access.freezes_ended:
+        # The padding is zeroed: the input projection runs over it, and a NaN there would
+        # reach the weights' gradient as 0 * NaN (and, frozen, a sequence's memory).
+        valid = valid_steps(lengths, input.size(0), input.device)  # (T, B)
+        input = input.masked_fill(~valid.unsqueeze(-1), 0.0)
+        access = self.cell.access
+        if access.freezes_ended and _elements(carry.access) > FREEZE_ELEMENTS:
             return self._run_frozen(input, carry, lengths, record)
         layout = plan(lengths)
         order = layout.order.to(input.device)
@@ -430,10 +435,9 @@ class MemoryRNN(nn.Module):
         steps, batch = input.shape[:2]
         longest, shortest = int(lengths.max()), int(lengths.min())
         running = valid_steps(lengths, longest, input.device)  # (T', B)
-        # The padding is zeroed: a frozen sequence still computes a step (then thrown away),
-        # and a NaN in it would reach its memory as 0 * NaN.
-        input = input[:longest].masked_fill(~running.unsqueeze(-1), 0.0)
-        projected = self.cell.controller.project_input(input)  # (T', B, gates)
+        # A frozen sequence still computes its steps (then thrown away) on the padding,
+        # which _run_lengths zeroed.
+        projected = self.cell.controller.project_input(input[:longest])  # (T', B, gates)
         # Before the shortest sequence ends every sequence runs: no mask to apply there.
         masks = [None if t < shortest else running[t] for t in range(longest)]
         run = self._sequence(projected, carry, record, masks)
@@ -502,6 +506,21 @@ class MemoryRNN(nn.Module):
         flags = [("batch_first=True", self.batch_first),
                  (f"backend={self.backend!r}", self.backend != backends.AUTO)]
         return ", ".join(text for text, on in flags if on)
+
+
+# An access that freezes_ended runs a batch with lengths frozen once its state holds more than
+# this many elements. Below, sorting and splitting copies little and the batch shrinks as
+# sequences end: SAM at 128 slots on copy (benchmarks/lengths.py --backends sam, batch 32,
+# results/lengths_sam*.json), sorted, a training step with lengths took 0.93-1.00 of the
+# padded one's; frozen, 1.09. Above, the copies grow with the memory: at 1,048,576 slots,
+# batch 8, sorting took 5.3 GiB, frozen 0.36 (benchmarks/sam_lengths_memory.py). The
+# crossover between was not measured.
+FREEZE_ELEMENTS = 1 << 20
+
+
+def _elements(state: Any) -> int:
+    """The number of elements of every tensor of a (nested) state."""
+    return sum(tensor.numel() for tensor in _flat_state(state))
 
 
 def _split_rows(carry: Carry, at: int) -> tuple[Carry, Carry]:

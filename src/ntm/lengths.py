@@ -15,11 +15,12 @@ leaves it with its final state; split runs equal one run (the state is explicit)
 equals running each sequence alone.
 
 An access whose state is large and changed in place (sparse access memory:
-``MemoryAccess.freezes_ended``) runs otherwise: sorting the batch and splitting its state would
-copy every sequence's memory. The batch keeps its order and every sequence takes the steps up
-to the longest length; past its end a sequence is frozen (the access's ``step(...,
-running=mask)`` leaves its state as it was, the core keeps its controller state and reads, its
-outputs are zero), which equals running it alone too.
+``MemoryAccess.freezes_ended``, a state of more than ``ntm.core.FREEZE_ELEMENTS`` numbers) runs
+otherwise: sorting the batch and splitting its state would copy every sequence's memory. The
+batch keeps its order and every sequence takes the steps up to the longest length; past its
+end a sequence is frozen (the access's ``step(..., running=mask)`` leaves its state as it
+was, the core keeps its controller state and reads, its outputs are zero), which equals
+running it alone too.
 """
 
 from __future__ import annotations

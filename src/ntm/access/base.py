@@ -39,11 +39,12 @@ class MemoryAccess(nn.Module):
     Trace: type = NamedTuple
     # How a batch with lengths runs (ntm.lengths). False: sorted by length, the state split as
     # sequences end. True, for an access whose state is large and changed in place (sparse
-    # access memory), where sorting and splitting would copy every sequence's memory: in the
-    # batch's own order, every sequence taking the steps up to the longest length, an ended
-    # one frozen by ``step(..., running=mask)`` (mask ``[B]`` bool, False for the ended),
-    # which must then return their state as it was; their reads are thrown away. A
-    # registered backend is not used for such a batch: the core's plain loop runs it.
+    # access memory), where sorting and splitting would copy every sequence's memory: once the
+    # state holds more than ntm.core.FREEZE_ELEMENTS numbers, in the batch's own order, every
+    # sequence taking the steps up to the longest length, an ended one frozen by
+    # ``step(..., running=mask)`` (mask ``[B]`` bool, False for the ended), which must then
+    # return their state as it was; their reads are thrown away. A registered backend is not
+    # used for such a batch: the core's plain loop runs it.
     freezes_ended: bool = False
 
     def initial_state(
