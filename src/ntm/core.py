@@ -251,8 +251,8 @@ class MemoryRNN(nn.Module):
     padded input, or a ``torch.nn.utils.rnn.PackedSequence`` as input (then the logits are a
     PackedSequence too). The logits past each sequence's end are zero and the state is each
     sequence's after its own last step (a sequence of length 0 keeps the given state), equal
-    to running each alone; the batch shrinks as sequences end, or, for an access whose state
-    is changed in place (SAM), ended sequences are frozen (:mod:`ntm.lengths`).
+    to running each alone; the batch shrinks as sequences end, or, for a large state changed
+    in place (SAM's, past ``FREEZE_ELEMENTS``), ended sequences are frozen (:mod:`ntm.lengths`).
 
     Example:
         >>> import torch, ntm
