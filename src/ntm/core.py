@@ -397,7 +397,7 @@ class MemoryRNN(nn.Module):
         input = input.masked_fill(~valid.unsqueeze(-1), 0.0)
         access = self.cell.access
         if access.freezes_ended and _elements(carry.access) > FREEZE_ELEMENTS:
-            return self._run_frozen(input, carry, lengths, record)
+            return self._run_frozen(input, carry, lengths, valid, record)
         layout = plan(lengths)
         order = layout.order.to(input.device)
         restore = layout.restore.to(input.device)
@@ -416,7 +416,7 @@ class MemoryRNN(nn.Module):
         outputs = _pad_steps([r.outputs for r in runs], steps, batch)  # (T, B, C), zero past ends
         reads = _pad_steps([r.reads for r in runs], steps, batch)
         logits = self.cell.output(torch.cat([outputs, reads], dim=-1))  # (T, B, O)
-        valid = valid_steps(lengths[layout.order], steps, logits.device).unsqueeze(-1)
+        valid = valid.index_select(1, order).unsqueeze(-1)  # (T, B, 1), sorted
         logits = torch.where(valid, logits, logits.new_zeros(()))  # the bias past the ends
         trace = None
         if record:
@@ -427,14 +427,16 @@ class MemoryRNN(nn.Module):
         return (logits.index_select(1, restore),
                 backends.SequenceRun(None, reads, trace, unsorted))
 
-    def _run_frozen(self, input: Tensor, carry: Carry, lengths: Tensor, record: bool):
+    def _run_frozen(self, input: Tensor, carry: Carry, lengths: Tensor, valid: Tensor,
+                    record: bool):
         """:meth:`_run_lengths` for an access that ``freezes_ended``: the batch in its own
         order, every sequence taking the steps up to the longest length, a sequence past its
-        end frozen (its state kept, its outputs zero). Nothing of the state is copied; a
-        registered backend is not used (the plain loop runs it)."""
+        end frozen (its state kept, its outputs zero). ``valid``: ``[T, B]`` bool, the steps
+        within each sequence. Nothing of the state is copied; a registered backend is not
+        used (the plain loop runs it)."""
         steps, batch = input.shape[:2]
         longest, shortest = int(lengths.max()), int(lengths.min())
-        running = valid_steps(lengths, longest, input.device)  # (T', B)
+        running = valid[:longest]  # (T', B)
         # A frozen sequence still computes its steps (then thrown away) on the padding,
         # which _run_lengths zeroed.
         projected = self.cell.controller.project_input(input[:longest])  # (T', B, gates)
@@ -448,8 +450,7 @@ class MemoryRNN(nn.Module):
 
         reads = zero_past_ends(run.reads)
         logits = self.cell.output(torch.cat([zero_past_ends(run.outputs), reads], dim=-1))
-        valid = valid_steps(lengths, steps, logits.device).unsqueeze(-1)
-        logits = torch.where(valid, logits, logits.new_zeros(()))  # the bias past the ends
+        logits = torch.where(valid.unsqueeze(-1), logits, logits.new_zeros(()))  # the bias
         trace = map_tensors(run.trace, zero_past_ends) if record else None
         return logits, backends.SequenceRun(None, reads, trace, run.carry)
 
