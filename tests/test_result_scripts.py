@@ -197,8 +197,8 @@ def test_validation_breakdown_adds_up_to_the_validation_cost(capsys):
     from ntm.training.loop import validation_set
 
     script = _script("validation_breakdown")
-    result = script.breakdown("pretrained:associative_recall-ntm-lstm", worst=3)
     model, config = load_run("pretrained:associative_recall-ntm-lstm", device="cpu")
+    result = script.breakdown("pretrained:associative_recall-ntm-lstm", model, config, worst=3)
     batches = validation_set(config, ntm.tasks.make("associative_recall"))
     expected = evaluate_batches(model, batches)["cost"]
     assert result["sequences"] == 128
@@ -221,5 +221,8 @@ def test_near_items_batch_puts_an_item_the_given_bits_from_the_query():
         assert torch.equal(near.targets, plain.targets) and torch.equal(near.mask, plain.mask)
         assert [script.query_distance(task, near.inputs[:, b]) for b in range(16)] == [
             distance] * 16
+    from ntm.rundir.directory import load_run
+
     with pytest.raises(ValueError, match="at least 1 bit"):
-        script.near_items("pretrained:associative_recall-ntm-lstm", [0])
+        script.near_items(*load_run("pretrained:associative_recall-ntm-lstm", device="cpu"), [0])
+    assert script.main(["pretrained:associative_recall-ntm-lstm", "--near-items", "x"]) == 2

@@ -23,6 +23,7 @@ import argparse
 import json
 import math
 import sys
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -34,16 +35,32 @@ from ntm.training.evaluate import batch_logits, evaluate_batches
 from ntm.training.loop import validation_set
 
 
-def query_distance(task, inputs: torch.Tensor) -> int:
-    """Associative recall: the Hamming distance from the query item to the nearest other item
-    of the list, for one sequence's ``inputs [T, width + 2]``."""
+class Listing(NamedTuple):
+    """One associative-recall sequence read back from its inputs."""
+
+    starts: list[int]  # the step of each item's delimiter (the item follows it)
+    items: list[torch.Tensor]  # each item's bits, flattened ([item_length * width])
+    query: torch.Tensor  # the query item's bits, flattened
+    position: int  # which item the query is
+
+
+def read_listing(task, inputs: torch.Tensor) -> Listing:
+    """The items and the query of one sequence's ``inputs [T, width + 2]``."""
     width, length = task.width, task.item_length
     starts = (inputs[:, width] == 1).nonzero().flatten().tolist()  # item delimiters
     items = [inputs[s + 1:s + 1 + length, :width].flatten() for s in starts]
     query_start = int((inputs[:, width + 1] == 1).nonzero()[0, 0]) + 1
     query = inputs[query_start:query_start + length, :width].flatten()
     position = next(i for i, item in enumerate(items) if torch.equal(item, query))
-    return min(int((item != query).sum()) for i, item in enumerate(items) if i != position)
+    return Listing(starts, items, query, position)
+
+
+def query_distance(task, inputs: torch.Tensor) -> int:
+    """Associative recall: the Hamming distance from the query item to the nearest other item
+    of the list, for one sequence's ``inputs [T, width + 2]``."""
+    listing = read_listing(task, inputs)
+    return min(int((item != listing.query).sum()) for i, item in enumerate(listing.items)
+               if i != listing.position)
 
 
 def near_items_batch(task, batch_size: int, distance: int, generator: torch.Generator):
@@ -54,26 +71,21 @@ def near_items_batch(task, batch_size: int, distance: int, generator: torch.Gene
     inputs, width, length = batch.inputs.clone(), task.width, task.item_length
     for b in range(batch_size):
         x = inputs[:, b]  # a view: written in place
-        starts = (x[:, width] == 1).nonzero().flatten().tolist()
-        query_start = int((x[:, width + 1] == 1).nonzero()[0, 0]) + 1
-        query = x[query_start:query_start + length, :width].flatten()
-        position = next(i for i, s in enumerate(starts)
-                        if torch.equal(x[s + 1:s + 1 + length, :width].flatten(), query))
-        others = [i for i in range(len(starts)) if i not in (position, position + 1)]
-        other = others[int(torch.randint(len(others), (), generator=generator))]
-        near = query.clone()
+        listing = read_listing(task, x)
+        others = [i for i in range(len(listing.starts))
+                  if i not in (listing.position, listing.position + 1)]
+        start = listing.starts[others[int(torch.randint(len(others), (), generator=generator))]]
+        near = listing.query.clone()
         flips = torch.randperm(near.numel(), generator=generator)[:distance]
         near[flips] = 1.0 - near[flips]
-        x[starts[other] + 1:starts[other] + 1 + length, :width] = near.view(length, width)
+        x[start + 1:start + 1 + length, :width] = near.view(length, width)
     return batch._replace(inputs=inputs)
 
 
-def near_items(run: str, distances: list[int], *, best: bool = False,
-               sequences: int = 256) -> dict:
-    """``run``'s cost and bit errors per sequence on near-item batches, per distance."""
+def near_items(model, config, distances: list[int], *, sequences: int = 256) -> dict:
+    """A loaded run's cost and bit errors per sequence on near-item batches, per distance."""
     if min(distances) < 1:
         raise ValueError(f"near-item distances must be at least 1 bit, got {distances}")
-    model, config = load_run(run, best=best, device="cpu")
     task = ntm.tasks.make("associative_recall", **{**config.task.params, "min_items": 3})
     scores = {}
     for distance in distances:
@@ -84,9 +96,9 @@ def near_items(run: str, distances: list[int], *, best: bool = False,
     return scores
 
 
-def breakdown(run: str, *, best: bool = False, worst: int = 5) -> dict:
-    """The validation cost of ``run`` sequence by sequence: mean, failures, the worst."""
-    model, config = load_run(run, best=best, device="cpu")
+def breakdown(run: str, model, config, *, best: bool = False, worst: int = 5) -> dict:
+    """The validation cost of ``run`` (loaded: ``model``, ``config``; its ``best`` weights or
+    not) sequence by sequence: mean, failures, the worst."""
     task = ntm.tasks.make(config.task.name, **config.task.params)
     costs, errors, distances = [], [], []
     with torch.no_grad():
@@ -120,16 +132,14 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for run in args.runs:
         try:
-            result = breakdown(run, best=args.best, worst=args.worst)
+            distances = [int(d) for d in args.near_items.split(",")] if args.near_items else []
+            model, config = load_run(run, best=args.best, device="cpu")
+            result = breakdown(run, model, config, best=args.best, worst=args.worst)
+            if distances:
+                result["near_items"] = near_items(model, config, distances)
         except (OSError, ValueError, ntm.errors.NTMError) as error:
             print(f"validation_breakdown.py: {run}: {error}", file=sys.stderr)
             return 2
-        if args.near_items:
-            distances = [int(d) for d in args.near_items.split(",")]
-            result["near_items"] = near_items(run, distances, best=args.best)
-            print("  near items: " + ", ".join(
-                f"{d} bit(s): {score['cost']:.3f} bits, {score['bit_errors']:.3f} bit errors"
-                for d, score in result["near_items"].items()))
         results.append(result)
         worst = ", ".join(
             f"#{w['sequence']} {w['bits']:.2f} bits"
@@ -138,6 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{run}: {result['mean_bits']:.4f} bits per sequence, "
               f"{result['with_bit_errors']} of {result['sequences']} with bit errors; "
               f"worst: {worst}")
+        if distances:
+            print("  near items: " + ", ".join(
+                f"{d} bit(s): {score['cost']:.3f} bits, {score['bit_errors']:.3f} bit errors"
+                for d, score in result["near_items"].items()))
     if args.json:
         from ntm.rundir.files import atomic_write_text
 
