@@ -349,13 +349,6 @@ def test_a_packed_sequence_gives_a_packed_sequence(batch_first, enforce_sorted):
     output.data.sum().backward()  # gradients flow through the packed output
 
 
-def _tensors(tree) -> list[torch.Tensor]:
-    """Every tensor of a (nested) trace, in field order."""
-    if isinstance(tree, torch.Tensor):
-        return [tree]
-    return [tensor for field in tree for tensor in _tensors(field)]
-
-
 @pytest.mark.parametrize("kind", ["ntm", "sam", "sam-frozen"])
 def test_trace_takes_lengths(kind, monkeypatch):
     torch.manual_seed(0)
@@ -371,7 +364,8 @@ def test_trace_takes_lengths(kind, monkeypatch):
             _, _, trace = model.trace(inputs.requires_grad_(grad), lengths=lengths)
             for b, length in enumerate(lengths):
                 _, _, alone = model.trace(inputs[:length, b:b + 1])
-                for field, field_alone in zip(_tensors(trace), _tensors(alone), strict=True):
+                for field, field_alone in zip(ntm.core._flat_state(trace),
+                                              ntm.core._flat_state(alone), strict=True):
                     _close(field[:length, b:b + 1], field_alone, torch.float64, "trace")
                     assert not field[length:, b].any()
 
