@@ -31,6 +31,7 @@ import torch.nn.functional as F
 import ntm
 from ntm.metrics import bit_errors_per_sequence
 from ntm.rundir.directory import load_run
+from ntm.training import build_task
 from ntm.training.evaluate import batch_logits, evaluate_batches
 from ntm.training.loop import validation_set
 
@@ -86,7 +87,7 @@ def near_items(model, config, distances: list[int], *, sequences: int = 256) -> 
     """A loaded run's cost and bit errors per sequence on near-item batches, per distance."""
     if min(distances) < 1:
         raise ValueError(f"near-item distances must be at least 1 bit, got {distances}")
-    task = ntm.tasks.make("associative_recall", **{**config.task.params, "min_items": 3})
+    task = build_task(config.task, min_items=3)  # the run's task, held out (no near items)
     scores = {}
     for distance in distances:
         generator = torch.Generator().manual_seed(distance)
@@ -99,7 +100,7 @@ def near_items(model, config, distances: list[int], *, sequences: int = 256) -> 
 def breakdown(run: str, model, config, *, best: bool = False, worst: int = 5) -> dict:
     """The validation cost of ``run`` (loaded: ``model``, ``config``; its ``best`` weights or
     not) sequence by sequence: mean, failures, the worst."""
-    task = ntm.tasks.make(config.task.name, **config.task.params)
+    task = build_task(config.task)
     costs, errors, distances = [], [], []
     with torch.no_grad():
         for batch in validation_set(config, task):

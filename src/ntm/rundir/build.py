@@ -24,15 +24,26 @@ __all__ = [
 ]
 
 
-def build_task(config: TaskConfig, **overrides: Any) -> tasks.Task:
+def build_task(config: TaskConfig, *, training: bool = False, **overrides: Any) -> tasks.Task:
     """``ntm.tasks.make(config.name, **config.params, **overrides)``, errors as ConfigError.
+
+    Without ``training``, the task's ``training_only`` parameters in ``config.params`` are
+    left at their defaults (``overrides`` still apply): the held-out data of a run (validation,
+    evaluation, plots) comes from the task's own distribution, whatever the training data mixed
+    in (associative recall's ``near_items``).
 
     The task is checked with :func:`ntm.tasks.check_task` (its sizes, and the shapes and dtypes
     of one small batch), so that a custom task's mistake is one line naming what was expected,
     before any model sees a batch.
     """
+    params = {**config.params, **overrides}
     try:
-        task = tasks.make(config.name, **{**config.params, **overrides})
+        task = tasks.make(config.name, **params)
+        if not training:
+            held_out = {key: value for key, value in params.items()
+                        if key in overrides or key not in getattr(task, "training_only", ())}
+            if held_out != params:
+                task = tasks.make(config.name, **held_out)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"task {config.name!r}: {error}") from None
     try:

@@ -7,6 +7,7 @@ import torch
 from ntm.tasks.base import (
     Batch,
     Task,
+    check_fraction,
     check_int,
     check_order,
     place,
@@ -37,23 +38,45 @@ class AssociativeRecallTask(Task):
             At least 2, so that some item follows the query.
         item_length: vectors per item (paper: 3).
         width: bits per vector (paper: 6).
+        near_items: the probability that a sequence holds a *near item*: one item other than
+            the query's, replaced by the query item with 1 to ``near_bits`` of its bits flipped
+            (0: never, the paper's distribution). Random items are that close about once in
+            4,600 sequences, too rarely to learn to tell them apart (RESULTS.md, "Near items").
+            A training-only parameter: validation, ``ntm eval`` and plots of a run draw from
+            the task without it (``training_only``).
+        near_bits: the most bits a near item differs from the query by (drawn uniformly from
+            ``1..near_bits`` per sequence), at most ``item_length * width``.
     """
 
     name = "associative_recall"
     # A length curriculum (task.curriculum) grows these from those: ntm.tasks.curriculum.
     curriculum = {"max_items": "min_items"}
+    # Parameters that shape only the training data: held-out data is drawn without them.
+    training_only = ("near_items", "near_bits")
 
     def __init__(
-        self, *, min_items: int = 2, max_items: int = 6, item_length: int = 3, width: int = 6
+        self,
+        *,
+        min_items: int = 2,
+        max_items: int = 6,
+        item_length: int = 3,
+        width: int = 6,
+        near_items: float = 0.0,
+        near_bits: int = 1,
     ) -> None:
         self.min_items = check_int("min_items", min_items, minimum=2)
         self.max_items = check_int("max_items", max_items, minimum=2)
         check_order("min_items", self.min_items, "max_items", self.max_items)
         self.item_length = check_int("item_length", item_length)
         self.width = check_int("width", width)
+        self.near_items = check_fraction("near_items", near_items)
+        self.near_bits = check_int("near_bits", near_bits)
+        if self.near_bits > self.item_length * self.width:
+            raise ValueError(f"near_bits must be at most item_length * width = "
+                             f"{self.item_length * self.width} (the bits of an item), "
+                             f"got {self.near_bits}")
         self.input_size = self.width + 2
         self.output_size = self.width
-
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
         batch_size = check_int("batch_size", batch_size)
@@ -69,6 +92,8 @@ class AssociativeRecallTask(Task):
         steps = most_items * block + 2 * item_length + 2
 
         items = random_bits((most_items, item_length, batch_size, width), generator)
+        if self.near_items > 0:  # no extra draws otherwise: the paper's batches stay the same
+            plant_near_items(items, num_items, query, self.near_items, self.near_bits, generator)
 
         # The item list, laid out for the longest sequence, then cut to each sequence's n.
         listing = torch.zeros(most_items, block, batch_size, self.input_size)
@@ -93,3 +118,35 @@ class AssociativeRecallTask(Task):
         targets = place(answer_vectors, start=answer_start, steps=steps)  # (T, B, W)
         mask = steps_between(answer_start, answer_start + item_length, steps)  # (T, B)
         return Batch(inputs, targets, mask, lengths=answer_start + item_length)
+
+
+def plant_near_items(
+    items: torch.Tensor,
+    num_items: torch.Tensor,
+    query: torch.Tensor,
+    probability: float,
+    most_bits: int,
+    generator: torch.Generator | None,
+) -> None:
+    """In each sequence chosen with ``probability``, overwrites one item other than the query
+    (uniform over the ``n - 1`` others) by the query item with ``k`` of its bits flipped, ``k``
+    uniform in ``1..most_bits`` and the bits uniform among the item's ``l * W``. In place.
+
+    Args:
+        items: ``[n_max, l, B, W]`` float32 bits, item ``i`` of sequence ``b`` at ``[i, :, b]``.
+        num_items: ``[B]`` int64, the items of each sequence (at least 2).
+        query: ``[B]`` int64, the query's item, ``0..n-2``.
+    """
+    _, length, batch_size, width = items.shape
+    chosen = torch.rand(batch_size, generator=generator) < probability  # (B,)
+    # float64, as for the query: rand * (n - 1) never rounds up to n - 1.
+    uniform = torch.rand(batch_size, generator=generator, dtype=torch.float64)
+    near = (query + 1 + (uniform * (num_items - 1)).long()) % num_items  # (B,), never the query
+    flips = random_ints(1, most_bits, batch_size, generator)  # (B,)
+    # Each bit's rank in a random order of the item's bits: the k lowest ranks are flipped.
+    rank = torch.rand(batch_size, length * width, generator=generator).argsort(1).argsort(1)
+    flip = (rank < flips.unsqueeze(1)).view(batch_size, length, width)  # (B, l, W)
+    sequences = torch.nonzero(chosen).squeeze(1)
+    query_items = items[query[sequences], :, sequences]  # (b, l, W)
+    items[near[sequences], :, sequences] = torch.where(flip[sequences], 1 - query_items,
+                                                       query_items)

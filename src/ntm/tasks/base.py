@@ -85,11 +85,16 @@ class Task(abc.ABC):
         name: the name the task is registered under.
         input_size: channels of ``Batch.inputs``.
         output_size: channels of ``Batch.targets`` (and of the model's logits).
+        training_only: names of parameters that shape only the training data; a run draws its
+            held-out data (validation, ``ntm eval``, plots) with them at their defaults.
     """
 
     name: str
     input_size: int
     output_size: int
+    # Parameters that shape only the training data (associative recall's near items): a run's
+    # validation, evaluation and plots draw from the task with these at their defaults.
+    training_only: tuple[str, ...] = ()
 
     @property
     def params(self) -> dict[str, Any]:
@@ -238,6 +243,15 @@ def check_task(task: Any) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Parameter checks: each error names the parameter, as `make` promises.
+
+
+def check_fraction(name: str, value: Any) -> float:
+    """Returns ``value`` as a float in ``[0, 1]``, or raises ValueError naming the parameter."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+    if not 0 <= value <= 1:  # NaN fails too
+        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+    return float(value)
 
 
 def check_int(name: str, value: Any, minimum: int = 1) -> int:

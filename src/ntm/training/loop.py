@@ -194,7 +194,9 @@ class _Run:
     def __init__(self, config: RunConfig, out: Path, world: World, *, resume: bool):
         self.config, self.out, self.world, self.resume = config, out, world, resume
         self.device = device = world.device
-        self.task = build_task(config.task)
+        self.task = build_task(config.task, training=True)
+        # Validation draws from the task without its training-only parameters (near items).
+        self.held_out_task = build_task(config.task)
         self.stages: dict[tuple, Any] = {}  # the curriculum's tasks, by their parameters
         # Two streams from one seed: even for the initial weights (and random memory), odd for
         # the data; the same seed for both would make the first batch a copy of the first
@@ -213,7 +215,8 @@ class _Run:
             "data": torch.Generator().manual_seed(data_seed(config.train.seed, world.rank))}
         if device.type == "cuda":  # random memory initialisation draws on the device
             self.generators["cuda"] = torch.cuda.default_generators[device.index or 0]
-        self.validation = validation_set(config, self.task, device) if world.main else []
+        self.validation = (validation_set(config, self.held_out_task, device) if world.main
+                           else [])
         self.counters = _new_counters(world)
         if resume:
             self._restore()
@@ -258,7 +261,7 @@ class _Run:
         """Score the model on the held-out set (rank 0 only), saving it if it is the best."""
         counters = self.counters
         # The bare model: the DDP wrapper's forward pass is collective.
-        scores = evaluate_batches(self.model, self.validation, self.task)
+        scores = evaluate_batches(self.model, self.validation, self.held_out_task)
         counters.update(val_cost=scores["cost"], val_bit_errors=scores["bit_errors"],
                         val_step=counters["step"])
         best = counters["best_val_cost"]
@@ -390,7 +393,7 @@ class _Run:
         params = stage_params(self.task, self.counters["sequences"] / over)
         key = tuple(sorted(params.items()))
         if key not in self.stages:
-            self.stages[key] = build_task(self.config.task, **params)
+            self.stages[key] = build_task(self.config.task, training=True, **params)
         return self.stages[key]
 
     def _drop_rate_once_solved(self, step: int) -> None:
