@@ -7,10 +7,19 @@ import math
 import pytest
 import torch
 
+import ntm.training.loop as loop
 from ntm import tasks
+from ntm.rundir.checkpoint import STATE_FILE, read_counters
 from ntm.rundir.config import TaskConfig
 from ntm.tasks.associative_recall import AssociativeRecallTask
-from ntm.training import ConfigError, apply_overrides, build_task, preset_config, train
+from ntm.training import (
+    ConfigError,
+    apply_overrides,
+    build_task,
+    preset_config,
+    read_metrics,
+    train,
+)
 
 
 def decode(task: AssociativeRecallTask, inputs: torch.Tensor, targets: torch.Tensor):
@@ -136,3 +145,83 @@ def test_training_draws_near_items_and_validation_does_not(tmp_path, monkeypatch
     # Every training batch, in the curriculum's stages (2 items) and after, has near items.
     assert len(training) == 4 and {near for near, _ in training} == {1.0}
     assert training[0][1] == 2 and training[-1][1] == 3
+
+
+TINY_RECALL = ["model.memory_slots=12", "model.memory_width=6", "model.controller_size=12",
+               "train.batch_size=4", "train.log_every=1", "train.val_every=2",
+               "train.val_batches=1", "train.val_batch_size=3", "train.checkpoint_every=2",
+               "task.max_items=3", "task.near_items=1"]
+
+
+def training_near_items(config, out, monkeypatch, *, resume: bool = False) -> list[float]:
+    """Trains ``config`` into ``out`` (or resumes it); returns the near-item probability of each
+    training batch."""
+    drawn = []
+    original = AssociativeRecallTask.sample
+
+    def recording(self, batch_size, generator=None):
+        if batch_size == 4:
+            drawn.append(self.near_items)
+        return original(self, batch_size, generator)
+
+    monkeypatch.setattr(AssociativeRecallTask, "sample", recording)
+    train(config, out, resume=resume, progress=False)
+    monkeypatch.undo()
+    return drawn
+
+
+def test_harden_below_holds_near_items_back_until_a_validation_under_it(tmp_path, monkeypatch):
+    # The untrained model costs about 3 * 6 bits per sequence: under 1,000, over 0.001.
+    reached = apply_overrides(preset_config("associative_recall"),
+                              [*TINY_RECALL, "train.steps=6", "task.harden_below=1000"])
+    assert training_near_items(reached, tmp_path / "reached", monkeypatch) == [0, 0, 1, 1, 1, 1]
+    never = apply_overrides(reached, ["task.harden_below=0.001"])
+    assert training_near_items(never, tmp_path / "never", monkeypatch) == [0] * 6
+    # Until it hardens, a run trains on the batches of a run without near items.
+    plain = apply_overrides(never, ["task.near_items=0", "task.harden_below=none"])
+    training_near_items(plain, tmp_path / "plain", monkeypatch)
+    strip = [{k: v for k, v in r.items() if k not in loop.TIMING_FIELDS}
+             for r in read_metrics(tmp_path / "never")]
+    assert strip == [{k: v for k, v in r.items() if k not in loop.TIMING_FIELDS}
+                     for r in read_metrics(tmp_path / "plain")]
+    with_curriculum = apply_overrides(reached, ["task.curriculum=16"])  # stages, then full
+    assert training_near_items(with_curriculum, tmp_path / "stages",
+                               monkeypatch) == [0, 0, 1, 1, 1, 1]
+
+
+def test_a_hardened_run_resumes_as_one_that_never_stopped(tmp_path, monkeypatch):
+    config = apply_overrides(preset_config("associative_recall"),
+                             [*TINY_RECALL, "train.steps=8", "task.harden_below=1000"])
+    train(config, tmp_path / "whole", progress=False)
+    calls = {"n": 0}
+    original = loop.sequence_loss
+
+    def poisoned(*args):
+        calls["n"] += 1
+        loss = original(*args)
+        return loss * torch.nan if calls["n"] == 6 else loss
+
+    monkeypatch.setattr(loop, "sequence_loss", poisoned)
+    with pytest.raises(loop.TrainingDiverged):  # after the checkpoint of step 4, hardened at 2
+        train(config, tmp_path / "pieces", progress=False)
+    monkeypatch.undo()
+    assert read_counters(tmp_path / "pieces" / STATE_FILE)["hardened_step"] == 2
+    resumed = training_near_items(config, tmp_path / "pieces", monkeypatch, resume=True)
+    assert resumed == [1] * 4  # steps 5-8, hardened since step 2
+    strip = [{k: v for k, v in r.items() if k not in loop.TIMING_FIELDS}
+             for r in read_metrics(tmp_path / "whole")]
+    assert strip == [{k: v for k, v in r.items() if k not in loop.TIMING_FIELDS}
+                     for r in read_metrics(tmp_path / "pieces")]
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("task.harden_below=0", "task.harden_below must be above 0"),
+    ("task.harden_below=-1", "task.harden_below must be above 0"),
+    ("task.harden_below=x", "task.harden_below"),
+])
+def test_bad_harden_below_is_one_line(override, message):
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(preset_config("associative_recall"), [override])
+    with pytest.raises(ConfigError, match="'copy' has no training-only parameters.*"
+                                          "associative_recall"):
+        apply_overrides(preset_config("copy"), ["task.harden_below=0.1"])

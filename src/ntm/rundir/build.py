@@ -88,6 +88,11 @@ def validate_task(task: TaskConfig) -> None:
         made = tasks.make(task.name, **task.params)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"task {task.name!r}: {error}") from None
+    if task.harden_below is not None and not getattr(made, "training_only", ()):
+        with_some = [name for name in tasks.TASKS if tasks.make(name).training_only]
+        raise ConfigError(f"task {task.name!r} has no training-only parameters for "
+                          f"task.harden_below to hold back; tasks with some: "
+                          f"{', '.join(with_some)}")
     if task.curriculum is not None and not curriculum_of(made):
         with_one = [name for name in tasks.TASKS if curriculum_of(tasks.make(name))]
         raise ConfigError(f"task {task.name!r} has no length curriculum (task.curriculum); "

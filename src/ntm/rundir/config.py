@@ -79,12 +79,16 @@ class TaskConfig:
     (training sequences; ``None``: none) grows the task's longest training sequences linearly
     from its shortest to its full length over that many sequences (:mod:`ntm.tasks.curriculum`;
     copy, repeat copy and associative recall have one); validation uses the full task.
+    ``harden_below`` (bits per sequence; ``None``: from the start) holds back the task's
+    training-only parameters (associative recall's ``near_items``) until the first validation
+    under it: the training data follows them from the next update on.
     """
 
     name: str = "copy"
     params: dict[str, Any] = field(default_factory=dict)
     module: str | None = None
     curriculum: int | None = None
+    harden_below: float | None = None
 
 
 @dataclass
@@ -339,6 +343,11 @@ def _assign_task(task: TaskConfig, name: str, value: Any) -> None:
         if task.curriculum is not None and task.curriculum < 1:
             raise ConfigError(f"task.curriculum must be at least 1 (sequences) or none, "
                               f"got {task.curriculum}")
+    elif name == "harden_below":
+        task.harden_below = convert(value, float | None, "task.harden_below")
+        if task.harden_below is not None and not task.harden_below > 0:
+            raise ConfigError(f"task.harden_below must be above 0 (bits per sequence) or none, "
+                              f"got {task.harden_below}")
     elif name == "params":
         if isinstance(value, str):
             raise ConfigError("set task parameters one by one: task.<param>=value")
@@ -351,7 +360,8 @@ def _assign_task(task: TaskConfig, name: str, value: Any) -> None:
         defaults = task_defaults(task.name)
         if name not in defaults:
             raise ConfigError(f"unknown key 'task.{name}'; valid keys of task {task.name!r}: "
-                              f"name, module, curriculum, {', '.join(defaults)}")
+                              f"name, module, curriculum, harden_below, "
+                              f"{', '.join(defaults)}")
         task.params[name] = convert(value, type_of(defaults[name]), f"task.{name}")
 
 

@@ -26,7 +26,7 @@ from ..cuda_graphs import GraphedUpdate
 from ..metrics import LN_2, sequence_loss
 from ..rundir import parse_metrics
 from ..rundir.files import append_text, lock_run_dir
-from ..tasks.curriculum import stage_params
+from ..tasks.curriculum import curriculum_of, stage_params
 from . import distributed
 from .build import build_model, build_task
 from .checkpoint import (
@@ -183,7 +183,7 @@ def _new_counters(world: World) -> dict[str, Any]:
     return {"step": 0, "sequences": 0, "seconds": 0.0, "interval_cost": 0.0,
             "interval_steps": 0, "interval_start": 0.0, "cost": None, "val_cost": None,
             "val_bit_errors": None, "val_step": None, "best_val_cost": None, "best_step": None,
-            "world_size": world.size, "dropped_step": None}
+            "world_size": world.size, "dropped_step": None, "hardened_step": None}
 
 
 class _Run:
@@ -348,7 +348,7 @@ class _Run:
                                     or step % config.train.val_every == 0):
                 self._record(metrics, bar, writer, lr)
             if step % config.train.val_every == 0:
-                self._drop_rate_once_solved(step)
+                self._note_first_solved(step)
             stopped = self._stop_reason(step, started, stop)
             final = stopped != "steps" or step == config.train.steps
             if final or step % config.train.checkpoint_every == 0:
@@ -386,25 +386,33 @@ class _Run:
 
     def _training_task(self):
         """The task the next update trains on: the full task, or the stage of its length
-        curriculum (``task.curriculum``) that the sequences seen so far have reached."""
+        curriculum (``task.curriculum``) that the sequences seen so far have reached; without
+        its training-only parameters until ``task.harden_below`` is reached."""
+        hardened = (self.config.task.harden_below is None
+                    or self.counters["hardened_step"] is not None)
         over = self.config.task.curriculum
         if over is None or self.counters["sequences"] >= over:
-            return self.task
+            return self.task if hardened else self.held_out_task
         params = stage_params(self.task, self.counters["sequences"] / over)
-        key = tuple(sorted(params.items()))
+        grown = {name: params[name] for name in curriculum_of(self.task)}
+        key = (hardened, *sorted(grown.items()))
         if key not in self.stages:
-            self.stages[key] = build_task(self.config.task, training=True, **params)
+            self.stages[key] = build_task(self.config.task, training=hardened, **grown)
         return self.stages[key]
 
-    def _drop_rate_once_solved(self, step: int) -> None:
-        """Note the first validation under ``optim.drop_below``: the rate is multiplied by
-        ``optim.drop_factor`` from the next update on. Collective (rank 0 alone validates)."""
-        below, counters = self.config.optim.drop_below, self.counters
-        if below is None or counters["dropped_step"] is not None:
-            return
-        solved = self.world.main and counters["val_cost"] < below
-        if distributed.agree(int(solved), self.world):
-            counters["dropped_step"] = step
+    def _note_first_solved(self, step: int) -> None:
+        """Note the first validation under ``optim.drop_below`` (the rate is multiplied by
+        ``optim.drop_factor`` from the next update on) and under ``task.harden_below`` (the
+        training data follows the task's training-only parameters from the next update on).
+        Collective (rank 0 alone validates)."""
+        counters = self.counters
+        for below, noted in ((self.config.optim.drop_below, "dropped_step"),
+                             (self.config.task.harden_below, "hardened_step")):
+            if below is None or counters[noted] is not None:
+                continue
+            solved = self.world.main and counters["val_cost"] < below
+            if distributed.agree(int(solved), self.world):
+                counters[noted] = step
 
     def _record(self, metrics, bar, writer, lr: float) -> None:
         """Write the record of the step just done (validating on ``val_every``), rank 0 only."""
