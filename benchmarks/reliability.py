@@ -74,6 +74,12 @@ ROWS = [
         "defaults; once under 0.1 bits, a quarter of the training sequences with a near item "
         "(1-3 bits)", NEAR_ONCE_SOLVED),
     Row("associative_recall-ntm-ff", "associative_recall", "ntm-ff", "defaults"),
+    Row("associative_recall-ntm-ff-near", "associative_recall", "ntm-ff",
+        "defaults; once under 0.1 bits, a quarter of the training sequences with a near item "
+        "(1-3 bits)", NEAR_ONCE_SOLVED),
+    Row("associative_recall-dnc-near", "associative_recall", "dnc",
+        "the fast preset; once under 0.1 bits, a quarter of the training sequences with a near "
+        "item (1-3 bits)", NEAR_ONCE_SOLVED, seeds=4),
     Row("priority_sort-ntm-lstm", "priority_sort", "ntm-lstm", "defaults", target=18.0),
     Row("ngrams-ntm-lstm", "ngrams", "ntm-lstm", "defaults", seeds=4, target=2.0,
         above_optimal=True),
