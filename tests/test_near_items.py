@@ -114,12 +114,12 @@ def test_held_out_tasks_leave_training_only_parameters_at_their_defaults():
     config = TaskConfig("associative_recall", {"near_items": 0.5, "near_bits": 2,
                                                "max_items": 5})
     held_out = build_task(config)
-    assert held_out.params["near_items"] == 0.0 and held_out.params["near_bits"] == 1
+    assert held_out.params["near_items"] == 0.0 and held_out.params["near_bits"] == 3
     assert held_out.params["max_items"] == 5  # every other parameter is the run's
     training = build_task(config, training=True)
     assert training.params["near_items"] == 0.5 and training.params["near_bits"] == 2
     asked = build_task(config, near_items=1.0)  # an explicit override is the caller's choice
-    assert asked.params["near_items"] == 1.0 and asked.params["near_bits"] == 1
+    assert asked.params["near_items"] == 1.0 and asked.params["near_bits"] == 3
     with pytest.raises(ConfigError, match="near_items must be in"):
         apply_overrides(preset_config("associative_recall"), ["task.near_items=2"])
 

@@ -48,7 +48,7 @@ def test_defaults_are_the_training_distribution(name: str) -> None:
             "width": 8,
         },
         "associative_recall": {"min_items": 2, "max_items": 6, "item_length": 3, "width": 6,
-                               "near_items": 0.0, "near_bits": 1},
+                               "near_items": 0.0, "near_bits": 3},
         "ngrams": {"order": 6, "length": 200},
         "priority_sort": {"num_inputs": 20, "num_outputs": 16, "width": 8},
     }[name]

@@ -62,7 +62,7 @@ class AssociativeRecallTask(Task):
         item_length: int = 3,
         width: int = 6,
         near_items: float = 0.0,
-        near_bits: int = 1,
+        near_bits: int = 3,
     ) -> None:
         self.min_items = check_int("min_items", min_items, minimum=2)
         self.max_items = check_int("max_items", max_items, minimum=2)
