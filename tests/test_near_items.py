@@ -75,7 +75,7 @@ def test_every_sequence_holds_a_near_item_and_its_answer_follows_the_query(near_
 
 
 def test_the_near_item_is_any_item_but_the_query_uniformly():
-    task, sequences = draw(3000, seed=1, near_items=1.0, min_items=4, max_items=4)
+    task, sequences = draw(3000, seed=1, near_items=1.0, near_bits=1, min_items=4, max_items=4)
     where = {"before": 0, "after": 0, "successor": 0}
     for items, query, _ in sequences:
         position = next(i for i in range(4) if torch.equal(items[i], query))
