@@ -84,3 +84,14 @@ def test_one_row_trains_its_seeds_and_is_reported(tmp_path, monkeypatch, capsys)
     assert bench.main(["--out", str(tmp_path)]) == 0
     assert (tmp_path / "tiny" / "seed1" / "metrics.jsonl").stat().st_mtime_ns == before
 
+
+
+def test_every_row_is_a_config_ntm_train_accepts():
+    from ntm.training import apply_overrides, preset_config
+
+    bench = _script()
+    for row in bench.ROWS:
+        presets = [item.split("=", 1)[1] for item in row.settings if item.startswith("--preset")]
+        overrides = [item for item in row.settings if not item.startswith("--")]
+        config = apply_overrides(preset_config(row.task, row.model, *presets), overrides)
+        assert config.task.name == row.task, row.name
