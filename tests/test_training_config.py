@@ -154,6 +154,22 @@ def test_every_fast_recipe_sets_its_schedule(monkeypatch):
     assert preset_config("copy").optim.schedule == "cosine"
 
 
+def test_a_fast_recipe_sets_task_parameters_and_when_they_harden(monkeypatch):
+    near = FAST["associative_recall"]._replace(task=(("near_items", 0.5),), harden_below=0.2)
+    monkeypatch.setitem(FAST, ("associative_recall", "ntm-lstm"), near)
+    config = preset_config("associative_recall")
+    assert config.task.params == {"near_items": 0.5} and config.task.harden_below == 0.2
+    # A --set still overrides what the recipe set; a paper preset keeps the task's defaults.
+    config = apply_overrides(config, ["task.near_items=0", "task.harden_below=none"])
+    assert config.task.params == {"near_items": 0.0} and config.task.harden_below is None
+    paper = preset_config("associative_recall", preset="paper").task
+    assert paper.params == {} and paper.harden_below is None
+    monkeypatch.setitem(FAST, ("associative_recall", "ntm-lstm"),
+                        near._replace(task=(("near_items", 2.0),)))
+    with pytest.raises(ConfigError, match="near_items must be in"):
+        preset_config("associative_recall")
+
+
 def test_priority_sort_lstm_ntm_has_five_heads_and_two_layers():
     model = preset_config("priority_sort", "ntm-lstm", "paper").model
     assert (model.read_heads, model.controller_layers, model.controller_size) == (5, 2, 100)

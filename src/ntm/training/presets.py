@@ -72,9 +72,11 @@ class FastRecipe(NamedTuple):
     the learning rate's half-life in sequences (``None``: constant), the global gradient norm
     clipped to after the per-component clip (``None``: that clip only), the validation cost
     under which the rate drops tenfold for the rest of the run (``None``: never), the
-    model's sizes it sets, ``(field, value)`` pairs (``()``: the model's defaults), and the
+    model's sizes it sets, ``(field, value)`` pairs (``()``: the model's defaults), the
     rate's schedule over the run (``optim.schedule``: ``"constant"``, ``"cosine"`` or
-    ``"linear"``)."""
+    ``"linear"``), the task parameters it sets, ``(parameter, value)`` pairs (``()``: the
+    task's defaults), and the validation cost under which the task's training-only parameters
+    take effect (``task.harden_below``; ``None``: from the start)."""
 
     batch_size: int
     lr: float
@@ -86,6 +88,8 @@ class FastRecipe(NamedTuple):
     drop_below: float | None = None
     model: tuple[tuple[str, Any], ...] = ()
     schedule: Literal["constant", "cosine", "linear"] = "constant"
+    task: tuple[tuple[str, Any], ...] = ()
+    harden_below: float | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,6 +228,9 @@ def preset_config(task: str, kind: str = models.DEFAULT_MODEL, preset: str = "fa
     recipe = FAST.get((task, kind)) or FAST.get(task, FAST_DEFAULT)
     for key, value in recipe.model:
         models.set_field(config.model, key, value)
+    config.task.params.update(recipe.task)
+    config.task.harden_below = recipe.harden_below
+    validate_task(config.task)
     config.optim = OptimConfig(name="rmsprop", lr=recipe.lr, momentum=0.9, clip="value",
                                clip_value=10.0, lr_half_life=recipe.lr_half_life,
                                drop_below=recipe.drop_below, schedule=recipe.schedule)
