@@ -53,6 +53,8 @@ NEAR_ONCE_SOLVED = ("task.near_items=0.25", "task.near_bits=3", "task.harden_bel
 # With them the rate drops tenfold at the same validation (optim.drop_below, copy's fix of a
 # solved run's collapse): until then the run is the defaults' update for update.
 NEAR_DROP = (*NEAR_ONCE_SOLVED, "optim.drop_below=0.1")
+# Associative recall's defaults for the LSTM-controller NTM before they took both.
+BEFORE_NEAR = ("task.near_items=0", "task.harden_below=none", "optim.drop_below=none")
 ROWS = [
     Row("copy-ntm-lstm", "copy", "ntm-lstm", "defaults"),
     Row("copy-ntm-lstm-milestone1", "copy", "ntm-lstm", "milestone 1 (clip +-10)", MILESTONE_1),
@@ -69,15 +71,16 @@ ROWS = [
     Row("associative_recall-ntm-lstm-large-batch", "associative_recall", "ntm-lstm",
         "--preset large-batch", ("--preset=large-batch",), seeds=4),
     Row("repeat_copy-ntm-lstm", "repeat_copy", "ntm-lstm", "defaults"),
-    Row("associative_recall-ntm-lstm", "associative_recall", "ntm-lstm", "defaults"),
+    Row("associative_recall-ntm-lstm", "associative_recall", "ntm-lstm",
+        "defaults (clip +-10, lr 3e-4; once under 0.1 bits, near items and the rate x0.1)"),
+    Row("associative_recall-ntm-lstm-before", "associative_recall", "ntm-lstm",
+        "the defaults before (clip +-10, lr 3e-4)", BEFORE_NEAR),
     Row("associative_recall-ntm-lstm-norm1-drop", "associative_recall", "ntm-lstm",
         "clip +-10, then global norm 1; rate x0.1 at 0.1 bits (copy's defaults)",
-        ("optim.clip=value+norm", "optim.max_norm=1", "optim.drop_below=0.1")),
+        (*BEFORE_NEAR[:2], "optim.clip=value+norm", "optim.max_norm=1", "optim.drop_below=0.1")),
     Row("associative_recall-ntm-lstm-near", "associative_recall", "ntm-lstm",
-        "defaults; once under 0.1 bits, a quarter of the training sequences with a near item "
-        "(1-3 bits)", NEAR_ONCE_SOLVED),
-    Row("associative_recall-ntm-lstm-near-drop", "associative_recall", "ntm-lstm",
-        "defaults; once under 0.1 bits, near items and the rate x0.1", NEAR_DROP),
+        "clip +-10, lr 3e-4; once under 0.1 bits, a quarter of the training sequences with a "
+        "near item (1-3 bits)", (*NEAR_ONCE_SOLVED, "optim.drop_below=none")),
     Row("associative_recall-ntm-ff", "associative_recall", "ntm-ff", "defaults"),
     Row("associative_recall-ntm-ff-near-drop", "associative_recall", "ntm-ff",
         "defaults; once under 0.1 bits, near items and the rate x0.1", NEAR_DROP),

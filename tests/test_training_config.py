@@ -297,3 +297,14 @@ def test_the_paper_recipe_trains_a_million_sequences_on_every_task():
     for task, kind in PAPER_MODELS:
         assert preset_config(task, kind, "paper").train.steps == PAPER_STEPS
     assert preset_config("copy", "lstm").train.steps != PAPER_STEPS  # the fast recipe's own
+
+
+def test_associative_recall_lstm_ntm_defaults_are_the_measured_near_item_recipe():
+    config = preset_config("associative_recall", "ntm-lstm")
+    assert config.task.params == {"near_items": 0.25, "near_bits": 3}
+    assert config.task.harden_below == 0.1 and config.optim.drop_below == 0.1
+    assert (config.optim.lr, config.train.steps, config.optim.clip) == (3e-4, 10_000, "value")
+    # The other models keep the task's own data until measured the same way.
+    for kind in ("ntm-ff", "dnc", "sam", "lstm"):
+        other = preset_config("associative_recall", kind).task
+        assert other.params == {} and other.harden_below is None

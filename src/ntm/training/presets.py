@@ -165,6 +165,13 @@ class FastRecipe(NamedTuple):
 # solved runs less exact than seed 1's: not chosen. Neither solves every seed (RESULTS.md).
 # Retune here, by measurement; nothing else needs to change.
 # ---------------------------------------------------------------------------------------------
+# Associative recall's near items (task.near_items, RESULTS.md "Near items"): a quarter of the
+# training sequences hold an item 1-3 bits from the query. Mixed in once a run is solved
+# (task.harden_below=0.1) with the rate dropped tenfold there too (optim.drop_below=0.1), the
+# LSTM-controller NTM solved 7 of 8 seeds with one spike (seed 7's, while learning, before
+# either acts); the recipe before solved 5 with 2 spikes, near items alone 6 with 3, copy's
+# norm clip and drop 5 with 1. The seed that fails (2) never learns the task: neither acts.
+NEAR_ITEMS = (("near_items", 0.25), ("near_bits", 3))
 # A (task, model) key overrides the task's recipe for that model.
 FAST: dict[str | tuple[str, str], FastRecipe] = {
     #                     batch_size  lr   steps  log_every  val_every
@@ -174,6 +181,8 @@ FAST: dict[str | tuple[str, str], FastRecipe] = {
     ("copy", "lstm"): FastRecipe(32, 3e-4, 10_000, 50, 250),
     "repeat_copy": FastRecipe(32, 3e-4, 10_000, 50, 250),
     "associative_recall": FastRecipe(32, 3e-4, 10_000, 50, 250),
+    ("associative_recall", "ntm-lstm"): FastRecipe(32, 3e-4, 10_000, 50, 250, drop_below=0.1,
+                                                   task=NEAR_ITEMS, harden_below=0.1),
     ("associative_recall", "ntm-ff"): FastRecipe(32, 1e-4, 20_000, 50, 250),
     ("associative_recall", "sam"): FastRecipe(32, 1e-3, 20_000, 50, 250, drop_below=0.1,
                                               model=(("memory_width", 40),)),
