@@ -84,6 +84,10 @@ def test_loading_uses_no_pickle(monkeypatch):
      {"min_length": 5, "max_length": 5, "min_repeats": 3, "max_repeats": 3}),
     ("repeat_copy", "ntm-ff",
      {"min_length": 5, "max_length": 5, "min_repeats": 3, "max_repeats": 3}),
+    ("repeat_copy", "dnc",
+     {"min_length": 5, "max_length": 5, "min_repeats": 3, "max_repeats": 3}),
+    ("repeat_copy", "dnc",  # the lengths its first step never saw
+     {"min_length": 1, "max_length": 5, "min_repeats": 1, "max_repeats": 10}),
 ])
 def test_shipped_model_makes_almost_no_bit_errors(task, kind, params):
     # 128 sequences: the models err on about one sequence in several hundred (RESULTS.md), so
