@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..rundir.build import task_defaults
 from .checkpoint import atomic_write_text
 from .config import RunConfig
 from .errors import ConfigError
@@ -65,8 +66,9 @@ def file_overrides(values: dict[str, Any]) -> list[str]:
 
 def dotted_config(config: RunConfig, *, first: tuple[str, ...] = (),
                   leave_out: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Every value of ``config`` by dotted key (task parameters as ``task.PARAM``), the keys of
-    ``first`` first; unset modules and the keys of ``leave_out`` left out.
+    """Every value of ``config`` by dotted key (task parameters as ``task.PARAM``, every one of
+    them, defaults too: a file's values go on top of the fast preset, which may set some), the
+    keys of ``first`` first; unset modules and the keys of ``leave_out`` left out.
 
     >>> from ntm.training import preset_config
     >>> values = dotted_config(preset_config("copy", "ntm-lstm"), first=("optim.lr",))
@@ -77,7 +79,8 @@ def dotted_config(config: RunConfig, *, first: tuple[str, ...] = (),
     for section, fields in config.to_dict().items():
         for key, value in fields.items():
             if section == "task" and key == "params":
-                values.update({f"task.{name}": item for name, item in value.items()})
+                every = {**task_defaults(config.task.name), **value}
+                values.update({f"task.{name}": item for name, item in every.items()})
             else:
                 values[f"{section}.{key}"] = value
     values = {key: value for key, value in values.items()
