@@ -103,11 +103,18 @@ def test_the_probability_is_the_fraction_of_sequences_with_a_near_item():
     ({"near_items": float("nan")}, "near_items must be in \\[0, 1\\]"),
     ({"near_items": "a"}, "near_items must be a number"),
     ({"near_bits": 0}, "near_bits must be at least 1"),
-    ({"near_bits": 19}, "near_bits must be at most item_length \\* width = 18"),
+    ({"near_items": 0.5, "near_bits": 19}, "near_bits must be at most item_length \\* width = 18"),
 ])
 def test_bad_near_item_parameters_name_the_parameter(params, named):
     with pytest.raises(ValueError, match=named):
         tasks.make("associative_recall", **params)
+
+
+def test_tiny_items_keep_the_default_near_bits_while_no_near_items_are_drawn():
+    task = tasks.make("associative_recall", item_length=1, width=1)  # 1 bit per item
+    assert task.params["near_bits"] == 3 and task.sample(4).inputs.shape[1] == 4
+    with pytest.raises(ValueError, match="near_bits must be at most item_length \\* width = 1"):
+        tasks.make("associative_recall", item_length=1, width=1, near_items=0.1)
 
 
 def test_held_out_tasks_leave_training_only_parameters_at_their_defaults():

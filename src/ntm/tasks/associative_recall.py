@@ -45,7 +45,8 @@ class AssociativeRecallTask(Task):
             A training-only parameter: validation, ``ntm eval`` and plots of a run draw from
             the task without it (``training_only``).
         near_bits: the most bits a near item differs from the query by (drawn uniformly from
-            ``1..near_bits`` per sequence), at most ``item_length * width``.
+            ``1..near_bits`` per sequence), at most ``item_length * width`` where near items
+            are drawn.
     """
 
     name = "associative_recall"
@@ -71,7 +72,8 @@ class AssociativeRecallTask(Task):
         self.width = check_int("width", width)
         self.near_items = check_fraction("near_items", near_items)
         self.near_bits = check_int("near_bits", near_bits)
-        if self.near_bits > self.item_length * self.width:
+        # Checked only where near items are drawn: a task of tiny items keeps the default.
+        if self.near_items > 0 and self.near_bits > self.item_length * self.width:
             raise ValueError(f"near_bits must be at most item_length * width = "
                              f"{self.item_length * self.width} (the bits of an item), "
                              f"got {self.near_bits}")
