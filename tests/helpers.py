@@ -1,8 +1,13 @@
-"""Checks shared by the tests of several models: the autograd graph a run left, and a run on
-the command line split by --resume against one run."""
+"""Checks shared by the tests of several models: the autograd graph a run left, a run on the
+command line split by --resume against one run, and a run stopped as by a crash."""
 
+import pytest
+import torch
+
+import ntm.training.loop as loop
 from ntm.cli import main
 from ntm.rundir import read_metrics
+from ntm.training import train
 
 TIMING = ("seconds", "sequences_per_second")  # the only fields two equal runs may differ in
 
@@ -35,3 +40,25 @@ def check_resumed_run_equals_one_run(tmp_path, options) -> str:
     assert main(["train", "copy", "--steps", "4", "--out", str(whole), *options]) == 0
     assert untimed_metrics(run) == untimed_metrics(whole)
     return str(run)
+
+
+def poison_loss_at(monkeypatch, call: int) -> None:
+    """Make the training loss NaN at the ``call``-th call of the loop's loss, from now on."""
+    calls = {"n": 0}
+    original = loop.sequence_loss
+
+    def poisoned(*args):
+        calls["n"] += 1
+        loss = original(*args)
+        return loss * torch.nan if calls["n"] == call else loss
+
+    monkeypatch.setattr(loop, "sequence_loss", poisoned)
+
+
+def train_until_diverged(config, out, monkeypatch, call: int) -> None:
+    """Trains ``config`` into ``out`` with the ``call``-th loss of the loop made NaN, so that the
+    run stops (``TrainingDiverged``) and keeps its last checkpoint, as after a crash."""
+    poison_loss_at(monkeypatch, call)
+    with pytest.raises(loop.TrainingDiverged):
+        train(config, out, progress=False)
+    monkeypatch.undo()

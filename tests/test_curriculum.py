@@ -1,12 +1,11 @@
 """Tests of the length curriculum (ntm.tasks.curriculum, task.curriculum in training)."""
 
 import pytest
-import torch
+from helpers import train_until_diverged, untimed_metrics
 
-import ntm.training.loop as loop
 from ntm import tasks
 from ntm.tasks.curriculum import curriculum_of, stage_params
-from ntm.training import ConfigError, apply_overrides, preset_config, read_metrics, train
+from ntm.training import ConfigError, apply_overrides, preset_config, train
 
 
 def test_stages_grow_from_the_start_parameter_to_the_full_one_in_whole_steps():
@@ -71,20 +70,6 @@ def test_a_run_with_a_curriculum_resumes_as_one_that_never_stopped(tmp_path, mon
     config = apply_overrides(preset_config("copy"),
                              [*TINY, "task.curriculum=30", "train.steps=9"])
     train(config, tmp_path / "whole", progress=False)
-    calls = {"n": 0}
-    original = loop.sequence_loss
-
-    def poisoned(*args):
-        calls["n"] += 1
-        loss = original(*args)
-        return loss * torch.nan if calls["n"] == 5 else loss
-
-    monkeypatch.setattr(loop, "sequence_loss", poisoned)
-    with pytest.raises(loop.TrainingDiverged):
-        train(config, tmp_path / "pieces", progress=False)
-    monkeypatch.undo()
+    train_until_diverged(config, tmp_path / "pieces", monkeypatch, call=5)
     train(config, tmp_path / "pieces", resume=True, progress=False)
-    strip = [{k: v for k, v in r.items() if k not in loop.TIMING_FIELDS}
-             for r in read_metrics(tmp_path / "whole")]
-    assert strip == [{k: v for k, v in r.items() if k not in loop.TIMING_FIELDS}
-                     for r in read_metrics(tmp_path / "pieces")]
+    assert untimed_metrics(tmp_path / "whole") == untimed_metrics(tmp_path / "pieces")

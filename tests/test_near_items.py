@@ -6,8 +6,8 @@ import math
 
 import pytest
 import torch
+from helpers import train_until_diverged, untimed_metrics
 
-import ntm.training.loop as loop
 from ntm import tasks
 from ntm.rundir.checkpoint import STATE_FILE, read_counters
 from ntm.rundir.config import TaskConfig
@@ -17,7 +17,6 @@ from ntm.training import (
     apply_overrides,
     build_task,
     preset_config,
-    read_metrics,
     train,
 )
 
@@ -188,10 +187,7 @@ def test_harden_below_holds_near_items_back_until_a_validation_under_it(tmp_path
     # Until it hardens, a run trains on the batches of a run without near items.
     plain = apply_overrides(never, ["task.near_items=0", "task.harden_below=none"])
     training_near_items(plain, tmp_path / "plain", monkeypatch)
-    strip = [{k: v for k, v in r.items() if k not in loop.TIMING_FIELDS}
-             for r in read_metrics(tmp_path / "never")]
-    assert strip == [{k: v for k, v in r.items() if k not in loop.TIMING_FIELDS}
-                     for r in read_metrics(tmp_path / "plain")]
+    assert untimed_metrics(tmp_path / "never") == untimed_metrics(tmp_path / "plain")
     with_curriculum = apply_overrides(reached, ["task.curriculum=16"])  # stages, then full
     assert training_near_items(with_curriculum, tmp_path / "stages",
                                monkeypatch) == [0, 0, 1, 1, 1, 1]
@@ -201,25 +197,12 @@ def test_a_hardened_run_resumes_as_one_that_never_stopped(tmp_path, monkeypatch)
     config = apply_overrides(preset_config("associative_recall"),
                              [*TINY_RECALL, "train.steps=8", "task.harden_below=1000"])
     train(config, tmp_path / "whole", progress=False)
-    calls = {"n": 0}
-    original = loop.sequence_loss
-
-    def poisoned(*args):
-        calls["n"] += 1
-        loss = original(*args)
-        return loss * torch.nan if calls["n"] == 6 else loss
-
-    monkeypatch.setattr(loop, "sequence_loss", poisoned)
-    with pytest.raises(loop.TrainingDiverged):  # after the checkpoint of step 4, hardened at 2
-        train(config, tmp_path / "pieces", progress=False)
-    monkeypatch.undo()
+    # Stopped after the checkpoint of step 4; hardened at step 2.
+    train_until_diverged(config, tmp_path / "pieces", monkeypatch, call=6)
     assert read_counters(tmp_path / "pieces" / STATE_FILE)["hardened_step"] == 2
     resumed = training_near_items(config, tmp_path / "pieces", monkeypatch, resume=True)
     assert resumed == [1] * 4  # steps 5-8, hardened since step 2
-    strip = [{k: v for k, v in r.items() if k not in loop.TIMING_FIELDS}
-             for r in read_metrics(tmp_path / "whole")]
-    assert strip == [{k: v for k, v in r.items() if k not in loop.TIMING_FIELDS}
-                     for r in read_metrics(tmp_path / "pieces")]
+    assert untimed_metrics(tmp_path / "whole") == untimed_metrics(tmp_path / "pieces")
 
 
 @pytest.mark.parametrize(("override", "message"), [

@@ -1,11 +1,11 @@
 """Tests of the training loop, resuming, evaluation and run directories (ntm.training)."""
 
 import json
-import math
 import warnings
 
 import pytest
 import torch
+from helpers import poison_loss_at
 
 import ntm.training.loop as loop
 from ntm import tasks
@@ -41,19 +41,6 @@ def _without_timing(records):
     return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in records]
 
 
-def _poison_loss_at(monkeypatch, call):
-    """Make the training loss NaN on the ``call``-th step of the next run."""
-    calls = {"n": 0}
-    original = loop.sequence_loss
-
-    def poisoned(*args):
-        calls["n"] += 1
-        loss = original(*args)
-        return loss * math.nan if calls["n"] == call else loss
-
-    monkeypatch.setattr(loop, "sequence_loss", poisoned)
-
-
 def test_metrics_and_run_directory(tmp_path):
     result = train(_config("train.log_every=2", "train.val_every=4", steps=8), tmp_path,
                    progress=False)
@@ -82,7 +69,7 @@ def test_resume_after_a_crash_matches_one_uninterrupted_run(tmp_path, monkeypatc
     train(config, tmp_path / "whole", progress=False)
 
     # Crash at step 6 (NaN): checkpoint of step 4 kept, metrics of step 5 already logged.
-    _poison_loss_at(monkeypatch, 6)
+    poison_loss_at(monkeypatch, 6)
     with pytest.raises(TrainingDiverged, match="nan at step 6; the checkpoint of step 4"):
         train(config, tmp_path / "pieces", progress=False)
     monkeypatch.undo()
@@ -129,7 +116,7 @@ def test_a_resumed_run_may_take_a_new_learning_rate_schedule(tmp_path):
 
 
 def test_divergence_before_any_checkpoint_says_so(tmp_path, monkeypatch):
-    _poison_loss_at(monkeypatch, 1)
+    poison_loss_at(monkeypatch, 1)
     with pytest.raises(TrainingDiverged, match="no checkpoint was saved yet"):
         train(_config(), tmp_path, progress=False)
 
@@ -396,7 +383,7 @@ def test_a_run_with_a_schedule_and_a_drop_resumes_as_one_that_never_stopped(tmp_
     config = _config("optim.drop_below=1000", "optim.schedule=cosine", "optim.warmup=4",
                      "optim.clip=value+norm", "optim.max_norm=0.5", steps=8)
     train(config, tmp_path / "whole", progress=False)
-    _poison_loss_at(monkeypatch, 6)  # stops after the checkpoint of step 4, past the drop
+    poison_loss_at(monkeypatch, 6)  # stops after the checkpoint of step 4, past the drop
     with pytest.raises(TrainingDiverged):
         train(config, tmp_path / "pieces", progress=False)
     monkeypatch.undo()
