@@ -237,9 +237,10 @@ def preset_config(task: str, kind: str = models.DEFAULT_MODEL, preset: str = "fa
     recipe = FAST.get((task, kind)) or FAST.get(task, FAST_DEFAULT)
     for key, value in recipe.model:
         models.set_field(config.model, key, value)
-    config.task.params.update(recipe.task)
-    config.task.harden_below = recipe.harden_below
-    validate_task(config.task)
+    if recipe.task or recipe.harden_below is not None:  # the task's defaults passed above
+        config.task.params.update(recipe.task)
+        config.task.harden_below = recipe.harden_below
+        validate_task(config.task)
     config.optim = OptimConfig(name="rmsprop", lr=recipe.lr, momentum=0.9, clip="value",
                                clip_value=10.0, lr_half_life=recipe.lr_half_life,
                                drop_below=recipe.drop_below, schedule=recipe.schedule)
