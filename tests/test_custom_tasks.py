@@ -196,7 +196,8 @@ def test_task_module_trains_evaluates_and_plots(task_module, tmp_path, capsys):
                  "--set", "task.length=4", *TINY_CLI]) == 0
     saved = json.loads((out / "config.json").read_text())["task"]
     assert saved == {"name": name, "params": {"length": 4}, "module": module, "curriculum": None,
-                     "harden_below": None}
+                     "harden_below": None, "opening": None,
+                    "opening_params": {}}
 
     _forget(module, name)  # a new process: eval must import the recorded module itself
     capsys.readouterr()
@@ -224,7 +225,8 @@ def test_set_task_parameters_of_a_custom_task(task_module, tmp_path, capsys):
     assert model.input_size == 3  # the task's sizes follow its parameters
     line = _error(capsys, ["train", name, "--task-module", module, "--set", "task.depth=3",
                            "--out", str(tmp_path / "other")])
-    assert (f"valid keys of task '{name}': name, module, curriculum, harden_below, length, "
+    assert (f"valid keys of task '{name}': name, module, curriculum, harden_below, opening, "
+            "opening_params.<param>, length, "
             "width") in line
     line = _error(capsys, ["train", name, "--task-module", module, "--set", "task.width=wide",
                            "--out", str(tmp_path / "other")])

@@ -36,7 +36,8 @@ def test_custom_task_then_inspect_its_heads(tmp_path):
     assert "trained 6 steps" in out and "length=3:" in out
     task = json.loads((tmp_path / "run" / "config.json").read_text())["task"]
     assert task == {"name": "reverse", "params": {"max_length": 3, "width": 3},
-                    "module": "custom_task", "curriculum": None, "harden_below": None}
+                    "module": "custom_task", "curriculum": None, "harden_below": None,
+                    "opening": None, "opening_params": {}}
     # A fresh process loads the run by importing the recorded module from PYTHONPATH.
     out = _run(tmp_path, "inspect_heads.py", "run", "--out", "figures",
                "--set", "task.min_length=2", "--set", "task.max_length=2",
@@ -67,4 +68,5 @@ def test_the_command_in_custom_task_docstring(tmp_path, monkeypatch):
         sys.modules.pop("custom_task", None)
     task = json.loads((tmp_path / "run" / "config.json").read_text())["task"]
     assert task == {"name": "reverse", "params": {"max_length": 2}, "module": "custom_task",
-                    "curriculum": None, "harden_below": None}
+                    "curriculum": None, "harden_below": None, "opening": None,
+                    "opening_params": {}}

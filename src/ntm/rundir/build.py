@@ -93,10 +93,27 @@ def validate_task(task: TaskConfig) -> None:
         raise ConfigError(f"task {task.name!r} has no training-only parameters for "
                           f"task.harden_below to hold back; tasks with some: "
                           f"{', '.join(with_some)}")
+    _validate_opening(task)
     if task.curriculum is not None and not curriculum_of(made):
         with_one = [name for name in tasks.TASKS if curriculum_of(tasks.make(name))]
         raise ConfigError(f"task {task.name!r} has no length curriculum (task.curriculum); "
                           f"tasks with one: {', '.join(with_one)}")
+
+
+def _validate_opening(task: TaskConfig) -> None:
+    """Raise :class:`ConfigError` unless ``task.opening`` and ``task.opening_params`` come
+    together, without a curriculum, and the task accepts its parameters with the opening's."""
+    if (task.opening is None) != (not task.opening_params):
+        raise ConfigError("task.opening (sequences) and task.opening_params.<param> go "
+                          "together: set both or neither")
+    if task.opening is None:
+        return
+    if task.curriculum is not None:
+        raise ConfigError("task.opening and task.curriculum do not combine: choose one")
+    try:
+        tasks.make(task.name, **{**task.params, **task.opening_params})
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"task {task.name!r} with task.opening_params: {error}") from None
 
 
 def import_task_module(task: TaskConfig) -> None:

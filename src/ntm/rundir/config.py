@@ -81,7 +81,12 @@ class TaskConfig:
     copy, repeat copy and associative recall have one); validation uses the full task.
     ``harden_below`` (bits per sequence; ``None``: from the start) holds back the task's
     training-only parameters (associative recall's ``near_items``) until the first validation
-    under it: the training data follows them from the next update on.
+    under it: the training data follows them from the next update on. ``opening`` (training
+    sequences; ``None``: none) draws the first that many training sequences from the task with
+    ``opening_params`` on top of ``params`` (the DNC's repeat copy opens on lengths 6-10 only,
+    which its LSTM cannot hold, so that it learns to use its memory); validation uses the task
+    without them; ``task.opening=none`` clears both. An opening and a curriculum do not
+    combine.
     """
 
     name: str = "copy"
@@ -89,6 +94,8 @@ class TaskConfig:
     module: str | None = None
     curriculum: int | None = None
     harden_below: float | None = None
+    opening: int | None = None
+    opening_params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -348,21 +355,35 @@ def _assign_task(task: TaskConfig, name: str, value: Any) -> None:
         if task.harden_below is not None and not task.harden_below > 0:
             raise ConfigError(f"task.harden_below must be above 0 (bits per sequence) or none, "
                               f"got {task.harden_below}")
-    elif name == "params":
+    elif name == "opening":
+        task.opening = convert(value, int | None, "task.opening")
+        if task.opening is not None and task.opening < 1:
+            raise ConfigError(f"task.opening must be at least 1 (sequences) or none, "
+                              f"got {task.opening}")
+        if task.opening is None:  # none: no opening, so that one override turns it off
+            task.opening_params = {}
+    elif name in ("params", "opening_params"):
         if isinstance(value, str):
-            raise ConfigError("set task parameters one by one: task.<param>=value")
+            raise ConfigError(f"set task parameters one by one: task.{_PREFIX[name]}<param>=value")
         if not isinstance(value, dict):
-            raise ConfigError(f"task.params expects an object, got {value!r}")
-        task.params = {}
+            raise ConfigError(f"task.{name} expects an object, got {value!r}")
+        setattr(task, name, {})
         for key, item in value.items():
-            _assign_task(task, key, item)
+            _assign_task(task, _PREFIX[name] + key, item)
     else:
+        params, prefix = ((task.opening_params, "opening_params.")
+                          if name.startswith("opening_params.") else (task.params, ""))
+        param = name.removeprefix(prefix)
         defaults = task_defaults(task.name)
-        if name not in defaults:
+        if param not in defaults:
             raise ConfigError(f"unknown key 'task.{name}'; valid keys of task {task.name!r}: "
-                              f"name, module, curriculum, harden_below, "
-                              f"{', '.join(defaults)}")
-        task.params[name] = convert(value, type_of(defaults[name]), f"task.{name}")
+                              f"name, module, curriculum, harden_below, opening, "
+                              f"opening_params.<param>, {', '.join(defaults)}")
+        params[param] = convert(value, type_of(defaults[param]), f"task.{name}")
+
+
+# How one parameter of each object of task parameters is named in an override.
+_PREFIX = {"params": "", "opening_params": "opening_params."}
 
 
 def __getattr__(name: str) -> Any:

@@ -81,6 +81,8 @@ def dotted_config(config: RunConfig, *, first: tuple[str, ...] = (),
             if section == "task" and key == "params":
                 every = {**task_defaults(config.task.name), **value}
                 values.update({f"task.{name}": item for name, item in every.items()})
+            elif section == "task" and key == "opening_params":  # after task.opening
+                values.update({f"task.opening_params.{name}": item for name, item in value.items()})
             else:
                 values[f"{section}.{key}"] = value
     values = {key: value for key, value in values.items()

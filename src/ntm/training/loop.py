@@ -197,7 +197,8 @@ class _Run:
         self.task = build_task(config.task, training=True)
         # Validation draws from the task without its training-only parameters (near items).
         self.held_out_task = build_task(config.task)
-        self.stages: dict[tuple, Any] = {}  # the curriculum's tasks, by their parameters
+        # The curriculum's stages and the opening's task, by their parameters.
+        self.stages: dict[tuple, Any] = {}
         # Two streams from one seed: even for the initial weights (and random memory), odd for
         # the data; the same seed for both would make the first batch a copy of the first
         # weights' draws.
@@ -386,18 +387,22 @@ class _Run:
 
     def _training_task(self):
         """The task the next update trains on: the full task, or the stage of its length
-        curriculum (``task.curriculum``) that the sequences seen so far have reached; without
-        its training-only parameters until ``task.harden_below`` is reached."""
-        hardened = (self.config.task.harden_below is None
-                    or self.counters["hardened_step"] is not None)
-        over = self.config.task.curriculum
-        if over is None or self.counters["sequences"] >= over:
+        curriculum (``task.curriculum``) that the sequences seen so far have reached, or its
+        opening (``task.opening``) while the sequences seen are fewer; without its
+        training-only parameters until ``task.harden_below`` is reached."""
+        task_config, seen = self.config.task, self.counters["sequences"]
+        hardened = task_config.harden_below is None or self.counters["hardened_step"] is not None
+        params: dict[str, Any] = {}
+        if task_config.curriculum is not None and seen < task_config.curriculum:
+            stage = stage_params(self.task, seen / task_config.curriculum)
+            params = {name: stage[name] for name in curriculum_of(self.task)}
+        if task_config.opening is not None and seen < task_config.opening:
+            params = dict(task_config.opening_params)
+        if not params:
             return self.task if hardened else self.held_out_task
-        params = stage_params(self.task, self.counters["sequences"] / over)
-        grown = {name: params[name] for name in curriculum_of(self.task)}
-        key = (hardened, *sorted(grown.items()))
+        key = (hardened, *sorted(params.items()))
         if key not in self.stages:
-            self.stages[key] = build_task(self.config.task, training=hardened, **grown)
+            self.stages[key] = build_task(task_config, training=hardened, **params)
         return self.stages[key]
 
     def _note_first_solved(self, step: int) -> None:

@@ -75,8 +75,10 @@ class FastRecipe(NamedTuple):
     model's sizes it sets, ``(field, value)`` pairs (``()``: the model's defaults), the
     rate's schedule over the run (``optim.schedule``: ``"constant"``, ``"cosine"`` or
     ``"linear"``), the task parameters it sets, ``(parameter, value)`` pairs (``()``: the
-    task's defaults), and the validation cost under which the task's training-only parameters
-    take effect (``task.harden_below``; ``None``: from the start)."""
+    task's defaults), the validation cost under which the task's training-only parameters
+    take effect (``task.harden_below``; ``None``: from the start), and the opening: the
+    training sequences (``task.opening``; ``None``: none) drawn with the task parameters of
+    ``opening_task`` on top (``task.opening_params``)."""
 
     batch_size: int
     lr: float
@@ -90,6 +92,8 @@ class FastRecipe(NamedTuple):
     schedule: Literal["constant", "cosine", "linear"] = "constant"
     task: tuple[tuple[str, Any], ...] = ()
     harden_below: float | None = None
+    opening: int | None = None
+    opening_task: tuple[tuple[str, Any], ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,9 +241,10 @@ def preset_config(task: str, kind: str = models.DEFAULT_MODEL, preset: str = "fa
     recipe = FAST.get((task, kind)) or FAST.get(task, FAST_DEFAULT)
     for key, value in recipe.model:
         models.set_field(config.model, key, value)
-    if recipe.task or recipe.harden_below is not None:  # the task's defaults passed above
-        config.task.params.update(recipe.task)
+    if recipe.task or recipe.harden_below is not None or recipe.opening is not None:
+        config.task.params.update(recipe.task)  # (the task's defaults passed above)
         config.task.harden_below = recipe.harden_below
+        config.task.opening, config.task.opening_params = recipe.opening, dict(recipe.opening_task)
         validate_task(config.task)
     config.optim = OptimConfig(name="rmsprop", lr=recipe.lr, momentum=0.9, clip="value",
                                clip_value=10.0, lr_half_life=recipe.lr_half_life,
