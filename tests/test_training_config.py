@@ -5,6 +5,7 @@ import re
 
 import pytest
 
+from ntm import models
 from ntm.training import (
     PAPER_MODELS,
     ConfigError,
@@ -105,6 +106,17 @@ def test_only_priority_sort_decays_its_learning_rate_by_default():
     assert preset_config("priority_sort").optim.lr_half_life == 150_000
     assert preset_config("priority_sort", "ntm-ff").optim.lr_half_life is None
     assert preset_config("copy").optim.lr_half_life is None
+
+
+@pytest.mark.parametrize(("kind", "ntm_kind"), [("dnc", "ntm-lstm"), ("dnc-ff", "ntm-ff")])
+def test_a_dnc_takes_the_paper_row_of_the_ntm_with_its_controller(kind, ntm_kind):
+    sort = preset_config("priority_sort", kind).model
+    cell = PAPER_MODELS[("priority_sort", ntm_kind)]  # 5 heads, 2 x 100 / 8 heads, 1 x 512
+    assert (sort.read_heads, sort.write_heads) == (cell.heads, 1)  # the DNC paper's one writer
+    assert (sort.controller_layers, sort.controller_size) == (cell.layers, cell.size)
+    assert preset_config("priority_sort", kind, "paper").optim.lr == cell.lr
+    for task in ("copy", "repeat_copy", "ngrams"):  # one head, one layer of 100: the defaults
+        assert preset_config(task, kind).model == models.default_config(kind)
 
 
 def test_copy_stays_solved_by_default_and_the_paper_recipe_is_unchanged():

@@ -21,9 +21,9 @@ from ..rundir.checkpoint import BEST_FILE, CONFIG_FILE, METRICS_FILE, MODEL_FILE
 from ..rundir.config import OptimConfig, RunConfig, TaskConfig, TrainConfig
 from ..rundir.directory import read_config
 
-__all__ = ["DEMO", "FAST", "PAPER_MODELS", "PAPER_STEPS", "PRESETS", "DemoRecipe", "FastRecipe",
-           "PaperModel", "clear_demo", "demo_config", "holds_demo", "paper_model",
-           "preset_config"]
+__all__ = ["DEMO", "FAST", "PAPER_CELL_OF", "PAPER_MODELS", "PAPER_STEPS", "PRESETS",
+           "DemoRecipe", "FastRecipe", "PaperModel", "clear_demo", "demo_config", "holds_demo",
+           "paper_model", "preset_config"]
 
 PRESETS = ("fast", "paper", "large-batch")
 
@@ -61,6 +61,13 @@ PAPER_MODELS: dict[tuple[str, str], PaperModel] = {
     ("priority_sort", "ntm-lstm"): PaperModel(5, 2, 100, 3e-5, 269_038),
     ("priority_sort", "lstm"): PaperModel(0, 3, 128, 3e-5, 384_424),
 }
+
+# The models the paper's tables do not have that take the row of the NTM with their controller:
+# its heads become the DNC's read heads (one write head, as in the DNC paper), so that the DNC
+# and the NTM compare at the same sizes (on priority sort: five heads, two layers of 100; the
+# feedforward DNC on associative recall: four heads, one layer of 256). The paper preset takes
+# that row's learning rate too.
+PAPER_CELL_OF = {"dnc": "ntm-lstm", "dnc-ff": "ntm-ff"}
 
 # Updates (of one sequence each) in the paper's recipe, for every task: the length of the
 # paper's learning curves.
@@ -202,16 +209,23 @@ FAST_DEFAULT = FastRecipe(32, 3e-4, 5_000, 50, 250)  # tasks registered outside 
 def paper_model(task: str, kind: str) -> Any:
     """The paper's architecture for ``task`` and model ``kind``: the table's row turned into a
     config by the model's :attr:`~ntm.models.Entry.paper` hook (the model's defaults for a task
-    or model the tables do not have).
+    or model the tables do not have). The DNCs take the row of the NTM with their controller
+    (:data:`PAPER_CELL_OF`).
 
     Raises:
         ConfigError: an unknown model.
     """
     entry = models.get(kind)
-    cell = PAPER_MODELS.get((task, kind))
+    cell = _paper_cell(task, kind)
     if cell is None or entry.paper is None:
         return entry.default_config()  # memory 128 x 20, as in every paper NTM
     return entry.paper(cell.heads, cell.layers, cell.size)
+
+
+def _paper_cell(task: str, kind: str) -> PaperModel | None:
+    """The paper's row for ``task`` and ``kind``, or that of the NTM ``kind`` takes its row
+    from (:data:`PAPER_CELL_OF`); ``None``: the tables have neither."""
+    return PAPER_MODELS.get((task, kind)) or PAPER_MODELS.get((task, PAPER_CELL_OF.get(kind)))
 
 
 def preset_config(task: str, kind: str = models.DEFAULT_MODEL, preset: str = "fast") -> RunConfig:
@@ -231,7 +245,7 @@ def preset_config(task: str, kind: str = models.DEFAULT_MODEL, preset: str = "fa
     config = RunConfig(model=paper_model(task, kind), task=TaskConfig(name=task))
     validate_task(config.task)
     if preset == "paper":
-        cell = PAPER_MODELS.get((task, kind))
+        cell = _paper_cell(task, kind)
         lr = cell.lr if cell is not None else OptimConfig.lr
         config.optim = OptimConfig(name="rmsprop", lr=lr, momentum=0.9, clip="value",
                                    clip_value=10.0)
