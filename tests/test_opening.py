@@ -7,6 +7,7 @@ import pytest
 from helpers import train_until_diverged, untimed_metrics
 
 from ntm import tasks
+from ntm.cli import main
 from ntm.training import ConfigError, RunConfig, apply_overrides, preset_config, train
 from ntm.training.config_file import dotted_config
 
@@ -104,3 +105,11 @@ def test_a_wrong_opening_is_refused_in_one_line(overrides, message):
     with pytest.raises(ConfigError, match=message) as caught:
         apply_overrides(preset_config("copy"), overrides)
     assert "\n" not in str(caught.value)
+
+
+def test_ntm_train_says_when_a_run_opens_on_other_parameters(tmp_path, capsys):
+    args = ["train", "copy", "--steps", "1", "--no-progress", "--out", str(tmp_path / "run"),
+            *(f"--set={item}" for item in [*TINY, *OPENING])]
+    assert main(args) == 0
+    assert ("Opening: the first 20 training sequences with min_length=4 (validation on the "
+            "task itself; --set task.opening=none removes it)") in capsys.readouterr().err

@@ -15,7 +15,7 @@ def _script():
     return module
 
 
-def _fake_run(folder: Path, seed: int, costs, *, steps=None, optimal=None):
+def _fake_run(folder: Path, seed: int, costs, *, steps=None, optimal=None, opening=None):
     """A run directory whose validations (one per 100 steps, 3,200 sequences) are ``costs``."""
     folder.mkdir(parents=True)
     records = []
@@ -26,7 +26,9 @@ def _fake_run(folder: Path, seed: int, costs, *, steps=None, optimal=None):
             record["val_optimal_cost"] = optimal
         records.append(record)
     (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    config = {"train": {"seed": seed, "steps": steps or 100 * len(costs)}}
+    config = {"train": {"seed": seed, "steps": steps or 100 * len(costs), "batch_size": 32}}
+    if opening is not None:
+        config["task"] = {"opening": opening}
     (folder / "config.json").write_text(json.dumps(config))
 
 
@@ -45,6 +47,19 @@ def test_rows_are_scored_by_the_reliability_measure(tmp_path):
     assert (score["median_seconds"], score["worst_seconds"]) == (6.0, 6.0)
     line = bench.table([score]).splitlines()[-1]
     assert line == "| copy | ntm-lstm | defaults | 2/3 | 2 (2) | 9,600 / 9,600 | 6 / 6 |"
+
+
+def test_spikes_during_an_opening_still_count_and_the_table_says_how_many(tmp_path):
+    bench = _script()
+    row = bench.Row("open", "repeat_copy", "dnc", "defaults", seeds=2)
+    # Validation (on the task) rises while the opening trains on other lengths, to 9,600
+    # sequences (step 300); seed 2's later spike is after it.
+    _fake_run(tmp_path / "open" / "seed1", 1, [80.0, 5.0, 30.0, 0.05, 0.01], opening=9600)
+    _fake_run(tmp_path / "open" / "seed2", 2, [80.0, 5.0, 30.0, 0.05, 40.0, 0.01], opening=9600)
+    score = bench.score_row(tmp_path, row)
+    assert (score["spikes"], score["spikes_in_opening"]) == (3, 2)
+    assert [s["spikes_in_opening"] for s in score["seeds"]] == [1, 1]
+    assert "| 2/2 | 3 (2), 2 in the opening |" in bench.table([score])
 
 
 def test_a_seed_that_never_reaches_the_target_has_no_worst_and_ngrams_is_relative(tmp_path):

@@ -320,3 +320,16 @@ def test_associative_recall_lstm_ntm_defaults_are_the_measured_near_item_recipe(
     for kind in ("ntm-ff", "dnc", "sam", "lstm"):
         other = preset_config("associative_recall", kind).task
         assert other.params == {} and other.harden_below is None
+
+
+def test_the_dncs_repeat_copy_opens_on_long_sequences_and_one_override_removes_it():
+    config = preset_config("repeat_copy", "dnc")
+    assert (config.task.opening, config.task.opening_params) == (160_000, {"min_length": 6})
+    assert config.task.params == {}  # validation: lengths 1-10, the task's own
+    assert (config.optim.lr, config.optim.drop_below, config.train.steps) == (1e-3, 0.1, 10_000)
+    plain = apply_overrides(config, ["task.opening=none"])
+    assert (plain.task.opening, plain.task.opening_params) == (None, {})
+    # The NTMs (and the feedforward DNC, whose controller holds no sequence) open on nothing.
+    for kind in ("ntm-lstm", "ntm-ff", "dnc-ff"):
+        assert preset_config("repeat_copy", kind).task.opening is None
+    assert preset_config("repeat_copy", "dnc", "paper").task.opening is None

@@ -412,6 +412,11 @@ def _report_training(config: training.RunConfig, out: Path, *, resume: bool,
         print(f"{'Resuming' if resume else 'Training'} {config.task.name} with "
               f"{config.model.kind} for {config.train.steps} steps of "
               f"{config.train.batch_size} sequences{each} -> {out}", file=sys.stderr)
+        if config.task.opening is not None:  # its validation rises meanwhile: say why
+            opened = ", ".join(f"{k}={v}" for k, v in config.task.opening_params.items())
+            print(f"Opening: the first {config.task.opening:,} training sequences with {opened} "
+                  f"(validation on the task itself; --set task.opening=none removes it)",
+                  file=sys.stderr)
     result = training.train(config, out, resume=resume, progress=progress)
     if rank != 0:
         return EXIT_INTERRUPTED if result.stopped == "interrupted" else 0
