@@ -119,21 +119,18 @@ def score_seed(run_dir: Path, row: Row) -> dict | None:
     if row.above_optimal:  # ngrams: the cost above the optimal estimator's on the same data
         records = [{**r, "val_cost": r["val_cost"] - r["val_optimal_cost"]}
                    if r.get("val_cost") is not None else r for r in records]
-    result = reliability(records, row.target)
+    config = json.loads((run_dir / "config.json").read_text())
+    # A run's validation is on the task, not on what its opening trains on (task.opening).
+    result = reliability(records, row.target, opening=config.get("task", {}).get("opening"))
     if not result.validations:
         return None
-    config = json.loads((run_dir / "config.json").read_text())
     last = records[-1]
-    # A run's validation is on the task, not on what its opening trains on (task.opening).
-    opening = config.get("task", {}).get("opening")
-    in_opening = [step for step in result.collapse_steps
-                  if opening and step * config["train"]["batch_size"] <= opening]
     return {"seed": config["train"]["seed"], "finished": last["step"] == config["train"]["steps"],
             "steps": last["step"], "solved": result.solved,
             "sequences_to_solve": result.first_solved_sequences,
             "seconds_to_solve": result.first_solved_seconds, "spikes": result.collapses,
-            "spike_steps": list(result.collapse_steps), "spikes_in_opening": len(in_opening),
-            "best": result.best_val_cost,
+            "spike_steps": list(result.collapse_steps),
+            "spikes_in_opening": result.collapses_in_opening, "best": result.best_val_cost,
             "last": result.last_val_cost}
 
 

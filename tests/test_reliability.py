@@ -63,3 +63,13 @@ def test_records_without_validation_are_skipped_and_none_gives_an_empty_result()
     empty = reliability([{"step": 1, "sequences": 32, "seconds": 0.1, "cost": 1.0}], 0.1)
     assert (empty.solved, empty.collapses, empty.best_val_cost, empty.validations) == (
         False, 0, None, 0)
+
+
+def test_collapses_in_an_opening_are_counted_apart_by_the_sequences_of_their_start():
+    # Validations every 1,600 sequences; collapses start at indices 3 (6,400) and 7 (12,800).
+    records = _records([85.0, 40.0, 0.2, 27.1, 60.0, 0.1, 10.0, 10.2, 0.05])
+    assert reliability(records, 0.1).collapses_in_opening == 0  # no opening
+    assert reliability(records, 0.1, opening=6400).collapses_in_opening == 1  # at its end: in
+    assert reliability(records, 0.1, opening=6399).collapses_in_opening == 0
+    both = reliability(records, 0.1, opening=12_800)
+    assert (both.collapses, both.collapses_in_opening) == (2, 2)

@@ -227,3 +227,28 @@ def test_the_table_and_summary_count_collapses_and_seeds_that_stayed_solved(tmp_
             del run[key]
     (tmp_path / "summary.json").write_text(json.dumps(old))
     assert [run.collapses for run in ntm_sweep.read_summary(tmp_path)["runs"]] == [None] * 3
+
+
+def test_collapses_during_an_opening_are_counted_and_said_apart(tmp_path, monkeypatch):
+    # A run directory with an opening of 9,600 sequences: validations every 3,200, the first
+    # collapse (index 2) in the opening, the second (index 4) after it.
+    folder = tmp_path / "seed1"
+    folder.mkdir()
+    costs = [80.0, 5.0, 30.0, 0.05, 40.0, 0.01]
+    records = [{"step": 100 * (i + 1), "sequences": 3200 * (i + 1), "seconds": 1.0 * (i + 1),
+                "val_cost": cost} for i, cost in enumerate(costs)]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (folder / "config.json").write_text(json.dumps({"task": {"opening": 9600}}))
+    assert ntm_sweep._opening(folder) == 9600
+    # The checkpoint's counters: only the file's presence is read here, the rest is faked.
+    (folder / "training_state.safetensors").write_bytes(b"")
+    monkeypatch.setattr(ntm_sweep, "read_counters", lambda path: {
+        "step": 600, "sequences": 19200, "val_step": 600, "val_cost": 0.01})
+    run = ntm_sweep.SeedRun(1, str(folder), 0)
+    ntm_sweep._read_results(run, folder, 0.1)
+    assert (run.collapses, run.collapses_in_opening, run.solved_at_end) == (2, 1, True)
+    table = ntm_sweep.sweep_table([run], 0.1)
+    assert "2 (1 in opening)" in table, table
+    assert "2 collapse(s) in all, 1 of them in an opening (task.opening)." in table
+    (folder / "config.json").write_text("{")  # unreadable: no opening, nothing fails
+    assert ntm_sweep._opening(folder) is None

@@ -8,7 +8,8 @@ last validation is under the task's target (it trained to the end of its budget,
 stopping at its first validation under the target, which hides collapses).
 
 Validation costs are read from ``metrics.jsonl`` records (``val_cost``); records without one
-are skipped.
+are skipped. A run with an opening (``task.opening``) validates on the task while it trains on
+other data; the collapses that start then still count, and are also counted apart.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ class Reliability:
         collapse_steps: the step of each collapse's first validation.
         best_val_cost, last_val_cost: its lowest and its last validation cost.
         validations: how many validations it made.
+        collapses_in_opening: how many of its collapses started during its opening (at a
+            validation after at most ``opening`` training sequences).
     """
 
     solved: bool
@@ -76,10 +79,13 @@ class Reliability:
     best_val_cost: float | None
     last_val_cost: float | None
     validations: int
+    collapses_in_opening: int = 0
 
 
-def reliability(records: Iterable[Mapping[str, Any]], target: float) -> Reliability:
-    """The :class:`Reliability` of a run from its ``metrics.jsonl`` records.
+def reliability(records: Iterable[Mapping[str, Any]], target: float, *,
+                opening: int | None = None) -> Reliability:
+    """The :class:`Reliability` of a run from its ``metrics.jsonl`` records; ``opening``:
+    the training sequences of its opening (``task.opening``; ``None``: none).
 
     >>> records = [{"step": 50, "sequences": 1600, "seconds": 4.0, "val_cost": 80.0},
     ...            {"step": 100, "sequences": 3200, "seconds": 8.0, "val_cost": 0.05},
@@ -104,4 +110,6 @@ def reliability(records: Iterable[Mapping[str, Any]], target: float) -> Reliabil
         best_val_cost=min(finite) if finite else None,
         last_val_cost=costs[-1] if costs else None,
         validations=len(costs),
+        collapses_in_opening=sum(int(scored[index]["sequences"]) <= (opening or 0)
+                                 for index in starts),
     )

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol
 
-from .checkpoint import METRICS_FILE, STATE_FILE, atomic_write_text, read_counters
+from .checkpoint import CONFIG_FILE, METRICS_FILE, STATE_FILE, atomic_write_text, read_counters
 from .config import SEED_LIMIT
 from .errors import ConfigError, RunDirError
 from .evaluate import read_metrics
@@ -103,6 +103,8 @@ class SeedRun:
         collapses: how many times the run collapsed (spiked) after it had learned, by the
             measure of :mod:`ntm.training.reliability` (None without validations).
         solved_at_end: whether its last validation is under the target: it stayed solved.
+        collapses_in_opening: how many of those collapses came during the run's opening
+            (``task.opening``), when it validates on the task but trains on other data.
     """
 
     seed: int
@@ -116,6 +118,7 @@ class SeedRun:
     seconds_to_target: float | None = None
     collapses: int | None = None
     solved_at_end: bool | None = None
+    collapses_in_opening: int | None = None
 
     @property
     def finished(self) -> bool:
@@ -251,6 +254,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "val_cost": (int, float, type(None)), "sequences_to_target": (int, type(None)),
     "error": (str, type(None)), "seconds_to_target": (int, float, type(None)),
     "collapses": (int, type(None)), "solved_at_end": (bool, type(None)),
+    "collapses_in_opening": (int, type(None)),
 }
 
 
@@ -318,8 +322,8 @@ def summarize(runs: Sequence[SeedRun]) -> dict[str, Any]:
     """Counts over a sweep: ``seeds``, ``finished``, ``converged``, ``converged_fraction``
     (of all seeds, failed ones included), ``median_sequences_to_target`` (over the seeds
     that converged; None if none did), ``solved_at_end`` (seeds whose last validation is
-    under the target), ``collapsed`` (seeds that collapsed at least once) and ``collapses``
-    (in all)."""
+    under the target), ``collapsed`` (seeds that collapsed at least once), ``collapses``
+    (in all) and ``collapses_in_opening`` (of those, the ones during an opening)."""
     needed = [run.sequences_to_target for run in runs if run.converged]
     return {"seeds": len(runs), "finished": sum(run.finished for run in runs),
             "converged": len(needed),
@@ -327,7 +331,8 @@ def summarize(runs: Sequence[SeedRun]) -> dict[str, Any]:
             "median_sequences_to_target": statistics.median(needed) if needed else None,
             "solved_at_end": sum(bool(run.solved_at_end) for run in runs),
             "collapsed": sum(bool(run.collapses) for run in runs),
-            "collapses": sum(run.collapses or 0 for run in runs)}
+            "collapses": sum(run.collapses or 0 for run in runs),
+            "collapses_in_opening": sum(run.collapses_in_opening or 0 for run in runs)}
 
 
 def sweep_table(runs: Sequence[SeedRun], target: float) -> str:
@@ -340,7 +345,8 @@ def sweep_table(runs: Sequence[SeedRun], target: float) -> str:
          "-" if run.val_cost is None else f"{run.val_cost:.3f}",
          "yes" if run.converged else "no", _cell(run.sequences_to_target),
          "-" if run.seconds_to_target is None else f"{run.seconds_to_target:.1f}",
-         _cell(run.collapses),
+         _cell(run.collapses) + (f" ({run.collapses_in_opening} in opening)"
+                                 if run.collapses_in_opening else ""),
          "-" if run.solved_at_end is None else ("yes" if run.solved_at_end else "no"))
         for run in runs
     ]
@@ -356,7 +362,9 @@ def sweep_table(runs: Sequence[SeedRun], target: float) -> str:
                  f"median sequences to converge: {'-' if median is None else f'{median:.12g}'}.")
     lines.append(f"Stayed solved to the end: {totals['solved_at_end']} of {totals['seeds']}; "
                  f"collapsed after learning: {totals['collapsed']} seed(s), "
-                 f"{totals['collapses']} collapse(s) in all.")
+                 f"{totals['collapses']} collapse(s) in all"
+                 + (f", {totals['collapses_in_opening']} of them in an opening (task.opening)"
+                    if totals["collapses_in_opening"] else "") + ".")
     lines += [f"Seed {run.seed} failed: {run.error or 'no output'}"
               + ("" if run.returncode is None else f" (log: {Path(run.out_dir) / LOG_FILE})")
               for run in runs if not run.finished]
@@ -412,6 +420,17 @@ def seed_result(seed: int, folder: Path, returncode: int, target: float, *,
     return run
 
 
+def _opening(folder: Path) -> int | None:
+    """The training sequences of the opening of the run in ``folder`` (``task.opening``), or
+    None: none, or no readable config."""
+    try:
+        config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+        opening = config["task"]["opening"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return opening if isinstance(opening, int) and not isinstance(opening, bool) else None
+
+
 def _read_results(run: SeedRun, folder: Path, target: float) -> None:
     """Fill ``run`` from the state file's counters and the validations in metrics.jsonl."""
     if not (folder / STATE_FILE).is_file():
@@ -419,10 +438,11 @@ def _read_results(run: SeedRun, folder: Path, target: float) -> None:
     counters = read_counters(folder / STATE_FILE)
     run.steps, run.sequences = counters["step"], counters["sequences"]
     records = read_metrics(folder) if (folder / METRICS_FILE).is_file() else []
-    measured = reliability(records, target)
+    measured = reliability(records, target, opening=_opening(folder))
     run.sequences_to_target = measured.first_solved_sequences
     if measured.validations:
         run.seconds_to_target = measured.first_solved_seconds
         run.collapses, run.solved_at_end = measured.collapses, measured.solved
+        run.collapses_in_opening = measured.collapses_in_opening
     if counters.get("val_step") == counters["step"]:
         run.val_cost = counters["val_cost"]
