@@ -53,8 +53,13 @@ NEAR_ONCE_SOLVED = ("task.near_items=0.25", "task.near_bits=3", "task.harden_bel
 # With them the rate drops tenfold at the same validation (optim.drop_below, copy's fix of a
 # solved run's collapse): until then the run is the defaults' update for update.
 NEAR_DROP = (*NEAR_ONCE_SOLVED, "optim.drop_below=0.1")
-# Associative recall's defaults for the LSTM-controller NTM before they took both.
-BEFORE_NEAR = ("task.near_items=0", "task.harden_below=none", "optim.drop_below=none")
+# The LSTM-controller NTM's associative recall before its opening on 5-6 items (the rows
+# measured before it took one say so, since they are the defaults and something else).
+NO_OPENING = ("task.opening=none",)
+# Associative recall's defaults for the LSTM-controller NTM before they took near items and
+# the drop.
+BEFORE_NEAR = ("task.near_items=0", "task.harden_below=none", "optim.drop_below=none",
+               *NO_OPENING)
 ROWS = [
     Row("copy-ntm-lstm", "copy", "ntm-lstm", "defaults"),
     Row("copy-ntm-lstm-milestone1", "copy", "ntm-lstm", "milestone 1 (clip +-10)", MILESTONE_1),
@@ -72,18 +77,23 @@ ROWS = [
         "--preset large-batch", ("--preset=large-batch",), seeds=4),
     Row("repeat_copy-ntm-lstm", "repeat_copy", "ntm-lstm", "defaults"),
     Row("associative_recall-ntm-lstm", "associative_recall", "ntm-lstm",
-        "defaults (clip +-10, lr 3e-4; once under 0.1 bits, near items and the rate x0.1)"),
+        "defaults (clip +-10, lr 3e-4; the first 100,000 sequences of 5-6 items only; once "
+        "under 0.1 bits, near items and the rate x0.1)"),
+    Row("associative_recall-ntm-lstm-near-drop", "associative_recall", "ntm-lstm",
+        "the defaults before the opening (clip +-10, lr 3e-4; once under 0.1 bits, near items "
+        "and the rate x0.1)", NO_OPENING),
     Row("associative_recall-ntm-lstm-before", "associative_recall", "ntm-lstm",
         "the defaults before (clip +-10, lr 3e-4)", BEFORE_NEAR),
     Row("associative_recall-ntm-lstm-norm1-drop", "associative_recall", "ntm-lstm",
         "clip +-10, then global norm 1; rate x0.1 at 0.1 bits (copy's defaults)",
-        (*BEFORE_NEAR[:2], "optim.clip=value+norm", "optim.max_norm=1", "optim.drop_below=0.1")),
+        (*BEFORE_NEAR[:2], "optim.clip=value+norm", "optim.max_norm=1", "optim.drop_below=0.1",
+         *NO_OPENING)),
     Row("associative_recall-ntm-lstm-near", "associative_recall", "ntm-lstm",
         "clip +-10, lr 3e-4; once under 0.1 bits, a quarter of the training sequences with a "
-        "near item (1-3 bits)", (*NEAR_ONCE_SOLVED, "optim.drop_below=none")),
+        "near item (1-3 bits)", (*NEAR_ONCE_SOLVED, "optim.drop_below=none", *NO_OPENING)),
     Row("associative_recall-ntm-lstm-curriculum", "associative_recall", "ntm-lstm",
-        "defaults, and items growing from 2 to 6 over the first 100,000 sequences",
-        ("task.curriculum=100000",)),
+        "the defaults before the opening, and items growing from 2 to 6 over the first "
+        "100,000 sequences", ("task.curriculum=100000", *NO_OPENING)),
     Row("associative_recall-ntm-ff", "associative_recall", "ntm-ff", "defaults"),
     Row("associative_recall-ntm-ff-near-drop", "associative_recall", "ntm-ff",
         "defaults; once under 0.1 bits, near items and the rate x0.1", NEAR_DROP),
@@ -93,6 +103,9 @@ ROWS = [
     Row("repeat_copy-dnc", "repeat_copy", "dnc",
         "defaults (lr 1e-3; lengths 6-10 only for the first 160,000 sequences; rate x0.1 at "
         "0.1 bits)", seeds=4),
+    Row("associative_recall-sam-opening", "associative_recall", "sam",
+        "defaults, and the first 160,000 sequences of 5-6 items only",
+        ("task.opening=160000", "task.opening_params.min_items=5"), seeds=4),
     Row("priority_sort-ntm-lstm", "priority_sort", "ntm-lstm", "defaults", target=18.0),
     Row("ngrams-ntm-lstm", "ngrams", "ntm-lstm", "defaults", seeds=4, target=2.0,
         above_optimal=True),

@@ -22,11 +22,11 @@ SMALL_MODEL = {
     "ntm-ff": ["model.memory_slots=12", "model.memory_width=6", "model.controller_size=12"],
     "lstm": ["model.hidden_size=12", "model.num_layers=1"],
 }
-# Short sequences of every task.
+# Short sequences of every task (without the openings of some presets, on longer ones).
 TASK_SETTINGS = {
     "copy": ["task.max_length=3"],
-    "repeat_copy": ["task.max_length=2", "task.max_repeats=2"],
-    "associative_recall": ["task.max_items=3", "task.item_length=1"],
+    "repeat_copy": ["task.max_length=2", "task.max_repeats=2", "task.opening=none"],
+    "associative_recall": ["task.max_items=3", "task.item_length=1", "task.opening=none"],
     "ngrams": ["task.length=12"],
     "priority_sort": ["task.num_inputs=4", "task.num_outputs=3"],
 }

@@ -135,7 +135,8 @@ def test_training_draws_near_items_and_validation_does_not(tmp_path, monkeypatch
         "model.memory_slots=12", "model.memory_width=6", "model.controller_size=12",
         "train.batch_size=4", "train.log_every=1", "train.val_every=2", "train.val_batches=1",
         "train.val_batch_size=3", "train.checkpoint_every=2", "train.steps=4",
-        "task.near_items=1", "task.near_bits=2", "task.max_items=3", "task.curriculum=8",
+        "task.near_items=1", "task.near_bits=2", "task.max_items=3", "task.opening=none",
+        "task.curriculum=8",
         "task.harden_below=none"])  # from the start (the preset waits for 0.1 bits)
     drawn = []
     original = AssociativeRecallTask.sample
@@ -157,7 +158,7 @@ def test_training_draws_near_items_and_validation_does_not(tmp_path, monkeypatch
 TINY_RECALL = ["model.memory_slots=12", "model.memory_width=6", "model.controller_size=12",
                "train.batch_size=4", "train.log_every=1", "train.val_every=2",
                "train.val_batches=1", "train.val_batch_size=3", "train.checkpoint_every=2",
-               "task.max_items=3", "task.near_items=1"]
+               "task.max_items=3", "task.near_items=1", "task.opening=none"]
 
 
 def training_near_items(config, out, monkeypatch, *, resume: bool = False) -> list[float]:

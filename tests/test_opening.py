@@ -94,12 +94,14 @@ def test_the_opening_goes_through_config_files_and_json():
     (["task.opening=x"], "task.opening"),
     (["task.opening=20", "task.opening_params.width=0"], "with task.opening_params: "),
     (["task.opening=20", "task.opening_params.min_length=30"],
-     "'copy' with task.opening_params: "),
+     r"'copy' with task.opening_params: .* \(set task.opening_params.<param> to fit, or "
+     r"task.opening=none\)"),
     (["task.opening_params.lenght=4"],
      r"unknown key 'task.opening_params.lenght'; valid keys of task 'copy': .*opening, "
      r"opening_params.<param>, min_length, max_length, width"),
     (["task.opening_params=4"], r"set task parameters one by one: task.opening_params.<param>"),
-    ([*OPENING, "task.curriculum=100"], "task.opening and task.curriculum do not combine"),
+    ([*OPENING, "task.curriculum=100"],
+     r"task.opening and task.curriculum do not combine: choose one \(task.opening=none"),
 ])
 def test_a_wrong_opening_is_refused_in_one_line(overrides, message):
     with pytest.raises(ConfigError, match=message) as caught:

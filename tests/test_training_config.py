@@ -315,11 +315,13 @@ def test_associative_recall_lstm_ntm_defaults_are_the_measured_near_item_recipe(
     config = preset_config("associative_recall", "ntm-lstm")
     assert config.task.params == {"near_items": 0.25, "near_bits": 3}
     assert config.task.harden_below == 0.1 and config.optim.drop_below == 0.1
+    # Its first 100,000 sequences hold 5 or 6 items: too many for the controller to hold.
+    assert (config.task.opening, config.task.opening_params) == (100_000, {"min_items": 5})
     assert (config.optim.lr, config.train.steps, config.optim.clip) == (3e-4, 10_000, "value")
     # The other models keep the task's own data until measured the same way.
     for kind in ("ntm-ff", "dnc", "sam", "lstm"):
         other = preset_config("associative_recall", kind).task
-        assert other.params == {} and other.harden_below is None
+        assert other.params == {} and other.harden_below is None and other.opening is None
 
 
 def test_the_dncs_repeat_copy_opens_on_long_sequences_and_one_override_removes_it():

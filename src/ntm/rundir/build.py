@@ -109,11 +109,13 @@ def _validate_opening(task: TaskConfig) -> None:
     if task.opening is None:
         return
     if task.curriculum is not None:
-        raise ConfigError("task.opening and task.curriculum do not combine: choose one")
+        raise ConfigError("task.opening and task.curriculum do not combine: choose one "
+                          "(task.opening=none removes the opening)")
     try:
         tasks.make(task.name, **{**task.params, **task.opening_params})
     except (TypeError, ValueError) as error:
-        raise ConfigError(f"task {task.name!r} with task.opening_params: {error}") from None
+        raise ConfigError(f"task {task.name!r} with task.opening_params: {error} (set "
+                          f"task.opening_params.<param> to fit, or task.opening=none)") from None
 
 
 def import_task_module(task: TaskConfig) -> None:
