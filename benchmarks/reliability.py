@@ -103,9 +103,14 @@ ROWS = [
     Row("repeat_copy-dnc", "repeat_copy", "dnc",
         "defaults (lr 1e-3; lengths 6-10 only for the first 160,000 sequences; rate x0.1 at "
         "0.1 bits)", seeds=4),
-    Row("associative_recall-sam-opening", "associative_recall", "sam",
-        "defaults, and the first 160,000 sequences of 5-6 items only",
-        ("task.opening=160000", "task.opening_params.min_items=5"), seeds=4),
+    Row("repeat_copy-ntm-lstm-opening", "repeat_copy", "ntm-lstm",
+        "defaults, the first 160,000 sequences of lengths 6-10 only, and the rate x0.1 at "
+        "0.1 bits", ("task.opening=160000", "task.opening_params.min_length=6",
+                     "optim.drop_below=0.1")),
+    Row("associative_recall-sam", "associative_recall", "sam",
+        "defaults (lr 1e-3, rows of 40; the first 160,000 sequences of 5-6 items only; rate "
+        "x0.1 at 0.1 bits)", ("task.opening=160000", "task.opening_params.min_items=5"),
+        seeds=4),
     Row("priority_sort-ntm-lstm", "priority_sort", "ntm-lstm", "defaults", target=18.0),
     Row("ngrams-ntm-lstm", "ngrams", "ntm-lstm", "defaults", seeds=4, target=2.0,
         above_optimal=True),

@@ -319,9 +319,19 @@ def test_associative_recall_lstm_ntm_defaults_are_the_measured_near_item_recipe(
     assert (config.task.opening, config.task.opening_params) == (100_000, {"min_items": 5})
     assert (config.optim.lr, config.train.steps, config.optim.clip) == (3e-4, 10_000, "value")
     # The other models keep the task's own data until measured the same way.
-    for kind in ("ntm-ff", "dnc", "sam", "lstm"):
+    for kind in ("ntm-ff", "dnc", "lstm"):
         other = preset_config("associative_recall", kind).task
         assert other.params == {} and other.harden_below is None and other.opening is None
+
+
+def test_sams_associative_recall_opens_on_many_items_with_rows_of_40():
+    config = preset_config("associative_recall", "sam")
+    assert (config.task.opening, config.task.opening_params) == (160_000, {"min_items": 5})
+    assert config.task.params == {} and config.task.harden_below is None  # no near items
+    assert (config.optim.lr, config.optim.drop_below, config.train.steps) == (1e-3, 0.1, 20_000)
+    assert config.model.memory_width == 40
+    # Validation stays on the task's own 2-6 items.
+    assert preset_config("associative_recall", "sam", "paper").task.opening is None
 
 
 def test_the_dncs_repeat_copy_opens_on_long_sequences_and_one_override_removes_it():
