@@ -115,3 +115,17 @@ def test_ntm_train_says_when_a_run_opens_on_other_parameters(tmp_path, capsys):
     assert main(args) == 0
     assert ("Opening: the first 20 training sequences with min_length=4 (validation on the "
             "task itself; --set task.opening=none removes it)") in capsys.readouterr().err
+
+
+def test_ntm_eval_tests_a_run_that_opened_on_settings_outside_its_opening(tmp_path, capsys):
+    # The run opened on lengths 4-5; the opening shapes training only, so lengths 2 are a
+    # test setting like any other (before, the opening's min_length=4 > max_length=2 refused).
+    out = tmp_path / "run"
+    assert main(["train", "copy", "--steps", "1", "--no-progress", "--out", str(out),
+                 *(f"--set={item}" for item in [*TINY, *OPENING])]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(out), "--set", "task.min_length=2", "--set", "task.max_length=2",
+                 "--batches", "1", "--batch-size", "2", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["results"]
+    assert row["params"] == {"min_length": 2, "max_length": 2}
+    assert 0 <= row["bit_errors"] <= 2 * 8  # two vectors of 8 bits to answer

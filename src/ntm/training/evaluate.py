@@ -6,6 +6,7 @@ Reading run directories back (:func:`load_run`, :func:`read_config`, ...) lives 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 from collections.abc import Iterable
@@ -194,7 +195,11 @@ def eval_settings(config: RunConfig, overrides: list[str]) -> list[dict[str, Any
     for item in overrides:
         if not item.startswith("task.") or item.startswith("task.name="):
             raise ConfigError(f"eval takes task parameters only (task.KEY=VALUE), got {item!r}")
-    changed = apply_overrides(config, overrides).task.params
+    # The opening and the curriculum shape training only: a test setting need not fit them
+    # (a run that opened on 5-6 items is still tested on 2).
+    tested_config = dataclasses.replace(config, task=dataclasses.replace(
+        config.task, curriculum=None, opening=None, opening_params={}))
+    changed = apply_overrides(tested_config, overrides).task.params
     setting = {key: value for key, value in changed.items()
                if config.task.params.get(key, not value) != value}
     trained, tested = build_task(config.task), build_task(config.task, **setting)
