@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> list[str]:
     model, config = ntm.training.load_run(run, best=args.best, device="cpu")
     if not hasattr(model, "trace"):
         parser.error(f"{run} holds an LSTM baseline, which has no heads")
-    config = ntm.training.apply_overrides(config, args.set)
+    # Test settings (a run's opening or curriculum shapes its training only).
+    config = ntm.training.apply_overrides(ntm.training.evaluation_config(config), args.set)
     batch = ntm.training.build_task(config.task).sample(
         1, generator=torch.Generator().manual_seed(args.seed))
 

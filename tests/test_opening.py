@@ -8,7 +8,14 @@ from helpers import train_until_diverged, untimed_metrics
 
 from ntm import tasks
 from ntm.cli import main
-from ntm.training import ConfigError, RunConfig, apply_overrides, preset_config, train
+from ntm.training import (
+    ConfigError,
+    RunConfig,
+    apply_overrides,
+    evaluation_config,
+    preset_config,
+    train,
+)
 from ntm.training.config_file import dotted_config
 
 TINY = ["model.memory_slots=12", "model.memory_width=6", "model.controller_size=12",
@@ -129,3 +136,15 @@ def test_ntm_eval_tests_a_run_that_opened_on_settings_outside_its_opening(tmp_pa
     (row,) = json.loads(capsys.readouterr().out)["results"]
     assert row["params"] == {"min_length": 2, "max_length": 2}
     assert 0 <= row["bit_errors"] <= 2 * 8  # two vectors of 8 bits to answer
+
+
+def test_evaluation_config_drops_what_shapes_training_only():
+    config = preset_config("associative_recall", "ntm-lstm")
+    with pytest.raises(ConfigError, match="min_items must be <= max_items"):
+        apply_overrides(config, ["task.max_items=2"])  # its opening's min_items=5 is too many
+    tested = evaluation_config(config)
+    assert (tested.task.opening, tested.task.opening_params, tested.task.curriculum) == \
+        (None, {}, None)
+    assert tested.task.params == config.task.params  # the task itself is kept
+    assert config.task.opening == 100_000  # and the run's config is not changed
+    assert apply_overrides(tested, ["task.max_items=2"]).task.params["max_items"] == 2

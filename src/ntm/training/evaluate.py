@@ -181,6 +181,14 @@ def generalisation(
     return rows
 
 
+def evaluation_config(config: RunConfig) -> RunConfig:
+    """``config`` as tests see it: without its opening and curriculum, which shape training
+    only, so that a test setting need not fit them (a run that opened on 5-6 items of
+    associative recall is still tested on 2). ``config`` is not changed."""
+    task = dataclasses.replace(config.task, curriculum=None, opening=None, opening_params={})
+    return dataclasses.replace(config, task=task)
+
+
 def eval_settings(config: RunConfig, overrides: list[str]) -> list[dict[str, Any]] | None:
     """The one test setting that ``task.KEY=VALUE`` overrides describe (``ntm eval --set``),
     as the task parameters that differ from the run's; ``None`` without overrides (the
@@ -195,11 +203,7 @@ def eval_settings(config: RunConfig, overrides: list[str]) -> list[dict[str, Any
     for item in overrides:
         if not item.startswith("task.") or item.startswith("task.name="):
             raise ConfigError(f"eval takes task parameters only (task.KEY=VALUE), got {item!r}")
-    # The opening and the curriculum shape training only: a test setting need not fit them
-    # (a run that opened on 5-6 items is still tested on 2).
-    tested_config = dataclasses.replace(config, task=dataclasses.replace(
-        config.task, curriculum=None, opening=None, opening_params={}))
-    changed = apply_overrides(tested_config, overrides).task.params
+    changed = apply_overrides(evaluation_config(config), overrides).task.params
     setting = {key: value for key, value in changed.items()
                if config.task.params.get(key, not value) != value}
     trained, tested = build_task(config.task), build_task(config.task, **setting)
