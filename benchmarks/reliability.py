@@ -103,6 +103,13 @@ ROWS = [
     Row("repeat_copy-dnc", "repeat_copy", "dnc",
         "defaults (lr 1e-3; lengths 6-10 only for the first 160,000 sequences; rate x0.1 at "
         "0.1 bits)", seeds=4),
+    Row("repeat_copy-ntm-lstm-norm1-drop", "repeat_copy", "ntm-lstm",
+        "copy's optimiser: lr 2e-3, clip +-10, then global norm 1; rate x0.1 at 0.1 bits",
+        ("optim.lr=2e-3", "optim.clip=value+norm", "optim.max_norm=1", "optim.drop_below=0.1")),
+    Row("repeat_copy-ntm-lstm-norm1-drop-open3", "repeat_copy", "ntm-lstm",
+        "copy's optimiser, and the first 64,000 sequences of lengths 3-10 only",
+        ("optim.lr=2e-3", "optim.clip=value+norm", "optim.max_norm=1", "optim.drop_below=0.1",
+         "task.opening=64000", "task.opening_params.min_length=3")),
     Row("repeat_copy-ntm-lstm-opening", "repeat_copy", "ntm-lstm",
         "defaults, the first 160,000 sequences of lengths 6-10 only, and the rate x0.1 at "
         "0.1 bits", ("task.opening=160000", "task.opening_params.min_length=6",

@@ -330,7 +330,7 @@ def test_sams_associative_recall_opens_on_many_items_with_rows_of_40():
     assert config.task.params == {} and config.task.harden_below is None  # no near items
     assert (config.optim.lr, config.optim.drop_below, config.train.steps) == (1e-3, 0.1, 20_000)
     assert config.model.memory_width == 40
-    # Validation stays on the task's own 2-6 items.
+    # The paper's recipe keeps the task's own data.
     assert preset_config("associative_recall", "sam", "paper").task.opening is None
 
 
