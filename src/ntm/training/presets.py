@@ -193,6 +193,12 @@ NEAR_ITEMS = (("near_items", 0.25), ("near_bits", 3))
 # after it. The two-step recipe before (lengths 6-10, then 1-10 from the best weights at lr
 # 3e-4) ended 2 of 4 seeds above 0.1 bits.
 OPEN_ON_LONG = (("min_length", 6),)
+# The LSTM-controller NTM on repeat copy fails the same way (its seeds on the plateau near 200
+# bits answer length 1 and fail from 3), but no opening steers it (RESULTS.md, "Repeat copy
+# with the LSTM-controller NTM"): on lengths 6-10 it learns nothing (300-350 bits there for
+# 160,000 sequences at 3e-4, 64,000 at 2e-3). To the full budget, 8 seeds: copy's optimiser
+# (2e-3, norm 1, drop) 4/8; with the first 64,000 sequences of lengths 3-10 5/8 (one seed
+# learned to hold three vectors instead). Not adopted: the defaults stay.
 # Associative recall's slow path is the same (RESULTS.md, "An opening on many items"): the
 # seeds that never solved it (seed 2 of the near-item recipe, seed 5 with a curriculum of
 # items growing from 2, which was 7/8 too) answer 2 items without error and fail from 4 on, as
