@@ -198,7 +198,7 @@ OPEN_ON_LONG = (("min_length", 6),)
 # with the LSTM-controller NTM"): on lengths 6-10 it learns nothing (300-350 bits there for
 # 160,000 sequences at 3e-4, 64,000 at 2e-3). To the full budget, 8 seeds: copy's optimiser
 # (2e-3, norm 1, drop) 4/8; with the first 64,000 sequences of lengths 3-10 5/8 (one seed
-# learned to hold three vectors instead). Not adopted: the defaults stay.
+# learned to hold three vectors instead); these defaults 0/8. To adopt next (measured last).
 # Associative recall's slow path is the same (RESULTS.md, "An opening on many items"): the
 # seeds that never solved it (seed 2 of the near-item recipe, seed 5 with a curriculum of
 # items growing from 2, which was 7/8 too) answer 2 items without error and fail from 4 on, as
