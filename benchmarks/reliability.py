@@ -60,6 +60,11 @@ NO_OPENING = ("task.opening=none",)
 # the drop.
 BEFORE_NEAR = ("task.near_items=0", "task.harden_below=none", "optim.drop_below=none",
                *NO_OPENING)
+# Copy's fix of a solved run's collapse: the global-norm clip after the per-component one, and
+# the rate x0.1 from the first validation under 0.1 bits.
+NORM1_DROP = ("optim.clip=value+norm", "optim.max_norm=1", "optim.drop_below=0.1")
+# Copy's optimiser as a whole (its rate too), tried on repeat copy.
+COPY_OPTIMISER = ("optim.lr=2e-3", *NORM1_DROP)
 ROWS = [
     Row("copy-ntm-lstm", "copy", "ntm-lstm", "defaults"),
     Row("copy-ntm-lstm-milestone1", "copy", "ntm-lstm", "milestone 1 (clip +-10)", MILESTONE_1),
@@ -68,7 +73,7 @@ ROWS = [
     Row("copy-ntm-ff", "copy", "ntm-ff", "defaults"),
     Row("copy-ntm-ff-milestone1", "copy", "ntm-ff", "milestone 1 (clip +-10)", MILESTONE_1),
     Row("copy-ntm-ff-norm1-drop", "copy", "ntm-ff", "clip +-10, then global norm 1; rate x0.1 "
-        "at 0.1 bits", ("optim.clip=value+norm", "optim.max_norm=1", "optim.drop_below=0.1")),
+        "at 0.1 bits", NORM1_DROP),
     Row("copy-ntm-ff-drop", "copy", "ntm-ff", "clip +-10; rate x0.1 at 0.1 bits",
         ("optim.clip=value", "optim.drop_below=0.1")),
     Row("copy-ntm-lstm-large-batch", "copy", "ntm-lstm", "--preset large-batch",
@@ -86,8 +91,7 @@ ROWS = [
         "the defaults before (clip +-10, lr 3e-4)", BEFORE_NEAR),
     Row("associative_recall-ntm-lstm-norm1-drop", "associative_recall", "ntm-lstm",
         "clip +-10, then global norm 1; rate x0.1 at 0.1 bits (copy's defaults)",
-        (*BEFORE_NEAR[:2], "optim.clip=value+norm", "optim.max_norm=1", "optim.drop_below=0.1",
-         *NO_OPENING)),
+        (*BEFORE_NEAR[:2], *NORM1_DROP, *NO_OPENING)),
     Row("associative_recall-ntm-lstm-near", "associative_recall", "ntm-lstm",
         "clip +-10, lr 3e-4; once under 0.1 bits, a quarter of the training sequences with a "
         "near item (1-3 bits)", (*NEAR_ONCE_SOLVED, "optim.drop_below=none", *NO_OPENING)),
@@ -105,11 +109,10 @@ ROWS = [
         "0.1 bits)", seeds=4),
     Row("repeat_copy-ntm-lstm-norm1-drop", "repeat_copy", "ntm-lstm",
         "copy's optimiser: lr 2e-3, clip +-10, then global norm 1; rate x0.1 at 0.1 bits",
-        ("optim.lr=2e-3", "optim.clip=value+norm", "optim.max_norm=1", "optim.drop_below=0.1")),
+        COPY_OPTIMISER),
     Row("repeat_copy-ntm-lstm-norm1-drop-open3", "repeat_copy", "ntm-lstm",
         "copy's optimiser, and the first 64,000 sequences of lengths 3-10 only",
-        ("optim.lr=2e-3", "optim.clip=value+norm", "optim.max_norm=1", "optim.drop_below=0.1",
-         "task.opening=64000", "task.opening_params.min_length=3")),
+        (*COPY_OPTIMISER, "task.opening=64000", "task.opening_params.min_length=3")),
     Row("repeat_copy-ntm-lstm-opening", "repeat_copy", "ntm-lstm",
         "defaults, the first 160,000 sequences of lengths 6-10 only, and the rate x0.1 at "
         "0.1 bits", ("task.opening=160000", "task.opening_params.min_length=6",
