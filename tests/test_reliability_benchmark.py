@@ -110,3 +110,24 @@ def test_every_row_is_a_config_ntm_train_accepts():
         overrides = [item for item in row.settings if not item.startswith("--")]
         config = apply_overrides(preset_config(row.task, row.model, *presets), overrides)
         assert config.task.name == row.task, row.name
+
+
+def test_every_result_file_is_the_row_its_command_reproduces():
+    # A row renamed or changed after it was measured (say, when its recipe became the default)
+    # would leave RESULTS.md pointing at a command that trains something else.
+    bench = _script()
+    rows = {row.name: row for row in bench.ROWS}
+    scored = 0
+    for path in sorted((SCRIPT.parents[1] / "results" / "reliability").glob("*.json")):
+        data = json.loads(path.read_text())
+        for score in data if isinstance(data, list) else [data]:
+            if "row" not in score:
+                continue  # another script's file (validation breakdowns, older summaries)
+            row = rows[score["row"]]
+            assert path.stem == row.name
+            assert (score["recipe"], score["settings"], score["command"]) == (
+                row.recipe, list(row.settings), bench.command(row)), row.name
+            assert (score["task"], score["model"], score["target"]) == (
+                row.task, row.model, row.target), row.name
+            scored += 1
+    assert scored >= 10

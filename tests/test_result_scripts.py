@@ -51,7 +51,7 @@ def test_repeat_copy_errors_runs_on_a_run_directory(tmp_path, capsys, monkeypatc
     config = apply_overrides(preset_config("repeat_copy"), [
         "model.memory_slots=16", "model.memory_width=4", "model.controller_size=8",
         "train.steps=1", "train.batch_size=2", "train.val_batches=1", "train.val_batch_size=2",
-        "task.max_length=2", "task.max_repeats=2"])
+        "task.max_length=2", "task.max_repeats=2", "task.opening=none"])
     train(config, tmp_path / "run", progress=False)
     module = _script("repeat_copy_errors")
     monkeypatch.setattr(module, "SETTINGS", ((2, 3),))

@@ -341,7 +341,18 @@ def test_the_dncs_repeat_copy_opens_on_long_sequences_and_one_override_removes_i
     assert (config.optim.lr, config.optim.drop_below, config.train.steps) == (1e-3, 0.1, 10_000)
     plain = apply_overrides(config, ["task.opening=none"])
     assert (plain.task.opening, plain.task.opening_params) == (None, {})
-    # The NTMs (and the feedforward DNC, whose controller holds no sequence) open on nothing.
-    for kind in ("ntm-lstm", "ntm-ff", "dnc-ff"):
+    # The feedforward models, whose controllers hold no sequence, open on nothing.
+    for kind in ("ntm-ff", "dnc-ff"):
         assert preset_config("repeat_copy", kind).task.opening is None
     assert preset_config("repeat_copy", "dnc", "paper").task.opening is None
+
+
+def test_the_lstm_ntms_repeat_copy_takes_copys_optimiser_and_opens_on_lengths_3_to_10():
+    config = preset_config("repeat_copy", "ntm-lstm")
+    # On lengths 6-10 it learns nothing; from 3 on it does (5 of 8 seeds, the defaults before 0).
+    assert (config.task.opening, config.task.opening_params) == (64_000, {"min_length": 3})
+    assert config.task.params == {}  # validation: lengths 1-10, the task's own
+    assert (config.optim.lr, config.optim.clip, config.optim.max_norm) == (2e-3, "value+norm",
+                                                                           1.0)
+    assert (config.optim.drop_below, config.train.steps) == (0.1, 10_000)
+    assert preset_config("repeat_copy", "ntm-lstm", "paper").task.opening is None
