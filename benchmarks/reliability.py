@@ -70,6 +70,8 @@ COPY_OPTIMISER = ("optim.lr=2e-3", *NORM1_DROP)
 # (max_norm: the unused default, so that the configs equal those the rows were measured with.)
 OPTIMISER_BEFORE = ("optim.lr=3e-4", "optim.clip=value", "optim.max_norm=10")
 REPEAT_COPY_BEFORE = (*OPTIMISER_BEFORE, "optim.drop_below=none", *NO_OPENING)
+# Repeat copy's defaults for the LSTM-controller NTM since 2026-12-07, spelled out.
+REPEAT_COPY_OPEN3 = (*COPY_OPTIMISER, "task.opening=64000", "task.opening_params.min_length=3")
 ROWS = [
     Row("copy-ntm-lstm", "copy", "ntm-lstm", "defaults"),
     Row("copy-ntm-lstm-milestone1", "copy", "ntm-lstm", "milestone 1 (clip +-10)", MILESTONE_1),
@@ -88,7 +90,15 @@ ROWS = [
     Row("repeat_copy-ntm-lstm", "repeat_copy", "ntm-lstm",
         "defaults (copy's optimiser: lr 2e-3, clip +-10, then global norm 1, rate x0.1 at 0.1 "
         "bits; the first 64,000 sequences of lengths 3-10 only)",
-        (*COPY_OPTIMISER, "task.opening=64000", "task.opening_params.min_length=3")),
+        REPEAT_COPY_OPEN3),
+    Row("repeat_copy-ntm-lstm-slots64", "repeat_copy", "ntm-lstm",
+        "copy's optimiser, the first 64,000 sequences of lengths 3-10 only, a 64-slot memory",
+        (*REPEAT_COPY_OPEN3, "model.memory_slots=64")),
+    Row("repeat_copy-ntm-lstm-restarts", "repeat_copy", "ntm-lstm",
+        "copy's optimiser, the first 64,000 sequences of lengths 3-10 only; fresh weights "
+        "after each 80,000 sequences without a validation under 100 bits; 15,000 updates",
+        (*REPEAT_COPY_OPEN3, "train.restart_after=80000", "train.restart_below=100",
+         "train.steps=15000")),
     Row("repeat_copy-ntm-lstm-before", "repeat_copy", "ntm-lstm",
         "the defaults before (clip +-10, lr 3e-4)", REPEAT_COPY_BEFORE),
     Row("associative_recall-ntm-lstm", "associative_recall", "ntm-lstm",
@@ -170,7 +180,9 @@ def score_seed(run_dir: Path, row: Row) -> dict | None:
             "seconds_to_solve": result.first_solved_seconds, "spikes": result.collapses,
             "spike_steps": list(result.collapse_steps),
             "spikes_in_opening": result.collapses_in_opening, "best": result.best_val_cost,
-            "last": result.last_val_cost}
+            "last": result.last_val_cost,
+            # train.restart_after: the attempts that ended for want of progress.
+            "restarts": sum("restart" in record for record in records)}
 
 
 def score_row(out: Path, row: Row) -> dict:

@@ -155,7 +155,10 @@ class TrainConfig:
     than launching its kernels one by one; it changes results by rounding only. ``init`` starts
     from trained weights instead of random ones (fine-tuning): a run directory (its last
     weights, ``model.safetensors``), ``"pretrained:NAME"``, or a ``.safetensors`` file; they
-    must fit ``model``. A resumed run loads its own state and ignores it.
+    must fit ``model``. A resumed run loads its own state and ignores it. ``restart_after``
+    and ``restart_below`` (both or neither) restart a run from fresh weights when an attempt
+    has trained ``restart_after`` sequences without a validation under ``restart_below`` bits
+    per sequence (:mod:`ntm.training.restarts`); ``train.steps`` bounds all attempts together.
     """
 
     steps: int = bounded(2000, min=0)
@@ -174,6 +177,8 @@ class TrainConfig:
     max_seconds: float | None = bounded(None, gt=0)
     target_val_cost: float | None = bounded(None, min=0)
     init: str | None = None
+    restart_after: int | None = bounded(None, min=1)
+    restart_below: float | None = bounded(None, gt=0)
 
 
 @dataclass
@@ -225,6 +230,7 @@ class RunConfig:
                 _assign(config, section, key, values[key])
         validate_task(config.task)
         _check_learning_rates(config.optim)
+        _check_restarts(config.train)
         return config
 
     @classmethod
@@ -275,6 +281,7 @@ def apply_overrides(config: RunConfig, overrides: list[str] | tuple[str, ...]) -
     _check_preset_choices(original, config)
     validate_task(config.task)
     _check_learning_rates(config.optim)
+    _check_restarts(config.train)
     return config
 
 
@@ -296,6 +303,15 @@ def _check_learning_rates(optim: OptimConfig) -> None:
     if optim.min_lr > optim.lr:
         raise ConfigError(f"optim.min_lr ({optim.min_lr:g}) must not exceed optim.lr "
                           f"({optim.lr:g}): it is the floor of the decaying rate")
+
+
+def _check_restarts(train: TrainConfig) -> None:
+    if (train.restart_after is None) != (train.restart_below is None):
+        raise ConfigError("train.restart_after and train.restart_below go together: set both "
+                          "(sequences, bits per sequence) or neither")
+    if train.restart_after is not None and train.init is not None:
+        raise ConfigError("train.restart_after draws fresh weights, which would discard "
+                          f"train.init={train.init}; use one or the other")
 
 
 def _check_keys(given: dict[str, Any], valid: Any, what: str) -> None:

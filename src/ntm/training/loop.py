@@ -46,6 +46,7 @@ from .distributed import World, data_seed
 from .errors import ConfigError, RunDirError, TrainingDiverged
 from .evaluate import batch_logits, evaluate_batches, read_config, weights_file
 from .optim import build_optimizer, clip_gradients, scheduled_lr, set_capturable, set_lr
+from .restarts import reset_optimizer, restart_due, weight_seed
 
 __all__ = ["RESUMABLE_FIELDS", "RESUMABLE_OPTIM_FIELDS", "TIMING_FIELDS", "TrainResult",
            "resumable_overrides", "train", "validation_set"]
@@ -53,8 +54,9 @@ __all__ = ["RESUMABLE_FIELDS", "RESUMABLE_OPTIM_FIELDS", "TIMING_FIELDS", "Train
 # Fields of metrics.jsonl that measure time and so differ between otherwise identical runs.
 TIMING_FIELDS = ("seconds", "sequences_per_second")
 # Fields of TrainConfig a resumed run may change without changing what it computes.
+# Restarts too: a run found on a plateau can be resumed with them.
 RESUMABLE_FIELDS = ("steps", "device", "threads", "tensorboard", "cuda_graphs", "max_seconds",
-                    "target_val_cost")
+                    "target_val_cost", "restart_after", "restart_below")
 # Fields of OptimConfig a resumed run may change: the learning rate's schedule (to continue a
 # run with a decaying rate; the rate of every update is in metrics.jsonl, "lr") and the
 # clipping (to rescue a run, or to replay one from a checkpoint with another: the collapse test).
@@ -183,7 +185,8 @@ def _new_counters(world: World) -> dict[str, Any]:
     return {"step": 0, "sequences": 0, "seconds": 0.0, "interval_cost": 0.0,
             "interval_steps": 0, "interval_start": 0.0, "cost": None, "val_cost": None,
             "val_bit_errors": None, "val_step": None, "best_val_cost": None, "best_step": None,
-            "world_size": world.size, "dropped_step": None, "hardened_step": None}
+            "world_size": world.size, "dropped_step": None, "hardened_step": None,
+            "restarts": 0, "attempt_start": 0, "attempt_best": None}
 
 
 class _Run:
@@ -202,7 +205,7 @@ class _Run:
         # Two streams from one seed: even for the initial weights (and random memory), odd for
         # the data; the same seed for both would make the first batch a copy of the first
         # weights' draws.
-        torch.manual_seed(2 * config.train.seed)
+        torch.manual_seed(weight_seed(config.train.seed, 0))
         self.model = build_model(config.model, self.task.input_size, self.task.output_size,
                                  device=device)
         if config.train.init is not None and not resume:  # a resumed run has its own weights
@@ -265,9 +268,12 @@ class _Run:
         scores = evaluate_batches(self.model, self.validation, self.held_out_task)
         counters.update(val_cost=scores["cost"], val_bit_errors=scores["bit_errors"],
                         val_step=counters["step"])
-        best = counters["best_val_cost"]
+        best, attempt_best = counters["best_val_cost"], counters["attempt_best"]
         # Validation spikes happen (RESULTS.md); weights that score NaN are never the best.
-        if math.isfinite(scores["cost"]) and (best is None or scores["cost"] < best):
+        finite = math.isfinite(scores["cost"])
+        if finite and (attempt_best is None or scores["cost"] < attempt_best):
+            counters["attempt_best"] = scores["cost"]
+        if finite and (best is None or scores["cost"] < best):
             counters.update(best_val_cost=scores["cost"], best_step=counters["step"])
             save_weights(self.model, self.out / BEST_FILE, {"step": counters["step"],
                                                             "val_cost": scores["cost"]})
@@ -350,6 +356,7 @@ class _Run:
                 self._record(metrics, bar, writer, lr)
             if step % config.train.val_every == 0:
                 self._note_first_solved(step)
+                self._restart_if_due()
             stopped = self._stop_reason(step, started, stop)
             final = stopped != "steps" or step == config.train.steps
             if final or step % config.train.checkpoint_every == 0:
@@ -367,8 +374,10 @@ class _Run:
         Raises:
             TrainingDiverged: the loss is not finite.
         """
-        lr = scheduled_lr(self.config.optim, self.counters["sequences"],
-                          self.config.train.steps * self.per_step,
+        # An attempt after a restart schedules its rate over what is left of the budget.
+        start = self.counters["attempt_start"]
+        lr = scheduled_lr(self.config.optim, self.counters["sequences"] - start,
+                          self.config.train.steps * self.per_step - start,
                           dropped=self.counters["dropped_step"] is not None)
         set_lr(self.optimizer, lr)  # also replaces the rate a resumed optimiser state holds
         batch = self._training_task().sample(self.config.train.batch_size,
@@ -390,7 +399,9 @@ class _Run:
         curriculum (``task.curriculum``) that the sequences seen so far have reached, or its
         opening (``task.opening``) while the sequences seen are fewer; without its
         training-only parameters until ``task.harden_below`` is reached."""
-        task_config, seen = self.config.task, self.counters["sequences"]
+        # (An attempt after a restart opens again.)
+        task_config = self.config.task
+        seen = self.counters["sequences"] - self.counters["attempt_start"]
         hardened = task_config.harden_below is None or self.counters["hardened_step"] is not None
         params: dict[str, Any] = {}
         if task_config.curriculum is not None and seen < task_config.curriculum:
@@ -419,9 +430,32 @@ class _Run:
             if distributed.agree(int(solved), self.world):
                 counters[noted] = step
 
+    def _restart_if_due(self) -> None:
+        """Start a new attempt from fresh weights if the one under way is due to end
+        (:func:`~ntm.training.restarts.restart_due`); collective (rank 0 alone validates).
+        Every rank draws the same weights, so the replicas stay equal."""
+        counters = self.counters
+        due = self.world.main and restart_due(self.config.train, counters)
+        if not distributed.agree(int(due), self.world):
+            return
+        counters["restarts"] += 1
+        cuda = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):  # random memory draws on them: left as is
+            torch.manual_seed(weight_seed(self.config.train.seed, counters["restarts"]))
+            fresh = build_model(self.config.model, self.task.input_size, self.task.output_size,
+                                device=self.device)
+        with torch.no_grad():  # in place: DDP and a CUDA graph hold these tensors
+            self.model.load_state_dict(fresh.state_dict())
+        reset_optimizer(self.optimizer)
+        counters.update(attempt_start=counters["sequences"], attempt_best=None,
+                        dropped_step=None, hardened_step=None)
+
     def _record(self, metrics, bar, writer, lr: float) -> None:
-        """Write the record of the step just done (validating on ``val_every``), rank 0 only."""
+        """Write the record of the step just done (validating on ``val_every``), rank 0 only;
+        a validation that ends an attempt says so (``"restart"``: the next attempt's number)."""
         record = _log(self.counters, self.config, self.validate, lr)
+        if "val_cost" in record and restart_due(self.config.train, self.counters):
+            record["restart"] = self.counters["restarts"] + 1
         append_text(metrics, json.dumps(record) + "\n")
         bar.set_postfix({k: f"{record[k]:.3g}" for k in ("cost", "val_cost") if k in record},
                         refresh=False)

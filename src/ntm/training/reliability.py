@@ -69,6 +69,8 @@ class Reliability:
         validations: how many validations it made.
         collapses_in_opening: how many of its collapses started during its opening (at a
             validation after at most ``opening`` training sequences).
+        restarts: how many times it started again from fresh weights
+            (``train.restart_after``; its sequences to solve count every attempt's).
     """
 
     solved: bool
@@ -80,6 +82,7 @@ class Reliability:
     last_val_cost: float | None
     validations: int
     collapses_in_opening: int = 0
+    restarts: int = 0
 
 
 def reliability(records: Iterable[Mapping[str, Any]], target: float, *,
@@ -112,4 +115,5 @@ def reliability(records: Iterable[Mapping[str, Any]], target: float, *,
         validations=len(costs),
         collapses_in_opening=sum(int(scored[index]["sequences"]) <= (opening or 0)
                                  for index in starts),
+        restarts=sum("restart" in record for record in scored),
     )

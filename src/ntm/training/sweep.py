@@ -105,6 +105,8 @@ class SeedRun:
         solved_at_end: whether its last validation is under the target: it stayed solved.
         collapses_in_opening: how many of those collapses came during the run's opening
             (``task.opening``), when it validates on the task but trains on other data.
+        restarts: how many times the run started again from fresh weights
+            (``train.restart_after``).
     """
 
     seed: int
@@ -119,6 +121,7 @@ class SeedRun:
     collapses: int | None = None
     solved_at_end: bool | None = None
     collapses_in_opening: int | None = None
+    restarts: int | None = None
 
     @property
     def finished(self) -> bool:
@@ -254,7 +257,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "val_cost": (int, float, type(None)), "sequences_to_target": (int, type(None)),
     "error": (str, type(None)), "seconds_to_target": (int, float, type(None)),
     "collapses": (int, type(None)), "solved_at_end": (bool, type(None)),
-    "collapses_in_opening": (int, type(None)),
+    "collapses_in_opening": (int, type(None)), "restarts": (int, type(None)),
 }
 
 
@@ -323,7 +326,8 @@ def summarize(runs: Sequence[SeedRun]) -> dict[str, Any]:
     (of all seeds, failed ones included), ``median_sequences_to_target`` (over the seeds
     that converged; None if none did), ``solved_at_end`` (seeds whose last validation is
     under the target), ``collapsed`` (seeds that collapsed at least once), ``collapses``
-    (in all) and ``collapses_in_opening`` (of those, the ones during an opening)."""
+    (in all), ``collapses_in_opening`` (of those, the ones during an opening) and
+    ``restarts`` (from fresh weights, in all)."""
     needed = [run.sequences_to_target for run in runs if run.converged]
     return {"seeds": len(runs), "finished": sum(run.finished for run in runs),
             "converged": len(needed),
@@ -332,7 +336,8 @@ def summarize(runs: Sequence[SeedRun]) -> dict[str, Any]:
             "solved_at_end": sum(bool(run.solved_at_end) for run in runs),
             "collapsed": sum(bool(run.collapses) for run in runs),
             "collapses": sum(run.collapses or 0 for run in runs),
-            "collapses_in_opening": sum(run.collapses_in_opening or 0 for run in runs)}
+            "collapses_in_opening": sum(run.collapses_in_opening or 0 for run in runs),
+            "restarts": sum(run.restarts or 0 for run in runs)}
 
 
 def sweep_table(runs: Sequence[SeedRun], target: float) -> str:
@@ -343,7 +348,8 @@ def sweep_table(runs: Sequence[SeedRun], target: float) -> str:
         (str(run.seed), _status(run),
          _cell(run.steps), _cell(run.sequences),
          "-" if run.val_cost is None else f"{run.val_cost:.3f}",
-         "yes" if run.converged else "no", _cell(run.sequences_to_target),
+         "yes" if run.converged else "no",
+         _cell(run.sequences_to_target) + (f" ({run.restarts} restarts)" if run.restarts else ""),
          "-" if run.seconds_to_target is None else f"{run.seconds_to_target:.1f}",
          _cell(run.collapses) + (f" ({run.collapses_in_opening} in opening)"
                                  if run.collapses_in_opening else ""),
@@ -364,7 +370,9 @@ def sweep_table(runs: Sequence[SeedRun], target: float) -> str:
                  f"collapsed after learning: {totals['collapsed']} seed(s), "
                  f"{totals['collapses']} collapse(s) in all"
                  + (f", {totals['collapses_in_opening']} of them in an opening (task.opening)"
-                    if totals["collapses_in_opening"] else "") + ".")
+                    if totals["collapses_in_opening"] else "")
+                 + (f"; {totals['restarts']} restart(s) from fresh weights (train.restart_after)"
+                    if totals["restarts"] else "") + ".")
     lines += [f"Seed {run.seed} failed: {run.error or 'no output'}"
               + ("" if run.returncode is None else f" (log: {Path(run.out_dir) / LOG_FILE})")
               for run in runs if not run.finished]
@@ -444,5 +452,6 @@ def _read_results(run: SeedRun, folder: Path, target: float) -> None:
         run.seconds_to_target = measured.first_solved_seconds
         run.collapses, run.solved_at_end = measured.collapses, measured.solved
         run.collapses_in_opening = measured.collapses_in_opening
+        run.restarts = measured.restarts
     if counters.get("val_step") == counters["step"]:
         run.val_cost = counters["val_cost"]

@@ -1,0 +1,201 @@
+"""Restarts from fresh weights (train.restart_after, train.restart_below): the seeds of the
+attempts, when an attempt ends, the optimiser's reset, and runs that restart end to end."""
+
+import pytest
+import torch
+from helpers import poison_loss_at
+from safetensors.torch import load_file
+
+from ntm.training import (
+    TIMING_FIELDS,
+    ConfigError,
+    TrainingDiverged,
+    apply_overrides,
+    preset_config,
+    read_metrics,
+    train,
+)
+from ntm.training.build import build_model, build_task
+from ntm.training.checkpoint import STATE_FILE, read_counters
+from ntm.training.config import RunConfig
+from ntm.training.restarts import reset_optimizer, restart_due, weight_seed
+
+TINY = ["model.memory_slots=12", "model.memory_width=6", "model.controller_size=12",
+        "train.batch_size=2", "train.log_every=1", "train.val_every=2", "train.val_batches=1",
+        "train.val_batch_size=3", "train.checkpoint_every=2", "task.max_length=3"]
+# Never under 1e-9 bits: an attempt ends at its first validation after 4 sequences (2 updates).
+RESTART_EVERY_2 = ["train.restart_after=4", "train.restart_below=1e-9"]
+
+
+def _config(*extra, steps=6, task="copy"):
+    return apply_overrides(preset_config(task), [*TINY, f"train.steps={steps}", *extra])
+
+
+def _without_timing(records):
+    return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in records]
+
+
+def test_the_first_attempt_has_the_runs_own_weights_and_the_others_new_even_seeds():
+    assert [weight_seed(seed, 0) for seed in (0, 1, 7)] == [0, 2, 14]  # as before restarts
+    later = {weight_seed(seed, attempt) for seed in range(20) for attempt in range(1, 6)}
+    assert len(later) == 100  # no two attempts of these runs share their weights
+    assert all(value % 2 == 0 and 0 <= value < 2**64 for value in later)
+    assert not later & {2 * seed for seed in range(10_000)}  # nor another run's first ones
+
+
+@pytest.mark.parametrize(("sequences", "start", "best", "due"), [
+    (3, 0, None, False),  # too early in the attempt
+    (4, 0, None, True),  # no validation yet under the bar
+    (4, 0, 5.0, True),
+    (4, 0, 0.5, False),  # under restart_below: kept
+    (7, 4, 5.0, False),  # the next attempt, 3 sequences in
+    (8, 4, 1.0, True),  # not under: 1.0 is the bar itself
+])
+def test_an_attempt_ends_after_restart_after_sequences_without_a_validation_under_the_bar(
+        sequences, start, best, due):
+    train_config = _config("train.restart_after=4", "train.restart_below=1").train
+    counters = {"sequences": sequences, "attempt_start": start, "attempt_best": best}
+    assert restart_due(train_config, counters) is due
+    assert not restart_due(_config().train, counters)  # restarts off
+
+
+@pytest.mark.parametrize("name", ["rmsprop", "adam"])
+def test_a_reset_optimiser_steps_as_a_fresh_one(name):
+    config = _config(f"optim.name={name}", "optim.lr=1e-2").optim
+    from ntm.training.optim import build_optimizer
+
+    def run(steps_before_reset):
+        torch.manual_seed(0)
+        weights = torch.nn.Parameter(torch.randn(5, dtype=torch.float64))
+        optimizer = build_optimizer([weights], config)
+        for step in range(steps_before_reset):
+            optimizer.zero_grad()
+            (weights ** 2).sum().backward()
+            optimizer.step()
+        reset_optimizer(optimizer)
+        start = weights.detach().clone()
+        with torch.no_grad():
+            weights.copy_(torch.arange(5, dtype=torch.float64))  # the same weights for both
+        for _ in range(3):
+            optimizer.zero_grad()
+            (weights ** 3).sum().backward()
+            optimizer.step()
+        return start, weights.detach()
+
+    _, fresh = run(0)
+    _, reset = run(4)
+    torch.testing.assert_close(reset, fresh, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    (["train.restart_after=100"], "train.restart_after and train.restart_below go together"),
+    (["train.restart_below=10"], "train.restart_after and train.restart_below go together"),
+    (["train.restart_after=0", "train.restart_below=10"], "train.restart_after"),
+    (["train.restart_after=10", "train.restart_below=0"], "train.restart_below"),
+    ([*RESTART_EVERY_2, "train.init=pretrained:copy"], "would discard train.init"),
+])
+def test_bad_restart_settings_are_one_line_config_errors(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        _config(*settings)
+
+
+def test_restart_settings_are_checked_in_a_config_file_too():
+    data = _config().to_dict()
+    data["train"]["restart_after"] = 1000
+    with pytest.raises(ConfigError, match="go together"):
+        RunConfig.from_dict(data)
+
+
+def test_a_run_restarts_from_fresh_weights_and_says_so_in_its_metrics(tmp_path):
+    config = _config(*RESTART_EVERY_2, steps=6)
+    result = train(config, tmp_path, progress=False)
+    records = read_metrics(tmp_path)
+    # Validations at updates 2, 4 and 6 (4, 8 and 12 sequences): each ends its attempt.
+    assert [(r["step"], r.get("restart")) for r in records if "val_cost" in r] == [
+        (2, 1), (4, 2), (6, 3)]
+    assert "restart" not in records[0]  # a record without a validation
+    counters = read_counters(tmp_path / STATE_FILE)
+    assert (counters["restarts"], counters["attempt_start"]) == (3, 12)
+    assert result.step == 6  # train.steps bounds the attempts together
+    # The last validation ended an attempt, so the saved weights are the next one's fresh
+    # ones: those a fresh model draws from that attempt's seed.
+    torch.manual_seed(weight_seed(config.train.seed, 3))
+    task = build_task(config.task)
+    fresh = build_model(config.model, task.input_size, task.output_size)
+    saved = load_file(tmp_path / "model.safetensors")
+    for key, value in fresh.state_dict().items():
+        torch.testing.assert_close(saved[key], value, rtol=0, atol=0)
+
+
+def test_an_attempt_under_the_bar_is_kept(tmp_path):
+    train(_config("train.restart_after=4", "train.restart_below=1e9", steps=6), tmp_path,
+          progress=False)
+    assert not any("restart" in r for r in read_metrics(tmp_path))
+    assert read_counters(tmp_path / STATE_FILE)["restarts"] == 0
+
+
+def test_a_run_that_restarts_resumes_as_one_that_never_stopped(tmp_path, monkeypatch):
+    # A decaying rate and an opening too: the attempt after a restart starts both again.
+    config = _config(*RESTART_EVERY_2, "optim.schedule=linear", "task.opening=6",
+                     "task.opening_params.min_length=2", steps=8)
+    train(config, tmp_path / "whole", progress=False)
+    poison_loss_at(monkeypatch, 6)  # stops after the checkpoint of step 4 (after 2 restarts)
+    with pytest.raises(TrainingDiverged):
+        train(config, tmp_path / "pieces", progress=False)
+    monkeypatch.undo()
+    train(config, tmp_path / "pieces", resume=True, progress=False)
+    whole = read_metrics(tmp_path / "whole")
+    assert _without_timing(read_metrics(tmp_path / "pieces")) == _without_timing(whole)
+    for name in ("model.safetensors", "best.safetensors"):
+        pieces, one = load_file(tmp_path / "pieces" / name), load_file(tmp_path / "whole" / name)
+        assert all(torch.equal(pieces[key], one[key]) for key in one)
+    # The rate starts again at each restart: linear decay over what is left of the budget.
+    rates = [r["lr"] for r in whole]
+    assert rates[2] > rates[1] and rates[4] > rates[3]
+
+
+def test_the_attempt_after_a_restart_opens_again(tmp_path, monkeypatch):
+    import ntm.training.loop as loop
+
+    seen = []
+    original = loop._Run._training_task
+
+    def spy(self):
+        task = original(self)
+        seen.append(task.min_length)
+        return task
+
+    monkeypatch.setattr(loop._Run, "_training_task", spy)
+    # Updates 1-2 open on length 3 (4 sequences); the restart at update 2 opens again.
+    train(_config(*RESTART_EVERY_2, "task.opening=4", "task.opening_params.min_length=3",
+                  steps=4), tmp_path, progress=False)
+    assert seen == [3, 3, 3, 3]
+    # Without restarts the opening is the first 4 sequences only.
+    seen.clear()
+    train(_config("task.opening=4", "task.opening_params.min_length=3", steps=4),
+          tmp_path / "plain", progress=False)
+    assert seen == [3, 3, 1, 1]
+
+
+def test_the_reliability_measure_and_a_sweeps_table_count_the_restarts(tmp_path):
+    from ntm.training.reliability import reliability
+    from ntm.training.sweep import SeedRun, summarize, sweep_table
+
+    train(_config(*RESTART_EVERY_2, steps=4), tmp_path, progress=False)
+    measured = reliability(read_metrics(tmp_path), target=0.1)
+    assert (measured.restarts, measured.validations) == (2, 2)
+    runs = [SeedRun(1, "a", 0, sequences_to_target=96_000, restarts=2, collapses=0),
+            SeedRun(2, "b", 0, sequences_to_target=32_000, collapses=0)]
+    assert summarize(runs)["restarts"] == 2
+    table = sweep_table(runs, 0.1)
+    assert "96000 (2 restarts)" in table.replace(",", "")
+    assert "2 restart(s) from fresh weights (train.restart_after)" in table
+    assert "restart" not in sweep_table(runs[1:], 0.1)
+
+
+def test_a_run_on_a_plateau_can_be_resumed_with_restarts(tmp_path):
+    train(_config(steps=4), tmp_path, progress=False)
+    train(_config(*RESTART_EVERY_2, steps=8), tmp_path, resume=True, progress=False)
+    records = read_metrics(tmp_path)
+    # Its first attempt has trained 8 sequences by update 4: it ends at the next validation.
+    assert [r.get("restart") for r in records if "val_cost" in r] == [None, None, 1, 2]
