@@ -115,7 +115,8 @@ def train(
     every ``train.val_every`` steps ``val_cost`` and
     ``val_bit_errors`` on a fixed held-out set, plus ``val_optimal_cost`` for ngrams; a run
     that ends between two records adds one more for its last step, marked ``"final": true``,
-    whose cost covers the steps since the last record and which a resumed run replaces), the
+    whose cost covers the steps since the last record and which a resumed run replaces; a
+    validation that ended an attempt, ``train.restart_after``, carries ``"restart": K``), the
     weights and a resumable training state every ``train.checkpoint_every`` steps and at the end
     (see :mod:`ntm.training.checkpoint`), the weights of the best validation so far
     (``best.safetensors``), and TensorBoard logs if ``train.tensorboard``.
