@@ -18,6 +18,7 @@ from ntm.training import (
 from ntm.training.build import build_model, build_task
 from ntm.training.checkpoint import STATE_FILE, read_counters
 from ntm.training.config import RunConfig
+from ntm.training.optim import build_optimizer
 from ntm.training.restarts import reset_optimizer, restart_due, weight_seed
 
 TINY = ["model.memory_slots=12", "model.memory_width=6", "model.controller_size=12",
@@ -43,18 +44,20 @@ def test_the_first_attempt_has_the_runs_own_weights_and_the_others_new_even_seed
     assert not later & {2 * seed for seed in range(10_000)}  # nor another run's first ones
 
 
-@pytest.mark.parametrize(("sequences", "start", "best", "due"), [
-    (3, 0, None, False),  # too early in the attempt
-    (4, 0, None, True),  # no validation yet under the bar
-    (4, 0, 5.0, True),
-    (4, 0, 0.5, False),  # under restart_below: kept
-    (7, 4, 5.0, False),  # the next attempt, 3 sequences in
-    (8, 4, 1.0, True),  # not under: 1.0 is the bar itself
+@pytest.mark.parametrize(("step", "sequences", "start", "best", "due"), [
+    (1, 3, 0, None, False),  # too early in the attempt
+    (2, 4, 0, None, True),  # no validation yet under the bar
+    (2, 4, 0, 5.0, True),
+    (2, 4, 0, 0.5, False),  # under restart_below: kept
+    (3, 7, 4, 5.0, False),  # the next attempt, 3 sequences in
+    (4, 8, 4, 1.0, True),  # not under: 1.0 is the bar itself
+    (6, 12, 0, 5.0, False),  # the run's last update: no attempt could follow
 ])
 def test_an_attempt_ends_after_restart_after_sequences_without_a_validation_under_the_bar(
-        sequences, start, best, due):
-    train_config = _config("train.restart_after=4", "train.restart_below=1").train
-    counters = {"sequences": sequences, "attempt_start": start, "attempt_best": best}
+        step, sequences, start, best, due):
+    train_config = _config("train.restart_after=4", "train.restart_below=1").train  # 6 steps
+    counters = {"step": step, "sequences": sequences, "attempt_start": start,
+                "attempt_best": best}
     assert restart_due(train_config, counters) is due
     assert not restart_due(_config().train, counters)  # restarts off
 
@@ -62,29 +65,25 @@ def test_an_attempt_ends_after_restart_after_sequences_without_a_validation_unde
 @pytest.mark.parametrize("name", ["rmsprop", "adam"])
 def test_a_reset_optimiser_steps_as_a_fresh_one(name):
     config = _config(f"optim.name={name}", "optim.lr=1e-2").optim
-    from ntm.training.optim import build_optimizer
 
     def run(steps_before_reset):
         torch.manual_seed(0)
         weights = torch.nn.Parameter(torch.randn(5, dtype=torch.float64))
         optimizer = build_optimizer([weights], config)
-        for step in range(steps_before_reset):
+        for _ in range(steps_before_reset):
             optimizer.zero_grad()
             (weights ** 2).sum().backward()
             optimizer.step()
         reset_optimizer(optimizer)
-        start = weights.detach().clone()
         with torch.no_grad():
             weights.copy_(torch.arange(5, dtype=torch.float64))  # the same weights for both
         for _ in range(3):
             optimizer.zero_grad()
             (weights ** 3).sum().backward()
             optimizer.step()
-        return start, weights.detach()
+        return weights.detach()
 
-    _, fresh = run(0)
-    _, reset = run(4)
-    torch.testing.assert_close(reset, fresh, rtol=0, atol=0)
+    torch.testing.assert_close(run(4), run(0), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize(("settings", "message"), [
@@ -106,23 +105,27 @@ def test_restart_settings_are_checked_in_a_config_file_too():
         RunConfig.from_dict(data)
 
 
-def test_a_run_restarts_from_fresh_weights_and_says_so_in_its_metrics(tmp_path):
-    config = _config(*RESTART_EVERY_2, steps=6)
-    result = train(config, tmp_path, progress=False)
-    records = read_metrics(tmp_path)
-    # Validations at updates 2, 4 and 6 (4, 8 and 12 sequences): each ends its attempt.
+def test_a_run_restarts_from_fresh_weights_and_says_so_in_its_metrics(tmp_path, monkeypatch):
+    config = _config(*RESTART_EVERY_2, steps=8)
+    result = train(config, tmp_path / "whole", progress=False)
+    records = read_metrics(tmp_path / "whole")
+    # Validations at updates 2, 4, 6 and 8 (4 to 16 sequences): each ends its attempt but the
+    # last, after which no update is left.
     assert [(r["step"], r.get("restart")) for r in records if "val_cost" in r] == [
-        (2, 1), (4, 2), (6, 3)]
+        (2, 1), (4, 2), (6, 3), (8, None)]
     assert "restart" not in records[0]  # a record without a validation
-    counters = read_counters(tmp_path / STATE_FILE)
+    counters = read_counters(tmp_path / "whole" / STATE_FILE)
     assert (counters["restarts"], counters["attempt_start"]) == (3, 12)
-    assert result.step == 6  # train.steps bounds the attempts together
-    # The last validation ended an attempt, so the saved weights are the next one's fresh
-    # ones: those a fresh model draws from that attempt's seed.
+    assert result.step == 8  # train.steps bounds the attempts together
+    # Stopped after the checkpoint of update 6, whose validation ended an attempt: the saved
+    # weights are the next attempt's fresh ones, those its seed draws.
+    poison_loss_at(monkeypatch, 7)
+    with pytest.raises(TrainingDiverged):
+        train(config, tmp_path / "cut", progress=False)
     torch.manual_seed(weight_seed(config.train.seed, 3))
     task = build_task(config.task)
     fresh = build_model(config.model, task.input_size, task.output_size)
-    saved = load_file(tmp_path / "model.safetensors")
+    saved = load_file(tmp_path / "cut" / "model.safetensors")
     for key, value in fresh.state_dict().items():
         torch.testing.assert_close(saved[key], value, rtol=0, atol=0)
 
@@ -181,9 +184,9 @@ def test_the_reliability_measure_and_a_sweeps_table_count_the_restarts(tmp_path)
     from ntm.training.reliability import reliability
     from ntm.training.sweep import SeedRun, summarize, sweep_table
 
-    train(_config(*RESTART_EVERY_2, steps=4), tmp_path, progress=False)
+    train(_config(*RESTART_EVERY_2, steps=6), tmp_path, progress=False)
     measured = reliability(read_metrics(tmp_path), target=0.1)
-    assert (measured.restarts, measured.validations) == (2, 2)
+    assert (measured.restarts, measured.validations) == (2, 3)
     runs = [SeedRun(1, "a", 0, sequences_to_target=96_000, restarts=2, collapses=0),
             SeedRun(2, "b", 0, sequences_to_target=32_000, collapses=0)]
     assert summarize(runs)["restarts"] == 2
@@ -198,4 +201,4 @@ def test_a_run_on_a_plateau_can_be_resumed_with_restarts(tmp_path):
     train(_config(*RESTART_EVERY_2, steps=8), tmp_path, resume=True, progress=False)
     records = read_metrics(tmp_path)
     # Its first attempt has trained 8 sequences by update 4: it ends at the next validation.
-    assert [r.get("restart") for r in records if "val_cost" in r] == [None, None, 1, 2]
+    assert [r.get("restart") for r in records if "val_cost" in r] == [None, None, 1, None]

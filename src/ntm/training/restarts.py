@@ -42,13 +42,16 @@ def weight_seed(seed: int, attempt: int) -> int:
 
 def restart_due(train: TrainConfig, counters: dict[str, Any]) -> bool:
     """Whether the attempt under way should end here, at a validation: restarts are on, the
+    run has updates left (a restart at its last would leave fresh weights as its model), the
     attempt has trained ``train.restart_after`` sequences or more, and none of its validations
     was under ``train.restart_below`` bits per sequence.
 
-    ``counters``: the run's ``sequences``, ``attempt_start`` (the sequences when the attempt
-    began) and ``attempt_best`` (its best validation cost; ``None``: none yet).
+    ``counters``: the run's ``step`` and ``sequences``, ``attempt_start`` (the sequences when
+    the attempt began) and ``attempt_best`` (its best validation cost; ``None``: none yet).
     """
     if train.restart_after is None or train.restart_below is None:
+        return False
+    if counters["step"] >= train.steps:
         return False
     if counters["sequences"] - counters["attempt_start"] < train.restart_after:
         return False
