@@ -94,6 +94,9 @@ ROWS = [
     Row("repeat_copy-ntm-lstm-slots64", "repeat_copy", "ntm-lstm",
         "copy's optimiser, the first 64,000 sequences of lengths 3-10 only, a 64-slot memory",
         (*REPEAT_COPY_OPEN3, "model.memory_slots=64")),
+    Row("repeat_copy-ntm-lstm-15k", "repeat_copy", "ntm-lstm",
+        "copy's optimiser, the first 64,000 sequences of lengths 3-10 only; 15,000 updates (the "
+        "budget of the restarts)", (*REPEAT_COPY_OPEN3, "train.steps=15000")),
     Row("repeat_copy-ntm-lstm-restarts", "repeat_copy", "ntm-lstm",
         "copy's optimiser, the first 64,000 sequences of lengths 3-10 only; fresh weights "
         "after each 80,000 sequences without a validation under 100 bits; 15,000 updates",
