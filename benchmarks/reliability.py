@@ -183,9 +183,7 @@ def score_seed(run_dir: Path, row: Row) -> dict | None:
             "seconds_to_solve": result.first_solved_seconds, "spikes": result.collapses,
             "spike_steps": list(result.collapse_steps),
             "spikes_in_opening": result.collapses_in_opening, "best": result.best_val_cost,
-            "last": result.last_val_cost,
-            # train.restart_after: the attempts that ended for want of progress.
-            "restarts": sum("restart" in record for record in records)}
+            "last": result.last_val_cost, "restarts": result.restarts}
 
 
 def score_row(out: Path, row: Row) -> dict:

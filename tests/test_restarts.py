@@ -3,13 +3,11 @@ attempts, when an attempt ends, the optimiser's reset, and runs that restart end
 
 import pytest
 import torch
-from helpers import poison_loss_at
+from helpers import train_until_diverged, untimed_metrics
 from safetensors.torch import load_file
 
 from ntm.training import (
-    TIMING_FIELDS,
     ConfigError,
-    TrainingDiverged,
     apply_overrides,
     preset_config,
     read_metrics,
@@ -30,10 +28,6 @@ RESTART_EVERY_2 = ["train.restart_after=4", "train.restart_below=1e-9"]
 
 def _config(*extra, steps=6, task="copy"):
     return apply_overrides(preset_config(task), [*TINY, f"train.steps={steps}", *extra])
-
-
-def _without_timing(records):
-    return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in records]
 
 
 def test_the_first_attempt_has_the_runs_own_weights_and_the_others_new_even_seeds():
@@ -119,9 +113,7 @@ def test_a_run_restarts_from_fresh_weights_and_says_so_in_its_metrics(tmp_path, 
     assert result.step == 8  # train.steps bounds the attempts together
     # Stopped after the checkpoint of update 6, whose validation ended an attempt: the saved
     # weights are the next attempt's fresh ones, those its seed draws.
-    poison_loss_at(monkeypatch, 7)
-    with pytest.raises(TrainingDiverged):
-        train(config, tmp_path / "cut", progress=False)
+    train_until_diverged(config, tmp_path / "cut", monkeypatch, call=7)
     torch.manual_seed(weight_seed(config.train.seed, 3))
     task = build_task(config.task)
     fresh = build_model(config.model, task.input_size, task.output_size)
@@ -142,13 +134,11 @@ def test_a_run_that_restarts_resumes_as_one_that_never_stopped(tmp_path, monkeyp
     config = _config(*RESTART_EVERY_2, "optim.schedule=linear", "task.opening=6",
                      "task.opening_params.min_length=2", steps=8)
     train(config, tmp_path / "whole", progress=False)
-    poison_loss_at(monkeypatch, 6)  # stops after the checkpoint of step 4 (after 2 restarts)
-    with pytest.raises(TrainingDiverged):
-        train(config, tmp_path / "pieces", progress=False)
-    monkeypatch.undo()
+    # Stops after the checkpoint of step 4 (after 2 restarts).
+    train_until_diverged(config, tmp_path / "pieces", monkeypatch, call=6)
     train(config, tmp_path / "pieces", resume=True, progress=False)
     whole = read_metrics(tmp_path / "whole")
-    assert _without_timing(read_metrics(tmp_path / "pieces")) == _without_timing(whole)
+    assert untimed_metrics(tmp_path / "pieces") == untimed_metrics(tmp_path / "whole")
     for name in ("model.safetensors", "best.safetensors"):
         pieces, one = load_file(tmp_path / "pieces" / name), load_file(tmp_path / "whole" / name)
         assert all(torch.equal(pieces[key], one[key]) for key in one)
