@@ -344,3 +344,19 @@ def test_init_from_a_pretrained_model(tmp_path):
                  "--no-progress"]) == 0
     assert read_config(out).model.memory_init == "learned"  # the shipped model's
     assert read_metrics(out)[-1]["val_cost"] < 1  # it starts trained: near 0 bits at once
+
+
+def test_init_fine_tunes_with_a_recipe_that_restarts_without_its_restarts(tmp_path,
+                                                                           monkeypatch):
+    from ntm.training.presets import FAST
+
+    source = _train(tmp_path / "source", "copy", "ntm-ff")
+    monkeypatch.setitem(FAST, ("copy", "ntm-ff"), FAST[("copy", "ntm-ff")]._replace(
+        restart_after=4, restart_below=1e-9))
+    # Fresh weights would throw the weights to fine-tune away: --init turns the restarts off.
+    tuned = tmp_path / "tuned"
+    assert main(["train", "copy", "--init", str(source), "--steps", "4", "--out", str(tuned),
+                 *SMALL, "--set", "task.max_length=3"]) == 0
+    config = read_config(tuned)
+    assert (config.train.restart_after, config.train.restart_below) == (None, None)
+    assert not any("restart" in record for record in read_metrics(tuned))

@@ -192,3 +192,55 @@ def test_a_run_on_a_plateau_can_be_resumed_with_restarts(tmp_path):
     records = read_metrics(tmp_path)
     # Its first attempt has trained 8 sequences by update 4: it ends at the next validation.
     assert [r.get("restart") for r in records if "val_cost" in r] == [None, None, 1, None]
+
+
+class _Recorded:
+    """A task whose batches are recorded (``batches`` is not None) or replayed from a list."""
+
+    def __init__(self, task, batches, replay):
+        self.task, self.batches, self.replay = task, batches, replay
+
+    def sample(self, batch_size, generator=None):
+        if self.replay:
+            return self.batches.pop(0)
+        batch = self.task.sample(batch_size, generator=generator)
+        self.batches.append(batch)
+        return batch
+
+
+def test_an_attempt_after_a_restart_trains_as_a_new_run_from_its_weights_on_its_batches(
+        tmp_path, monkeypatch):
+    # Nothing but the data stream's position may set an attempt apart from a new run: the
+    # same fresh weights, trained on the same batches as a run of their own (train.init),
+    # give the same weights and costs bit for bit. With an opening, a decaying rate, global
+    # norm clipping and a drop, the state a restart must start again.
+    import ntm.training.loop as loop
+
+    recipe = ["task.opening=4", "task.opening_params.min_length=2", "optim.schedule=linear",
+              "optim.max_norm=1.0", "optim.drop_below=1e9"]
+    batches: list = []
+    original = loop._Run._training_task
+    monkeypatch.setattr(loop._Run, "_training_task",
+                        lambda self: _Recorded(original(self), batches, replay=False))
+    # One restart, at update 2 (the validation of update 4 is the run's last).
+    config = _config(*RESTART_EVERY_2, *recipe, steps=4)
+    train(config, tmp_path / "restarted", progress=False)
+    assert read_counters(tmp_path / "restarted" / STATE_FILE)["restarts"] == 1
+    after_restart = batches[2:]
+    assert len(after_restart) == 2
+    torch.manual_seed(weight_seed(config.train.seed, 1))
+    task = build_task(config.task)
+    from safetensors.torch import save_file
+    save_file(build_model(config.model, task.input_size, task.output_size).state_dict(),
+              tmp_path / "fresh.safetensors")
+    monkeypatch.setattr(loop._Run, "_training_task",
+                        lambda self: _Recorded(None, after_restart, replay=True))
+    alone = apply_overrides(preset_config("copy"), [
+        *TINY, *recipe, "train.steps=2", f"train.init={tmp_path / 'fresh.safetensors'}"])
+    train(alone, tmp_path / "alone", progress=False)
+    assert not after_restart  # every batch replayed
+    restarted, new = load_file(tmp_path / "restarted" / "model.safetensors"), load_file(
+        tmp_path / "alone" / "model.safetensors")
+    assert all(torch.equal(restarted[key], new[key]) for key in new)
+    costs = [(r["cost"], r["lr"]) for r in read_metrics(tmp_path / "restarted")][2:]
+    assert costs == [(r["cost"], r["lr"]) for r in read_metrics(tmp_path / "alone")]

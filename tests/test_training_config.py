@@ -356,3 +356,19 @@ def test_the_lstm_ntms_repeat_copy_takes_copys_optimiser_and_opens_on_lengths_3_
                                                                            1.0)
     assert (config.optim.drop_below, config.train.steps) == (0.1, 10_000)
     assert preset_config("repeat_copy", "ntm-lstm", "paper").task.opening is None
+
+
+def test_a_recipe_with_restarts_sets_them_and_the_large_batch_recipe_drops_them(monkeypatch):
+    monkeypatch.setitem(FAST, ("copy", "ntm-ff"), FAST[("copy", "ntm-ff")]._replace(
+        restart_after=64_000, restart_below=50.0))
+    train = preset_config("copy", "ntm-ff").train
+    assert (train.restart_after, train.restart_below) == (64_000, 50.0)
+    # Measured at the fast recipe's batch and budget only.
+    large = preset_config("copy", "ntm-ff", "large-batch").train
+    assert (large.restart_after, large.restart_below) == (None, None)
+    assert preset_config("copy", "ntm-ff", "paper").train.restart_after is None
+    with pytest.raises(ConfigError, match="fine-tuning: --set train.restart_after=none"):
+        apply_overrides(preset_config("copy", "ntm-ff"), ["train.init=run"])
+    plain = apply_overrides(preset_config("copy", "ntm-ff"), [
+        "train.restart_after=none", "train.restart_below=none", "train.init=run"])
+    assert plain.train.init == "run"

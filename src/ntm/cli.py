@@ -363,6 +363,8 @@ def _new_config(args: argparse.Namespace) -> training.RunConfig:
     config = preset_config(args.task, kind, args.preset or "fast")
     if source is not None:  # the weights fix the model; --set model.* may still change it
         config.model, config.model_module = source.model, source.model_module
+    if init is not None:  # a recipe's restarts would throw the weights away: fine-tuning has none
+        config.train.restart_after = config.train.restart_below = None
     flags = [("train.steps", args.steps), ("train.batch_size", args.batch_size),
              ("train.seed", getattr(args, "seed", None)),
              ("train.tensorboard", args.tensorboard or None), ("train.init", init),

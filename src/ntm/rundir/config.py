@@ -311,7 +311,8 @@ def _check_restarts(train: TrainConfig) -> None:
                           "(sequences, bits per sequence) or neither")
     if train.restart_after is not None and train.init is not None:
         raise ConfigError("train.restart_after draws fresh weights, which would discard "
-                          f"train.init={train.init}; use one or the other")
+                          f"train.init={train.init}; use one or the other (fine-tuning: "
+                          "--set train.restart_after=none --set train.restart_below=none)")
 
 
 def _check_keys(given: dict[str, Any], valid: Any, what: str) -> None:

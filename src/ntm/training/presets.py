@@ -83,9 +83,11 @@ class FastRecipe(NamedTuple):
     rate's schedule over the run (``optim.schedule``: ``"constant"``, ``"cosine"`` or
     ``"linear"``), the task parameters it sets, ``(parameter, value)`` pairs (``()``: the
     task's defaults), the validation cost under which the task's training-only parameters
-    take effect (``task.harden_below``; ``None``: from the start), and the opening: the
+    take effect (``task.harden_below``; ``None``: from the start), the opening: the
     training sequences (``task.opening``; ``None``: none) drawn with the task parameters of
-    ``opening_task`` on top (``task.opening_params``)."""
+    ``opening_task`` on top (``task.opening_params``), and restarts from fresh weights after
+    ``restart_after`` sequences without a validation under ``restart_below`` bits
+    (``train.restart_after``, ``train.restart_below``; ``None``: never)."""
 
     batch_size: int
     lr: float
@@ -101,6 +103,8 @@ class FastRecipe(NamedTuple):
     harden_below: float | None = None
     opening: int | None = None
     opening_task: tuple[tuple[str, Any], ...] = ()
+    restart_after: int | None = None
+    restart_below: float | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,7 +305,9 @@ def preset_config(task: str, kind: str = models.DEFAULT_MODEL, preset: str = "fa
     if recipe.max_norm is not None:
         config.optim.clip, config.optim.max_norm = "value+norm", recipe.max_norm
     config.train = TrainConfig(steps=recipe.steps, batch_size=recipe.batch_size,
-                               log_every=recipe.log_every, val_every=recipe.val_every)
+                               log_every=recipe.log_every, val_every=recipe.val_every,
+                               restart_after=recipe.restart_after,
+                               restart_below=recipe.restart_below)
     if preset == "large-batch":
         _scale_to_large_batch(config, recipe)
     return config
@@ -327,7 +333,8 @@ LARGE_BATCH_BUDGET = 2  # times the fast recipe's sequences
 
 
 def _scale_to_large_batch(config: RunConfig, recipe: FastRecipe) -> None:
-    """Turn the fast recipe of ``config`` into the large-batch one, in place."""
+    """Turn the fast recipe of ``config`` into the large-batch one, in place. It keeps no
+    restarts: their window was measured at the fast recipe's batch and budget."""
     ratio = LARGE_BATCH / recipe.batch_size
     config.optim.warmup = LARGE_BATCH_WARMUP * LARGE_BATCH
     steps = max(1, round(recipe.steps * LARGE_BATCH_BUDGET / ratio))
