@@ -17,7 +17,12 @@ from ntm.training.build import build_model, build_task
 from ntm.training.checkpoint import STATE_FILE, read_counters
 from ntm.training.config import RunConfig
 from ntm.training.optim import build_optimizer
-from ntm.training.restarts import reset_optimizer, restart_due, weight_seed
+from ntm.training.restarts import (
+    attempt_validations,
+    reset_optimizer,
+    restart_due,
+    weight_seed,
+)
 
 TINY = ["model.memory_slots=12", "model.memory_width=6", "model.controller_size=12",
         "train.batch_size=2", "train.log_every=1", "train.val_every=2", "train.val_batches=1",
@@ -38,22 +43,39 @@ def test_the_first_attempt_has_the_runs_own_weights_and_the_others_new_even_seed
     assert not later & {2 * seed for seed in range(10_000)}  # nor another run's first ones
 
 
-@pytest.mark.parametrize(("step", "sequences", "start", "best", "due"), [
-    (1, 3, 0, None, False),  # too early in the attempt
-    (2, 4, 0, None, True),  # no validation yet under the bar
-    (2, 4, 0, 5.0, True),
-    (2, 4, 0, 0.5, False),  # under restart_below: kept
-    (3, 7, 4, 5.0, False),  # the next attempt, 3 sequences in
-    (4, 8, 4, 1.0, True),  # not under: 1.0 is the bar itself
-    (6, 12, 0, 5.0, False),  # the run's last update: no attempt could follow
+@pytest.mark.parametrize(("step", "sequences", "start", "validations", "due"), [
+    (1, 3, 0, [], False),  # too early in the attempt
+    (2, 4, 0, [], True),  # no validation yet under the bar
+    (2, 4, 0, [[4, 5.0]], True),
+    (2, 4, 0, [[4, 0.5]], False),  # under restart_below: kept
+    (3, 7, 4, [], False),  # the next attempt, 3 sequences in
+    (4, 8, 4, [[8, 1.0]], True),  # not under: 1.0 is the bar itself
+    (6, 12, 0, [[4, 5.0]], False),  # the run's last update: no attempt could follow
+    # Under the bar at 2 sequences, above since: 4 sequences later it is due, not before.
+    (3, 5, 0, [[2, 0.5], [4, 5.0]], False),
+    (3, 6, 0, [[2, 0.5], [4, 5.0], [6, 5.0]], True),
+    # A solved attempt that collapsed and stayed so is due as well.
+    (5, 10, 0, [[4, 0.01], [6, 3.0], [8, 3.0], [10, 3.0]], True),
 ])
 def test_an_attempt_ends_after_restart_after_sequences_without_a_validation_under_the_bar(
-        step, sequences, start, best, due):
+        step, sequences, start, validations, due):
     train_config = _config("train.restart_after=4", "train.restart_below=1").train  # 6 steps
     counters = {"step": step, "sequences": sequences, "attempt_start": start,
-                "attempt_best": best}
+                "attempt_validations": validations}
     assert restart_due(train_config, counters) is due
     assert not restart_due(_config().train, counters)  # restarts off
+
+
+def test_the_attempts_validations_are_read_back_from_the_metrics_of_an_older_state():
+    records = [{"step": 1, "sequences": 2, "cost": 9.0},
+               {"step": 2, "sequences": 4, "val_cost": 3.0, "restart": 1},
+               {"step": 3, "sequences": 6, "val_cost": float("nan")},
+               {"step": 4, "sequences": 8, "val_cost": 0.5},
+               {"step": 6, "sequences": 12, "val_cost": 0.25}]  # after the saved step
+    # The attempt began after the validation at 4 sequences ended the one before.
+    assert attempt_validations(records, step=5, attempt_start=4) == [[8, 0.5]]
+    assert attempt_validations(records, step=6, attempt_start=0) == [[4, 3.0], [8, 0.5],
+                                                                     [12, 0.25]]
 
 
 @pytest.mark.parametrize("name", ["rmsprop", "adam"])
@@ -244,3 +266,24 @@ def test_an_attempt_after_a_restart_trains_as_a_new_run_from_its_weights_on_its_
     assert all(torch.equal(restarted[key], new[key]) for key in new)
     costs = [(r["cost"], r["lr"]) for r in read_metrics(tmp_path / "restarted")][2:]
     assert costs == [(r["cost"], r["lr"]) for r in read_metrics(tmp_path / "alone")]
+
+
+def test_a_state_saved_before_it_kept_the_attempts_validations_resumes_with_them(tmp_path):
+    import shutil
+
+    from ntm.rundir.checkpoint import _read, _save
+
+    train(_config(steps=4), tmp_path / "new", progress=False)
+    shutil.copytree(tmp_path / "new", tmp_path / "older")
+    # The state file as the loop wrote it before: the attempt's best, not its validations.
+    state = tmp_path / "older" / STATE_FILE
+    tensors, meta = _read(state)
+    meta["counters"]["attempt_best"] = min(cost for _, cost in
+                                           meta["counters"].pop("attempt_validations"))
+    _save(state, tensors, meta)
+    for name in ("new", "older"):
+        train(_config(steps=6), tmp_path / name, resume=True, progress=False)
+    new, older = (read_counters(tmp_path / name / STATE_FILE) for name in ("new", "older"))
+    assert older["attempt_validations"] == new["attempt_validations"]
+    assert [step for step, _ in new["attempt_validations"]] == [4, 8, 12]  # sequences
+    assert "attempt_best" not in older

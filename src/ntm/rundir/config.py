@@ -157,8 +157,9 @@ class TrainConfig:
     weights, ``model.safetensors``), ``"pretrained:NAME"``, or a ``.safetensors`` file; they
     must fit ``model``. A resumed run loads its own state and ignores it. ``restart_after``
     and ``restart_below`` (both or neither) restart a run from fresh weights when an attempt
-    has trained ``restart_after`` sequences without a validation under ``restart_below`` bits
-    per sequence (:mod:`ntm.training.restarts`); ``train.steps`` bounds all attempts together.
+    has gone ``restart_after`` sequences without a validation under ``restart_below`` bits
+    per sequence, since it began or since its last validation under them
+    (:mod:`ntm.training.restarts`); ``train.steps`` bounds all attempts together.
     """
 
     steps: int = bounded(2000, min=0)

@@ -46,7 +46,7 @@ from .distributed import World, data_seed
 from .errors import ConfigError, RunDirError, TrainingDiverged
 from .evaluate import batch_logits, evaluate_batches, read_config, weights_file
 from .optim import build_optimizer, clip_gradients, scheduled_lr, set_capturable, set_lr
-from .restarts import reset_optimizer, restart_due, weight_seed
+from .restarts import attempt_validations, reset_optimizer, restart_due, weight_seed
 
 __all__ = ["RESUMABLE_FIELDS", "RESUMABLE_OPTIM_FIELDS", "TIMING_FIELDS", "TrainResult",
            "resumable_overrides", "train", "validation_set"]
@@ -187,7 +187,7 @@ def _new_counters(world: World) -> dict[str, Any]:
             "interval_steps": 0, "interval_start": 0.0, "cost": None, "val_cost": None,
             "val_bit_errors": None, "val_step": None, "best_val_cost": None, "best_step": None,
             "world_size": world.size, "dropped_step": None, "hardened_step": None,
-            "restarts": 0, "attempt_start": 0, "attempt_best": None}
+            "restarts": 0, "attempt_start": 0, "attempt_validations": []}
 
 
 class _Run:
@@ -255,6 +255,12 @@ class _Run:
                               f"process(es), not {world.size}; resume it with as many, so that "
                               "every rank draws the data it would have drawn")
         counters.update(saved)
+        if "attempt_validations" not in saved:  # saved before the state kept them
+            counters.pop("attempt_best", None)
+            metrics = out / METRICS_FILE
+            records = [r for _, r in parse_metrics(metrics)[0]] if metrics.is_file() else []
+            counters["attempt_validations"] = attempt_validations(
+                records, counters["step"], counters["attempt_start"])
         if self.config.train.steps < counters["step"]:
             raise ConfigError(f"train.steps={self.config.train.steps} is below the step the run "
                               f"in {out} has reached ({counters['step']}); give a larger number "
@@ -269,11 +275,11 @@ class _Run:
         scores = evaluate_batches(self.model, self.validation, self.held_out_task)
         counters.update(val_cost=scores["cost"], val_bit_errors=scores["bit_errors"],
                         val_step=counters["step"])
-        best, attempt_best = counters["best_val_cost"], counters["attempt_best"]
+        best = counters["best_val_cost"]
         # Validation spikes happen (RESULTS.md); weights that score NaN are never the best.
         finite = math.isfinite(scores["cost"])
-        if finite and (attempt_best is None or scores["cost"] < attempt_best):
-            counters["attempt_best"] = scores["cost"]
+        if finite:  # what restarts read (ntm.training.restarts.restart_due)
+            counters["attempt_validations"].append([counters["sequences"], scores["cost"]])
         if finite and (best is None or scores["cost"] < best):
             counters.update(best_val_cost=scores["cost"], best_step=counters["step"])
             save_weights(self.model, self.out / BEST_FILE, {"step": counters["step"],
@@ -448,7 +454,7 @@ class _Run:
         with torch.no_grad():  # in place: DDP and a CUDA graph hold these tensors
             self.model.load_state_dict(fresh.state_dict())
         reset_optimizer(self.optimizer)
-        counters.update(attempt_start=counters["sequences"], attempt_best=None,
+        counters.update(attempt_start=counters["sequences"], attempt_validations=[],
                         dropped_step=None, hardened_step=None)
 
     def _record(self, metrics, bar, writer, lr: float) -> None:

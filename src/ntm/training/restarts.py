@@ -5,16 +5,18 @@ half the LSTM-controller NTM's runs hold short sequences in the controller and n
 use the memory within the budget, and whether a run leaves the plateau shows within about
 80,000 sequences (RESULTS.md, "Restarts", with what restarts did there: 7 of 8 seeds solved
 against 5, with a larger budget). A run that restarts draws new initial weights when an
-attempt has gone ``restart_after`` sequences without a validation under ``restart_below`` bits,
-and starts that attempt as a new run would: a fresh optimiser state, the opening and the
-curriculum again, the learning rate's schedule over what is left of the budget. The data stream
-goes on (so no two attempts see the same batches), and every validation of every attempt stays
-in ``metrics.jsonl``; the record of the validation that ended an attempt carries
-``"restart": K``, the number of the attempt that follows.
+attempt has gone ``restart_after`` sequences without a validation under ``restart_below`` bits
+(since it began, or since its last validation under them), and starts that attempt as a new
+run would: a fresh optimiser state, the opening and the curriculum again, the learning rate's
+schedule over what is left of the budget. The data stream goes on (so no two attempts see the
+same batches), and every validation of every attempt stays in ``metrics.jsonl``; the record of
+the validation that ended an attempt carries ``"restart": K``, the number of the attempt that
+follows.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -22,7 +24,7 @@ import torch
 
 from ..rundir.config import TrainConfig
 
-__all__ = ["reset_optimizer", "restart_due", "weight_seed"]
+__all__ = ["attempt_validations", "reset_optimizer", "restart_due", "weight_seed"]
 
 
 def weight_seed(seed: int, attempt: int) -> int:
@@ -43,21 +45,34 @@ def weight_seed(seed: int, attempt: int) -> int:
 
 def restart_due(train: TrainConfig, counters: dict[str, Any]) -> bool:
     """Whether the attempt under way should end here, at a validation: restarts are on, the
-    run has updates left (a restart at its last would leave fresh weights as its model), the
-    attempt has trained ``train.restart_after`` sequences or more, and none of its validations
-    was under ``train.restart_below`` bits per sequence.
+    run has updates left (a restart at its last would leave fresh weights as its model), and
+    the attempt has gone ``train.restart_after`` sequences or more without a validation under
+    ``train.restart_below`` bits per sequence: since it began, or since its last validation
+    under the bar. A dip under the bar early in an attempt (one seed dipped to 92 bits in its
+    opening and went back to 240 to stay) thus does not shield it for the rest of the run, and
+    a solved run that collapses and stays collapsed starts again too.
 
     ``counters``: the run's ``step`` and ``sequences``, ``attempt_start`` (the sequences when
-    the attempt began) and ``attempt_best`` (its best validation cost; ``None``: none yet).
+    the attempt began) and ``attempt_validations`` (``[sequences, cost]`` of each of the
+    attempt's finite validations).
     """
     if train.restart_after is None or train.restart_below is None:
         return False
     if counters["step"] >= train.steps:
         return False
-    if counters["sequences"] - counters["attempt_start"] < train.restart_after:
-        return False
-    best = counters["attempt_best"]
-    return best is None or not best < train.restart_below
+    last_under = max((seen for seen, cost in counters["attempt_validations"]
+                      if cost < train.restart_below), default=counters["attempt_start"])
+    return counters["sequences"] - last_under >= train.restart_after
+
+
+def attempt_validations(records: list[dict[str, Any]], step: int,
+                        attempt_start: int) -> list[list[float]]:
+    """``[sequences, cost]`` of the finite validations of the attempt that began at
+    ``attempt_start`` sequences, from a run's ``metrics.jsonl`` records up to ``step``: the
+    counter :func:`restart_due` reads, for a run saved before the state kept it."""
+    return [[r["sequences"], r["val_cost"]] for r in records
+            if "val_cost" in r and r["step"] <= step and r["sequences"] > attempt_start
+            and r["val_cost"] is not None and math.isfinite(r["val_cost"])]
 
 
 def reset_optimizer(optimizer: torch.optim.Optimizer) -> None:
