@@ -61,3 +61,17 @@ def test_learning_curve_and_generalisation_figures(tmp_path):
         plots.save_figure(figure, tmp_path / f"g-{metric}.png")
         assert _is_png(tmp_path / f"g-{metric}.png")
     assert _is_png(tmp_path / "c.png")
+
+
+def test_the_learning_curve_marks_each_restart_from_fresh_weights_once_in_its_legend():
+    records = [{"step": s, "sequences": 16 * s, "cost": 80.0, "val_cost": 80.0}
+               for s in range(1, 7)]
+    records[1]["restart"], records[3]["restart"] = 1, 2
+    axis = plots.learning_curve_figure({"a": records}).axes[0]
+    marks = [line for line in axis.lines if line.get_linestyle() == ":"]
+    assert [line.get_xdata()[0] for line in marks] == [0.032, 0.064]  # thousands of sequences
+    labels = [text.get_text() for text in axis.get_legend().get_texts()]
+    assert labels.count("a (restart from fresh weights)") == 1
+    plain = plots.learning_curve_figure({"a": [{k: v for k, v in r.items() if k != "restart"}
+                                               for r in records]})
+    assert not [line for line in plain.axes[0].lines if line.get_linestyle() == ":"]

@@ -208,11 +208,14 @@ def learning_curve_figure(
 
     Args:
         runs: run label -> its ``metrics.jsonl`` records (``sequences``, ``cost`` and, where
-            validated, ``val_cost``; ``val_optimal_cost`` draws the optimal estimator's cost).
+            validated, ``val_cost``; ``val_optimal_cost`` draws the optimal estimator's cost;
+            ``restart``, on the validation that ended an attempt, a vertical line).
         title: drawn above the axes.
 
     Returns:
-        A figure with one axis: training cost solid, validation cost dashed with markers.
+        A figure with one axis: training cost solid, validation cost dashed with markers, a
+        dotted vertical line where a run started again from fresh weights
+        (``train.restart_after``), so that the jump back up is not read as a collapse.
     """
     figure = Figure(figsize=(7, 4.5), layout="constrained")
     axis = figure.subplots()
@@ -226,6 +229,10 @@ def learning_curve_figure(
         if checks:
             axis.plot(*zip(*checks, strict=True), color=colour, linestyle="--", marker=".",
                       label=f"{label} (validation)")
+        restarts = [r["sequences"] / 1000 for r in records if "restart" in r]
+        for number, at in enumerate(restarts):
+            axis.axvline(at, color=colour, linestyle=":", linewidth=1,
+                         label=f"{label} (restart from fresh weights)" if number == 0 else None)
         optimal = next((r["val_optimal_cost"] for r in records if "val_optimal_cost" in r),
                        optimal)
     if optimal is not None:
