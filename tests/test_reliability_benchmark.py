@@ -34,7 +34,7 @@ def _fake_run(folder: Path, seed: int, costs, *, steps=None, optimal=None, openi
 
 def test_rows_are_scored_by_the_reliability_measure(tmp_path):
     bench = _script()
-    row = bench.Row("toy", "copy", "ntm-lstm", "defaults", seeds=3)
+    row = bench.Row("toy", "copy", "ntm-lstm", "defaults", seeds=4)
     _fake_run(tmp_path / "toy" / "seed1", 1, [80.0, 0.05, 0.01, 0.02])  # solved, no spike
     _fake_run(tmp_path / "toy" / "seed2", 2, [80.0, 0.5, 0.09, 40.0, 0.08])  # a spike, solved
     _fake_run(tmp_path / "toy" / "seed3", 3, [80.0, 60.0, 0.09, 70.0])  # spiked, unsolved
@@ -75,12 +75,29 @@ def test_a_seed_that_never_reaches_the_target_has_no_worst_and_ngrams_is_relativ
     assert score["solved"] == 1 and score["median_sequences"] == 9600
 
 
+def test_held_out_seeds_are_scored_apart_with_the_command_that_trains_them(tmp_path):
+    bench = _script()
+    row = bench.Row("toy", "copy", "ntm-lstm", "defaults", seeds=2)
+    for seed, costs in ((1, [80.0, 0.05]), (2, [80.0, 0.05]), (3, [80.0, 30.0]),
+                        (4, [80.0, 0.01]), (5, [80.0, 0.01])):
+        _fake_run(tmp_path / "toy" / f"seed{seed}", seed, costs)
+    score = bench.score_row(tmp_path, row)
+    assert ([s["seed"] for s in score["seeds"]], score["solved"]) == ([1, 2], 2)
+    assert score["command"] == "python benchmarks/reliability.py --rows toy"
+    held_out = bench.score_row(tmp_path, row, first_seed=3)
+    assert ([s["seed"] for s in held_out["seeds"]], held_out["solved"]) == ([3, 4], 1)
+    assert held_out["command"] == "python benchmarks/reliability.py --rows toy --first-seed 3"
+    assert held_out["first_seed"] == 3
+
+
 def test_unknown_rows_are_one_line_and_list_names_them(capsys):
     bench = _script()
     assert bench.main(["--rows", "copy-nope", "--report-only"]) == 2
     assert "unknown row 'copy-nope'; rows: copy-ntm-lstm" in capsys.readouterr().err
     assert bench.main(["--list"]) == 0
     assert "ngrams-ntm-lstm" in capsys.readouterr().out
+    assert bench.main(["--first-seed", "0", "--report-only"]) == 2
+    assert "--first-seed and --seeds must be 1 or more" in capsys.readouterr().err
 
 
 def test_one_row_trains_its_seeds_and_is_reported(tmp_path, monkeypatch, capsys):
@@ -98,6 +115,12 @@ def test_one_row_trains_its_seeds_and_is_reported(tmp_path, monkeypatch, capsys)
     before = (tmp_path / "tiny" / "seed1" / "metrics.jsonl").stat().st_mtime_ns
     assert bench.main(["--out", str(tmp_path)]) == 0
     assert (tmp_path / "tiny" / "seed1" / "metrics.jsonl").stat().st_mtime_ns == before
+    # Held-out seeds: 3 and 4 trained beside them, and scored alone.
+    assert bench.main(["--out", str(tmp_path), "--first-seed", "3"]) == 0
+    score = json.loads((tmp_path / "reliability.json").read_text())[0]
+    assert [s["seed"] for s in score["seeds"]] == [3, 4]
+    assert sorted(p.name for p in (tmp_path / "tiny").glob("seed*")) == [f"seed{s}" for s in
+                                                                         range(1, 5)]
 
 
 
@@ -118,15 +141,18 @@ def test_every_result_file_is_the_row_its_command_reproduces():
     bench = _script()
     rows = {row.name: row for row in bench.ROWS}
     scored = 0
-    for path in sorted((SCRIPT.parents[1] / "results" / "reliability").glob("*.json")):
+    # results/reliability/heldout/ROW.json: the row on seeds from --first-seed on.
+    for path in sorted((SCRIPT.parents[1] / "results" / "reliability").glob("**/*.json")):
         data = json.loads(path.read_text())
         for score in data if isinstance(data, list) else [data]:
             if "row" not in score:
                 continue  # another script's file (validation breakdowns, older summaries)
             row = rows[score["row"]]
             assert path.stem == row.name
+            first = score.get("first_seed", 1)
+            assert (path.parent.name == "heldout") == (first != 1), path
             assert (score["recipe"], score["settings"], score["command"]) == (
-                row.recipe, list(row.settings), bench.command(row)), row.name
+                row.recipe, list(row.settings), bench.command(row, first)), row.name
             assert (score["task"], score["model"], score["target"]) == (
                 row.task, row.model, row.target), row.name
             scored += 1
