@@ -73,3 +73,18 @@ def test_collapses_in_an_opening_are_counted_apart_by_the_sequences_of_their_sta
     assert reliability(records, 0.1, opening=6399).collapses_in_opening == 0
     both = reliability(records, 0.1, opening=12_800)
     assert (both.collapses, both.collapses_in_opening) == (2, 2)
+
+
+def test_each_attempt_after_a_restart_opens_again():
+    # Validations every 1,600 sequences. The first attempt never falls under 17 bits (20% of
+    # 85) and ends at 4,800 sequences (index 2); the second falls to 5 and collapses at 9,600
+    # (index 5, the end of its opening of 4,800) and at 12,800 (index 7, after it).
+    records = _records([85.0, 60.0, 50.0, 90.0, 5.0, 30.0, 0.05, 40.0, 0.05])
+    records[2]["restart"] = 1
+    result = reliability(records, 0.1, opening=4800)
+    assert (result.restarts, result.collapse_steps) == (1, (300, 400))
+    assert result.collapses_in_opening == 1
+    assert reliability(records, 0.1, opening=4799).collapses_in_opening == 0
+    # Without the restart, only the run's first opening (to 4,800) would count.
+    del records[2]["restart"]
+    assert reliability(records, 0.1, opening=4800).collapses_in_opening == 0

@@ -9,7 +9,9 @@ stopping at its first validation under the target, which hides collapses).
 
 Validation costs are read from ``metrics.jsonl`` records (``val_cost``); records without one
 are skipped. A run with an opening (``task.opening``) validates on the task while it trains on
-other data; the collapses that start then still count, and are also counted apart.
+other data; the collapses that start then still count, and are also counted apart. A run that
+restarts from fresh weights (``train.restart_after``) opens again in each attempt, which
+begins after the validation that carries ``"restart"``.
 """
 
 from __future__ import annotations
@@ -104,6 +106,12 @@ def reliability(records: Iterable[Mapping[str, Any]], target: float, *,
                  None)
     starts = collapses(costs)
     finite = [cost for cost in costs if math.isfinite(cost)]
+    # Each attempt opens again (ntm.training.restarts): from 0 and from each restart on.
+    attempts = [0] + [int(record["sequences"]) for record in scored if "restart" in record]
+
+    def in_opening(sequences: int) -> bool:
+        return any(start < sequences <= start + (opening or 0) for start in attempts)
+
     return Reliability(
         solved=bool(costs) and costs[-1] < target,
         first_solved_sequences=None if first is None else int(first["sequences"]),
@@ -113,7 +121,7 @@ def reliability(records: Iterable[Mapping[str, Any]], target: float, *,
         best_val_cost=min(finite) if finite else None,
         last_val_cost=costs[-1] if costs else None,
         validations=len(costs),
-        collapses_in_opening=sum(int(scored[index]["sequences"]) <= (opening or 0)
+        collapses_in_opening=sum(in_opening(int(scored[index]["sequences"]))
                                  for index in starts),
         restarts=sum("restart" in record for record in scored),
     )
