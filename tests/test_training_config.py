@@ -347,15 +347,20 @@ def test_the_dncs_repeat_copy_opens_on_long_sequences_and_one_override_removes_i
     assert preset_config("repeat_copy", "dnc", "paper").task.opening is None
 
 
-def test_the_lstm_ntms_repeat_copy_takes_copys_optimiser_and_opens_on_lengths_3_to_10():
+def test_the_lstm_ntms_repeat_copy_takes_copys_optimiser_opens_on_lengths_3_to_10_and_restarts():
     config = preset_config("repeat_copy", "ntm-lstm")
     # On lengths 6-10 it learns nothing; from 3 on it does (5 of 8 seeds, the defaults before 0).
     assert (config.task.opening, config.task.opening_params) == (64_000, {"min_length": 3})
     assert config.task.params == {}  # validation: lengths 1-10, the task's own
     assert (config.optim.lr, config.optim.clip, config.optim.max_norm) == (2e-3, "value+norm",
                                                                            1.0)
-    assert (config.optim.drop_below, config.train.steps) == (0.1, 10_000)
+    assert (config.optim.drop_below, config.train.steps) == (0.1, 15_000)
+    # Fresh weights after 80,000 sequences without a validation under 100 bits.
+    assert (config.train.restart_after, config.train.restart_below) == (80_000, 100.0)
     assert preset_config("repeat_copy", "ntm-lstm", "paper").task.opening is None
+    for other in (preset_config("repeat_copy", "ntm-ff"), preset_config("copy"),
+                  preset_config("repeat_copy", "ntm-lstm", "large-batch")):
+        assert other.train.restart_after is None
 
 
 def test_a_recipe_with_restarts_sets_them_and_the_large_batch_recipe_drops_them(monkeypatch):
