@@ -73,10 +73,11 @@ COPY_OPTIMISER = ("optim.lr=2e-3", *NORM1_DROP)
 # opening on lengths 3-10.
 # (max_norm: the unused default, so that the configs equal those the rows were measured with.)
 OPTIMISER_BEFORE = ("optim.lr=3e-4", "optim.clip=value", "optim.max_norm=10")
-# The budget and the absence of restarts of every repeat-copy recipe before restarts became
-# the LSTM-controller NTM's default (10,000 updates).
-NO_RESTARTS = ("train.restart_after=none", "train.restart_below=none", "train.steps=10000")
-REPEAT_COPY_BEFORE = (*OPTIMISER_BEFORE, "optim.drop_below=none", *NO_OPENING, *NO_RESTARTS)
+# Every repeat-copy recipe before restarts became the LSTM-controller NTM's default: no
+# restarts, and the budget of then (10,000 updates).
+NO_RESTARTS = ("train.restart_after=none", "train.restart_below=none")
+BUDGET_BEFORE = (*NO_RESTARTS, "train.steps=10000")
+REPEAT_COPY_BEFORE = (*OPTIMISER_BEFORE, "optim.drop_below=none", *NO_OPENING, *BUDGET_BEFORE)
 # Repeat copy's defaults for the LSTM-controller NTM since 2026-12-07, spelled out.
 REPEAT_COPY_OPEN3 = (*COPY_OPTIMISER, "task.opening=64000", "task.opening_params.min_length=3")
 # Its defaults since restarts, spelled out: fresh weights after 80,000 sequences without a
@@ -105,10 +106,10 @@ ROWS = [
         REPEAT_COPY_RESTARTS),
     Row("repeat_copy-ntm-lstm-open3", "repeat_copy", "ntm-lstm",
         "the defaults before restarts (copy's optimiser, the first 64,000 sequences of lengths "
-        "3-10 only; 10,000 updates)", (*REPEAT_COPY_OPEN3, *NO_RESTARTS)),
+        "3-10 only; 10,000 updates)", (*REPEAT_COPY_OPEN3, *BUDGET_BEFORE)),
     Row("repeat_copy-ntm-lstm-slots64", "repeat_copy", "ntm-lstm",
         "copy's optimiser, the first 64,000 sequences of lengths 3-10 only, a 64-slot memory",
-        (*REPEAT_COPY_OPEN3, "model.memory_slots=64", *NO_RESTARTS)),
+        (*REPEAT_COPY_OPEN3, "model.memory_slots=64", *BUDGET_BEFORE)),
     Row("repeat_copy-ntm-lstm-15k", "repeat_copy", "ntm-lstm",
         "copy's optimiser, the first 64,000 sequences of lengths 3-10 only; 15,000 updates (the "
         "budget of the restarts)", (*REPEAT_COPY_OPEN3, *NO_RESTARTS, "train.steps=15000")),
@@ -142,12 +143,12 @@ ROWS = [
         "0.1 bits)", seeds=4),
     Row("repeat_copy-ntm-lstm-norm1-drop", "repeat_copy", "ntm-lstm",
         "copy's optimiser: lr 2e-3, clip +-10, then global norm 1; rate x0.1 at 0.1 bits",
-        (*COPY_OPTIMISER, *NO_OPENING, *NO_RESTARTS)),
+        (*COPY_OPTIMISER, *NO_OPENING, *BUDGET_BEFORE)),
     Row("repeat_copy-ntm-lstm-opening", "repeat_copy", "ntm-lstm",
         "the defaults before, the first 160,000 sequences of lengths 6-10 only, and the rate "
         "x0.1 at 0.1 bits", (*OPTIMISER_BEFORE, "task.opening=160000",
                              "task.opening_params.min_length=6", "optim.drop_below=0.1",
-                             *NO_RESTARTS)),
+                             *BUDGET_BEFORE)),
     Row("associative_recall-sam", "associative_recall", "sam",
         "defaults (lr 1e-3, rows of 40; the first 160,000 sequences of 5-6 items only; rate "
         "x0.1 at 0.1 bits)", ("task.opening=160000", "task.opening_params.min_items=5"),

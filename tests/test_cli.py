@@ -360,3 +360,17 @@ def test_init_fine_tunes_with_a_recipe_that_restarts_without_its_restarts(tmp_pa
     config = read_config(tuned)
     assert (config.train.restart_after, config.train.restart_below) == (None, None)
     assert not any("restart" in record for record in read_metrics(tuned))
+    # A config file written from a run of that recipe (ntm tune's best.json) carries them.
+    best = tmp_path / "best.json"
+    best.write_text(json.dumps({"optim.lr": 1e-4, "train.restart_after": 4,
+                                "train.restart_below": 1e-9}))
+    assert main(["train", "copy", "--model", "ntm-ff", "--config", str(best), "--init",
+                 str(source), "--steps", "4", "--out", str(tmp_path / "tuned2"), *SMALL,
+                 "--set", "task.max_length=3"]) == 0
+    config = read_config(tmp_path / "tuned2")
+    assert (config.optim.lr, config.train.restart_after) == (1e-4, None)
+    # Without --init the file's restarts stand.
+    assert main(["train", "copy", "--model", "ntm-ff", "--config", str(best), "--steps", "4",
+                 "--out", str(tmp_path / "fresh"), *SMALL, "--set", "task.max_length=3",
+                 *[arg for item in SMALL_MODEL["ntm-ff"] for arg in ("--set", item)]]) == 0
+    assert read_config(tmp_path / "fresh").train.restart_after == 4

@@ -71,6 +71,7 @@ def test_the_attempts_validations_are_read_back_from_the_metrics_of_an_older_sta
                {"step": 2, "sequences": 4, "val_cost": 3.0, "restart": 1},
                {"step": 3, "sequences": 6, "val_cost": float("nan")},
                {"step": 4, "sequences": 8, "val_cost": 0.5},
+               {"step": 5, "sequences": 10, "val_cost": 0.1, "final": True},  # a piece's end
                {"step": 6, "sequences": 12, "val_cost": 0.25}]  # after the saved step
     # The attempt began after the validation at 4 sequences ended the one before.
     assert attempt_validations(records, step=5, attempt_start=4) == [[8, 0.5]]
@@ -268,22 +269,52 @@ def test_an_attempt_after_a_restart_trains_as_a_new_run_from_its_weights_on_its_
     assert costs == [(r["cost"], r["lr"]) for r in read_metrics(tmp_path / "alone")]
 
 
-def test_a_state_saved_before_it_kept_the_attempts_validations_resumes_with_them(tmp_path):
-    import shutil
-
+def _as_saved_before_the_window_rule(state):
+    """Rewrite a state file as the loop wrote it before: the attempt's best, no validations."""
     from ntm.rundir.checkpoint import _read, _save
 
-    train(_config(steps=4), tmp_path / "new", progress=False)
-    shutil.copytree(tmp_path / "new", tmp_path / "older")
-    # The state file as the loop wrote it before: the attempt's best, not its validations.
-    state = tmp_path / "older" / STATE_FILE
     tensors, meta = _read(state)
     meta["counters"]["attempt_best"] = min(cost for _, cost in
                                            meta["counters"].pop("attempt_validations"))
     _save(state, tensors, meta)
+
+
+def test_a_state_saved_before_it_kept_the_attempts_validations_resumes_with_them(tmp_path):
+    import shutil
+
+    # Stopped after update 5, between two validations (a "final" record): as a run that
+    # never stopped, the resumed one counts only the validations of updates 2 and 4.
+    train(_config(steps=5), tmp_path / "new", progress=False)
+    shutil.copytree(tmp_path / "new", tmp_path / "older")
+    _as_saved_before_the_window_rule(tmp_path / "older" / STATE_FILE)
     for name in ("new", "older"):
-        train(_config(steps=6), tmp_path / name, resume=True, progress=False)
-    new, older = (read_counters(tmp_path / name / STATE_FILE) for name in ("new", "older"))
-    assert older["attempt_validations"] == new["attempt_validations"]
-    assert [step for step, _ in new["attempt_validations"]] == [4, 8, 12]  # sequences
-    assert "attempt_best" not in older
+        train(_config(steps=8), tmp_path / name, resume=True, progress=False)
+    train(_config(steps=8), tmp_path / "whole", progress=False)
+    new, older, whole = (read_counters(tmp_path / name / STATE_FILE)["attempt_validations"]
+                         for name in ("new", "older", "whole"))
+    assert older == new == whole
+    assert [sequences for sequences, _ in whole] == [4, 8, 12, 16]
+    assert "attempt_best" not in read_counters(tmp_path / "older" / STATE_FILE)
+    # Without its metrics, the best stands for them, as if just now: no restart sooner.
+    train(_config(steps=4), tmp_path / "bare", progress=False)
+    _as_saved_before_the_window_rule(tmp_path / "bare" / STATE_FILE)
+    best = read_counters(tmp_path / "bare" / STATE_FILE)["attempt_best"]
+    (tmp_path / "bare" / "metrics.jsonl").unlink()
+    train(_config(steps=6), tmp_path / "bare", resume=True, progress=False)
+    kept = read_counters(tmp_path / "bare" / STATE_FILE)["attempt_validations"]
+    assert kept[0] == [8, best] and [sequences for sequences, _ in kept] == [8, 12]
+
+
+def test_a_run_stopped_between_validations_restarts_where_one_that_never_stopped_does(
+        tmp_path):
+    # The final model of a piece is validated off the schedule; that validation must not move
+    # the window. Any cost is under 1e9 bits, so only the scheduled ones (updates 2, 4, 6, 8)
+    # keep the attempts alive: the same restarts, the same weights.
+    config = _config("train.restart_after=6", "train.restart_below=1e9", steps=12)
+    train(config, tmp_path / "whole", progress=False)
+    piece = apply_overrides(config, ["train.steps=5"])
+    train(piece, tmp_path / "pieces", progress=False)
+    train(config, tmp_path / "pieces", resume=True, progress=False)
+    assert untimed_metrics(tmp_path / "pieces") == untimed_metrics(tmp_path / "whole")
+    assert (read_counters(tmp_path / "pieces" / STATE_FILE)["attempt_validations"]
+            == read_counters(tmp_path / "whole" / STATE_FILE)["attempt_validations"])

@@ -344,6 +344,10 @@ def _apply_config_file(args: argparse.Namespace) -> None:
         elif key in choices and given != choices[key]:
             raise _UsageError(f"{flag} {given} differs from {key}={choices[key]} in --config "
                               f"{args.config}: that file's values follow its preset")
+    if getattr(args, "init", None) is not None:  # --init turns the recipe's restarts off
+        # (_new_config); a file written from a run of that recipe (ntm tune's) carries them.
+        values = {key: value for key, value in values.items()
+                  if key not in ("train.restart_after", "train.restart_below")}
     args.overrides = config_file.file_overrides(values) + args.overrides
     args.config = None
 

@@ -256,11 +256,15 @@ class _Run:
                               "every rank draws the data it would have drawn")
         counters.update(saved)
         if "attempt_validations" not in saved:  # saved before the state kept them
-            counters.pop("attempt_best", None)
+            best = counters.pop("attempt_best", None)
             metrics = out / METRICS_FILE
-            records = [r for _, r in parse_metrics(metrics)[0]] if metrics.is_file() else []
-            counters["attempt_validations"] = attempt_validations(
-                records, counters["step"], counters["attempt_start"])
+            if metrics.is_file():
+                counters["attempt_validations"] = attempt_validations(
+                    [r for _, r in parse_metrics(metrics)[0]], counters["step"],
+                    counters["attempt_start"])
+            else:  # no record of when: the attempt's best, as if just now (restarts no sooner)
+                counters["attempt_validations"] = ([] if best is None
+                                                   else [[counters["sequences"], best]])
         if self.config.train.steps < counters["step"]:
             raise ConfigError(f"train.steps={self.config.train.steps} is below the step the run "
                               f"in {out} has reached ({counters['step']}); give a larger number "
@@ -268,8 +272,11 @@ class _Run:
         distributed.restore_generators(out / STATE_FILE, self.generators, world)
         set_capturable(self.optimizer, self.graphs)  # the saved groups carry the saved setting
 
-    def validate(self) -> dict[str, float]:
-        """Score the model on the held-out set (rank 0 only), saving it if it is the best."""
+    def validate(self, *, scheduled: bool = True) -> dict[str, float]:
+        """Score the model on the held-out set (rank 0 only), saving it if it is the best.
+        Only a validation on the schedule of ``val_every`` (``scheduled``) counts for restarts:
+        a run stopped between two of them and resumed must restart where one that never
+        stopped does."""
         counters = self.counters
         # The bare model: the DDP wrapper's forward pass is collective.
         scores = evaluate_batches(self.model, self.validation, self.held_out_task)
@@ -278,7 +285,7 @@ class _Run:
         best = counters["best_val_cost"]
         # Validation spikes happen (RESULTS.md); weights that score NaN are never the best.
         finite = math.isfinite(scores["cost"])
-        if finite:  # what restarts read (ntm.training.restarts.restart_due)
+        if finite and scheduled:  # what restarts read (ntm.training.restarts.restart_due)
             counters["attempt_validations"].append([counters["sequences"], scores["cost"]])
         if finite and (best is None or scores["cost"] < best):
             counters.update(best_val_cost=scores["cost"], best_step=counters["step"])
@@ -292,7 +299,7 @@ class _Run:
         must draw what one that never stopped draws."""
         cuda = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):
-            return self.validate()
+            return self.validate(scheduled=False)
 
     def checkpoint(self) -> None:
         """Save the weights and the resumable state; collective (every rank gathers)."""

@@ -69,8 +69,9 @@ class Reliability:
         collapse_steps: the step of each collapse's first validation.
         best_val_cost, last_val_cost: its lowest and its last validation cost.
         validations: how many validations it made.
-        collapses_in_opening: how many of its collapses started during its opening (at a
-            validation after at most ``opening`` training sequences).
+        collapses_in_opening: how many of its collapses started during an opening (at a
+            validation at most ``opening`` training sequences after the run, or an attempt
+            after a restart, began).
         restarts: how many times it started again from fresh weights
             (``train.restart_after``; its sequences to solve count every attempt's).
     """

@@ -68,10 +68,12 @@ def restart_due(train: TrainConfig, counters: dict[str, Any]) -> bool:
 def attempt_validations(records: list[dict[str, Any]], step: int,
                         attempt_start: int) -> list[list[float]]:
     """``[sequences, cost]`` of the finite validations of the attempt that began at
-    ``attempt_start`` sequences, from a run's ``metrics.jsonl`` records up to ``step``: the
-    counter :func:`restart_due` reads, for a run saved before the state kept it."""
+    ``attempt_start`` sequences, from a run's ``metrics.jsonl`` records up to ``step`` (not the
+    ``"final"`` record of a piece that ended between two validations, which a resumed run
+    drops): the counter :func:`restart_due` reads, for a run saved before the state kept it."""
     return [[r["sequences"], r["val_cost"]] for r in records
             if "val_cost" in r and r["step"] <= step and r["sequences"] > attempt_start
+            and not r.get("final")
             and r["val_cost"] is not None and math.isfinite(r["val_cost"])]
 
 

@@ -103,8 +103,9 @@ class SeedRun:
         collapses: how many times the run collapsed (spiked) after it had learned, by the
             measure of :mod:`ntm.training.reliability` (None without validations).
         solved_at_end: whether its last validation is under the target: it stayed solved.
-        collapses_in_opening: how many of those collapses came during the run's opening
-            (``task.opening``), when it validates on the task but trains on other data.
+        collapses_in_opening: how many of those collapses came during an opening
+            (``task.opening``; the run's, or that of an attempt after a restart), when it
+            validates on the task but trains on other data.
         restarts: how many times the run started again from fresh weights
             (``train.restart_after``).
     """
