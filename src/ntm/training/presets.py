@@ -207,7 +207,7 @@ OPEN_ON_LONG = (("min_length", 6),)
 # within 80,000 sequences (of 23 runs, the 12 under 100 bits there all ended solved, 1 of the
 # 11 above 140), so its defaults also start again from fresh weights after 80,000 sequences
 # without a validation under 100 bits, over 15,000 updates (RESULTS.md, "Restarts":
-# TBD_1_8_SHORT of seeds 1-8 and 7 of 8 of the held-out seeds 9-16 solved; without restarts 5
+# 7 of 8 of seeds 1-8 and 7 of 8 of the held-out seeds 9-16 solved; without restarts 5
 # of 8, to 10,000 updates or 15,000).
 OPEN_ON_THREE = (("min_length", 3),)
 # Associative recall's slow path is the same (RESULTS.md, "An opening on many items"): the
