@@ -14,7 +14,7 @@ from ntm.training import (
     train,
 )
 from ntm.training.build import build_model, build_task
-from ntm.training.checkpoint import STATE_FILE, read_counters
+from ntm.training.checkpoint import STATE_FILE, read_counters, save_weights
 from ntm.training.config import RunConfig
 from ntm.training.optim import build_optimizer
 from ntm.training.restarts import (
@@ -218,7 +218,7 @@ def test_a_run_on_a_plateau_can_be_resumed_with_restarts(tmp_path):
 
 
 class _Recorded:
-    """A task whose batches are recorded (``batches`` is not None) or replayed from a list."""
+    """A task whose batches are appended to ``batches`` or, with ``replay``, taken from it."""
 
     def __init__(self, task, batches, replay):
         self.task, self.batches, self.replay = task, batches, replay
@@ -253,9 +253,8 @@ def test_an_attempt_after_a_restart_trains_as_a_new_run_from_its_weights_on_its_
     assert len(after_restart) == 2
     torch.manual_seed(weight_seed(config.train.seed, 1))
     task = build_task(config.task)
-    from safetensors.torch import save_file
-    save_file(build_model(config.model, task.input_size, task.output_size).state_dict(),
-              tmp_path / "fresh.safetensors")
+    save_weights(build_model(config.model, task.input_size, task.output_size),
+                 tmp_path / "fresh.safetensors")
     monkeypatch.setattr(loop._Run, "_training_task",
                         lambda self: _Recorded(None, after_restart, replay=True))
     alone = apply_overrides(preset_config("copy"), [

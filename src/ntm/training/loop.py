@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from .._threads import torch_threads
 from ..cuda_graphs import GraphedUpdate
 from ..metrics import LN_2, sequence_loss
-from ..rundir import parse_metrics
+from ..rundir import parse_metrics, read_metrics
 from ..rundir.files import append_text, lock_run_dir
 from ..tasks.curriculum import curriculum_of, stage_params
 from . import distributed
@@ -260,8 +260,7 @@ class _Run:
             metrics = out / METRICS_FILE
             if metrics.is_file():
                 counters["attempt_validations"] = attempt_validations(
-                    [r for _, r in parse_metrics(metrics)[0]], counters["step"],
-                    counters["attempt_start"])
+                    read_metrics(out), counters["step"], counters["attempt_start"])
             else:  # no record of when: the attempt's best, as if just now (restarts no sooner)
                 counters["attempt_validations"] = ([] if best is None
                                                    else [[counters["sequences"], best]])
