@@ -11,12 +11,13 @@ import math
 import pytest
 import torch
 
-from ntm import NTM, LSTMBaseline
+from ntm import DNC, NTM, SAM, LSTMBaseline
 from ntm.bench import benchmark
-from ntm.cuda_graphs import GraphedUpdate
+from ntm.cuda_graphs import GraphedUpdate, capture_blocker
 from ntm.metrics import sequence_loss
 from ntm.tasks import make
 from ntm.training import TIMING_FIELDS, apply_overrides, preset_config, read_metrics, train
+from ntm.training.loop import uses_cuda_graphs
 from ntm.training.optim import build_optimizer, set_capturable, set_lr
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
@@ -33,6 +34,27 @@ def test_refuses_a_model_on_the_cpu() -> None:
 def test_bench_refuses_the_graph_path_on_the_cpu() -> None:
     with pytest.raises(ValueError, match="needs a CUDA device"):
         benchmark([1], [1], ["graph"], device="cpu", log=lambda _: None)
+
+
+def test_sparse_access_memory_is_not_captured_and_trains_eagerly_on_a_gpu() -> None:
+    # Its index and its backward pass's rows live on the host: a replay would skip them.
+    sam = SAM(9, 8, **SMALL)
+    assert capture_blocker(sam) == "SparseAccess"
+    assert capture_blocker(NTM(9, 8, **SMALL)) is capture_blocker(DNC(9, 8, **SMALL)) is None
+    with pytest.raises(ValueError, match="a CUDA graph cannot capture a step of SparseAccess"):
+        GraphedUpdate(sam, torch.optim.RMSprop(sam.parameters()), sequence_loss)
+    train_config, gpu = preset_config("copy").train, torch.device("cuda")
+    assert not uses_cuda_graphs(train_config, gpu, sam, distributed=False)
+    dnc = DNC(9, 8, **SMALL)
+    assert uses_cuda_graphs(train_config, gpu, dnc, distributed=False)
+    assert not uses_cuda_graphs(train_config, torch.device("cpu"), dnc, distributed=False)
+    assert not uses_cuda_graphs(train_config, gpu, dnc, distributed=True)
+
+
+def test_bench_refuses_the_graph_path_for_sparse_access_memory() -> None:
+    with pytest.raises(ValueError, match="model sam cannot take the graph path: a CUDA graph "
+                                         "cannot capture its SparseAccess"):
+        benchmark([1], [1], ["graph"], device="cuda", model_kinds=["sam"], log=lambda _: None)
 
 
 @pytest.mark.parametrize("name", ["rmsprop", "adam"])
@@ -119,7 +141,7 @@ def _assert_same_training(losses, models) -> None:
 
 @CUDA
 @pytest.mark.filterwarnings("error::UserWarning")  # e.g. gradients accumulated on a side stream
-@pytest.mark.parametrize("kind", ["ntm", "lstm"])
+@pytest.mark.parametrize("kind", ["ntm", "lstm", "dnc"])
 def test_graphed_updates_match_eager_updates(kind) -> None:
     task, batches = _copy_batches([5, 3, 5, 8, 3, 8, 5], batch_size=4)
 
@@ -127,6 +149,8 @@ def test_graphed_updates_match_eager_updates(kind) -> None:
         if kind == "lstm":
             return LSTMBaseline(task.input_size, task.output_size, hidden_size=32,
                                 num_layers=2, device="cuda")
+        if kind == "dnc":  # its allocation sorts the usage on the device: capturable too
+            return DNC(task.input_size, task.output_size, **SMALL, device="cuda")
         return NTM(task.input_size, task.output_size, **SMALL, device="cuda")
 
     losses, models = _eager_and_graphed(factory, batches)

@@ -24,7 +24,7 @@ import torch
 from . import models
 from ._threads import torch_threads
 from .backends import kernel
-from .cuda_graphs import GraphedUpdate
+from .cuda_graphs import GraphedUpdate, capture_blocker
 from .metrics import sequence_loss
 from .tasks import make
 
@@ -159,7 +159,7 @@ def benchmark(
     """
     paths = resolve_paths(paths)
     for kind in model_kinds:  # before anything is timed: each model takes each path
-        _config(kind, paths)
+        _check_graph_path(kind, _config(kind, paths), paths)
     target = torch.device(device)
     prepare(device, paths)
     _check_device(paths, target)
@@ -209,6 +209,16 @@ def _config(kind: str, paths: Sequence[str], path: str | None = None):
                                  f"{', '.join(_paths_of(config))}") from None
         models.set_field(config, "backend", _BACKENDS[path or paths[0]])
     return config
+
+
+def _check_graph_path(kind: str, config, paths: Sequence[str]) -> None:
+    """Refuse the graph path for a model that a CUDA graph cannot capture, in one line."""
+    if "graph" not in paths:
+        return
+    blocker = capture_blocker(models.make(config, 1, 1))
+    if blocker is not None:
+        raise ValueError(f"model {kind} cannot take the graph path: a CUDA graph cannot "
+                         f"capture its {blocker}, which runs on the host as well")
 
 
 def _paths_of(config) -> list[str]:

@@ -32,10 +32,20 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-__all__ = ["GraphedUpdate"]
+__all__ = ["GraphedUpdate", "capture_blocker"]
 
 # PyTorch warns when a capturable optimiser steps outside a capture: the eager first update.
 _CAPTURABLE_WARNING = r".*capturable=True.*"
+
+
+def capture_blocker(model: nn.Module) -> str | None:
+    """The class name of the first submodule of ``model`` whose step cannot be captured in a
+    CUDA graph (``graph_capturable = False``: it works on the host too, e.g.
+    :class:`ntm.access.SparseAccess`), or None where the whole model can be."""
+    for module in model.modules():
+        if not getattr(module, "graph_capturable", True):
+            return type(module).__name__
+    return None
 
 
 class _Captured(NamedTuple):
@@ -70,13 +80,18 @@ class GraphedUpdate:
     the rate in steps (:func:`ntm.training.scheduled_lr` does), not at every update.
 
     Raises:
-        ValueError: ``model`` is not on a CUDA device.
+        ValueError: ``model`` is not on a CUDA device, or holds a module that cannot be
+            captured (:func:`capture_blocker`).
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
                  loss_fn: Callable[..., Tensor],
                  after_backward: Callable[[], None] | None = None, *,
                  max_graphs: int = 64) -> None:
+        blocker = capture_blocker(model)
+        if blocker is not None:
+            raise ValueError(f"a CUDA graph cannot capture a step of {blocker}: it runs on the "
+                             "host as well; train it eagerly")
         self.parameters = list(model.parameters())
         if not self.parameters or self.parameters[0].device.type != "cuda":
             raise ValueError("GraphedUpdate needs a model on a CUDA device")

@@ -46,6 +46,12 @@ class MemoryAccess(nn.Module):
     # return their state as it was; their reads are thrown away. A registered backend is not
     # used for such a batch: the core's plain loop runs it.
     freezes_ended: bool = False
+    # Whether a training update can be replayed from a CUDA graph (ntm.cuda_graphs): a graph
+    # records a step's kernels once and replays them, so everything the step computes must run
+    # on the device, with shapes and branches fixed by the input's shape. False for an access
+    # that works on the host as well (an index, bookkeeping in Python), which a replay would
+    # skip: such a model trains eagerly on a GPU.
+    graph_capturable: bool = True
 
     def initial_state(
         self, batch_size: int, *, device=None, dtype=None, generator: torch.Generator | None = None

@@ -142,6 +142,9 @@ class SparseAccess(MemoryAccess):
     State = SparseState
     Trace = SparseTrace
     freezes_ended = True  # its memory is changed in place: see MemoryAccess.freezes_ended
+    # Its index (faiss) and the backward pass's rows (a dict from row to gradient) live on the
+    # host: see MemoryAccess.graph_capturable.
+    graph_capturable = False
 
     def __init__(self, memory_slots: int = 128, memory_width: int = 20, read_heads: int = 1,
                  sparse_reads: int = 4, index: str = "auto"):

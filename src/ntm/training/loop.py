@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .._threads import torch_threads
-from ..cuda_graphs import GraphedUpdate
+from ..cuda_graphs import GraphedUpdate, capture_blocker
 from ..metrics import LN_2, sequence_loss
 from ..rundir import parse_metrics, read_metrics
 from ..rundir.files import append_text, lock_run_dir
@@ -41,7 +41,7 @@ from .checkpoint import (
     save_state,
     save_weights,
 )
-from .config import RunConfig
+from .config import RunConfig, TrainConfig
 from .distributed import World, data_seed
 from .errors import ConfigError, RunDirError, TrainingDiverged
 from .evaluate import batch_logits, evaluate_batches, read_config, weights_file
@@ -213,7 +213,7 @@ class _Run:
             load_weights(self.model, weights_file(config.train.init))
         # Updates replayed from CUDA graphs (ntm.cuda_graphs) need an optimiser whose step can
         # be captured; PyTorch warns when such a one steps eagerly, so only then.
-        self.graphs = device.type == "cuda" and config.train.cuda_graphs and not world.distributed
+        self.graphs = uses_cuda_graphs(config.train, device, self.model, world.distributed)
         self.optimizer = build_optimizer(self.model.parameters(), config.optim,
                                          capturable=self.graphs)
         self.generators = {
@@ -507,6 +507,16 @@ class _Run:
                 append_text(metrics, json.dumps(record) + "\n")
         if distributed.agree(int(rescored), self.world):
             self.checkpoint()
+
+
+def uses_cuda_graphs(train: TrainConfig, device: torch.device, model: torch.nn.Module,
+                     distributed: bool) -> bool:
+    """Whether ``ntm train`` replays its updates from CUDA graphs: on a CUDA device, with
+    ``train.cuda_graphs``, in one process, for a model a graph can capture
+    (:func:`ntm.cuda_graphs.capture_blocker`; sparse access memory's cannot, and trains
+    eagerly)."""
+    return (device.type == "cuda" and train.cuda_graphs and not distributed
+            and capture_blocker(model) is None)
 
 
 def validation_set(config: RunConfig, task, device: torch.device | str = "cpu") -> list:
