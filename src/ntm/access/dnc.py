@@ -130,6 +130,10 @@ class DNCAccess(MemoryAccess):
 
     State = DNCState
     Trace = DNCTrace
+    # On CUDA its step is plain autograd (the fused kernel is the CPU's), and PyTorch's backward
+    # of prod and cumprod (usage, retention, allocation) reads a value on the host to choose a
+    # formula (whether any factor is zero): see MemoryAccess.graph_capturable.
+    graph_capturable = False
 
     def __init__(self, memory_slots: int = 128, memory_width: int = 20, read_heads: int = 1,
                  write_heads: int = 1, *, content_masking: bool = False,

@@ -152,12 +152,11 @@ class TrainConfig:
     ``target_val_cost`` (checked at each validation) stop a run early; leave them ``None`` for
     runs that must be reproducible step for step. ``cuda_graphs`` replays each update on a CUDA
     device from a CUDA graph (:mod:`ntm.cuda_graphs`; single-process runs), many times faster
-    than launching its kernels one by one; it changes results by rounding only. A model a
-    graph cannot capture (sparse access memory, whose index works on the host) trains eagerly
-    whatever it says. ``init`` starts
-    from trained weights instead of random ones (fine-tuning): a run directory (its last
-    weights, ``model.safetensors``), ``"pretrained:NAME"``, or a ``.safetensors`` file; they
-    must fit ``model``. A resumed run loads its own state and ignores it. ``restart_after``
+    than launching its kernels one by one; it changes results by rounding only (a model that a
+    graph cannot capture, the DNC and sparse access memory, trains eagerly whatever it says).
+    ``init`` starts from trained weights instead of random ones (fine-tuning): a run directory
+    (its last weights, ``model.safetensors``), ``"pretrained:NAME"``, or a ``.safetensors``
+    file; they must fit ``model``. A resumed run loads its own state and ignores it. ``restart_after``
     and ``restart_below`` (both or neither) restart a run from fresh weights when an attempt
     has gone ``restart_after`` sequences without a validation under ``restart_below`` bits
     per sequence, since it began or since its last validation under them

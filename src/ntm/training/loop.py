@@ -513,8 +513,8 @@ def uses_cuda_graphs(train: TrainConfig, device: torch.device, model: torch.nn.M
                      distributed: bool) -> bool:
     """Whether ``ntm train`` replays its updates from CUDA graphs: on a CUDA device, with
     ``train.cuda_graphs``, in one process, for a model a graph can capture
-    (:func:`ntm.cuda_graphs.capture_blocker`; sparse access memory's cannot, and trains
-    eagerly)."""
+    (:func:`ntm.cuda_graphs.capture_blocker`; the DNC and sparse access memory cannot, and
+    train eagerly)."""
     return (device.type == "cuda" and train.cuda_graphs and not distributed
             and capture_blocker(model) is None)
 
