@@ -10,7 +10,6 @@ the DNC there takes plain autograd, the path it takes on CUDA, against the CPU's
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 

@@ -156,11 +156,11 @@ class TrainConfig:
     graph cannot capture, the DNC and sparse access memory, trains eagerly whatever it says).
     ``init`` starts from trained weights instead of random ones (fine-tuning): a run directory
     (its last weights, ``model.safetensors``), ``"pretrained:NAME"``, or a ``.safetensors``
-    file; they must fit ``model``. A resumed run loads its own state and ignores it. ``restart_after``
-    and ``restart_below`` (both or neither) restart a run from fresh weights when an attempt
-    has gone ``restart_after`` sequences without a validation under ``restart_below`` bits
-    per sequence, since it began or since its last validation under them
-    (:mod:`ntm.training.restarts`); ``train.steps`` bounds all attempts together.
+    file; they must fit ``model``. A resumed run loads its own state and ignores it.
+    ``restart_after`` and ``restart_below`` (both or neither) restart a run from fresh weights
+    when an attempt has gone ``restart_after`` sequences without a validation under
+    ``restart_below`` bits per sequence, since it began or since its last validation under
+    them (:mod:`ntm.training.restarts`); ``train.steps`` bounds all attempts together.
     """
 
     steps: int = bounded(2000, min=0)
