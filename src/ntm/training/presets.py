@@ -239,7 +239,7 @@ FAST: dict[str | tuple[str, str], FastRecipe] = {
                                                    task=NEAR_ITEMS, harden_below=0.1,
                                                    opening=100_000, opening_task=OPEN_ON_MANY),
     # The rate drops tenfold once under 0.01 bits, not 0.1: at 1e-4 the feedforward NTM is
-    # still at 0.05-0.1 bits there, and its collapses came long after it had reached 3e-4
+    # still at 0.05-0.1 bits there, and its collapses came long after it was under 3e-4 bits
     # (RESULTS.md, "Near items"); near items push it off (the same section), so it has none.
     ("associative_recall", "ntm-ff"): FastRecipe(32, 1e-4, 20_000, 50, 250, drop_below=0.01),
     ("associative_recall", "sam"): FastRecipe(32, 1e-3, 20_000, 50, 250, drop_below=0.1,
