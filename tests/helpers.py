@@ -1,9 +1,11 @@
 """Checks shared by the tests of several models: the autograd graph a run left, a run on the
-command line split by --resume against one run, and a run stopped as by a crash."""
+command line split by --resume against one run, a run stopped as by a crash, and one sequence
+of a batched state."""
 
 import pytest
 import torch
 
+import ntm
 import ntm.training.loop as loop
 from ntm.cli import main
 from ntm.rundir import read_metrics
@@ -62,3 +64,16 @@ def train_until_diverged(config, out, monkeypatch, call: int) -> None:
     with pytest.raises(loop.TrainingDiverged):
         train(config, out, progress=False)
     monkeypatch.undo()
+
+
+def sequence_of(state, b: int):
+    """Sequence ``b`` of a batched ``LSTMState``, ``NTMState`` or ``MemoryState``, as a batch
+    of one (controller states are ``[layers, B, H]``, the rest batch-first)."""
+    if isinstance(state, ntm.LSTMState):
+        return ntm.LSTMState(*(t[:, b:b + 1] for t in state))
+    if isinstance(state, ntm.NTMState):
+        return ntm.NTMState(*(t[b:b + 1] for t in state[:4]),
+                            tuple(t[:, b:b + 1] for t in state.controller))
+    return ntm.MemoryState(tuple(t[:, b:b + 1] for t in state.controller),
+                           type(state.access)(*(t[b:b + 1] for t in state.access)),
+                           state.reads[b:b + 1])

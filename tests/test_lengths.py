@@ -17,6 +17,7 @@ from unittest import mock
 
 import pytest
 import torch
+from helpers import sequence_of
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -63,18 +64,6 @@ def _parts(state) -> list[tuple[torch.Tensor, int]]:
             + [(state.reads, 0)])
 
 
-def _pick(state, b: int):
-    """Sequence ``b`` of a batched state, as a batch of one."""
-    if isinstance(state, ntm.LSTMState):
-        return ntm.LSTMState(*(t[:, b:b + 1] for t in state))
-    if isinstance(state, ntm.NTMState):
-        return ntm.NTMState(*(t[b:b + 1] for t in state[:4]),
-                            tuple(t[:, b:b + 1] for t in state.controller))
-    return ntm.MemoryState(tuple(t[:, b:b + 1] for t in state.controller),
-                           type(state.access)(*(t[b:b + 1] for t in state.access)),
-                           state.reads[b:b + 1])
-
-
 def _given_state(model, batch: int, dtype):
     """A state reached after a few random steps, its tensors leaves that need gradients."""
     with torch.no_grad():
@@ -116,7 +105,7 @@ def check_equals_each_alone(model, inputs, lengths, dtype, given_state=False):
     total = 0
     for b, length in enumerate(lengths):
         alone = inputs[b:b + 1, :length] if batch_first else inputs[:length, b:b + 1]
-        start = None if state is None else _pick(state, b)
+        start = None if state is None else sequence_of(state, b)
         if length:
             logits_b, final_b = model(alone, start)
         else:  # no output, and the state it was given (or the initial one)
