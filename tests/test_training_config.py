@@ -129,16 +129,19 @@ def test_copy_stays_solved_by_default_and_the_paper_recipe_is_unchanged():
     assert (paper.clip, paper.drop_below) == ("value", None)
 
 
-def test_large_batch_keeps_the_fast_recipes_rate_with_a_warm_up():
+def test_large_batch_keeps_the_fast_recipes_rate_up_to_1e_3_with_a_warm_up():
     fast, large = preset_config("copy"), preset_config("copy", "ntm-lstm", "large-batch")
     assert large.train.batch_size == 512
-    assert large.optim.lr == fast.optim.lr  # measured: the square-root rule's rates spiked
+    # Measured: the square-root rule's rates spiked, copy's 2e-3 solved 3 of 4 seeds, 1e-3 4.
+    assert (fast.optim.lr, large.optim.lr) == (2e-3, 1e-3)
     assert large.optim.warmup == 20 * 512  # the first 20 updates
     # Twice the fast recipe's sequences, in 16 times fewer updates: 3,000 -> 375.
     assert large.train.steps * 512 == 2 * fast.train.steps * 32
     assert (large.optim.clip, large.optim.drop_below) == (fast.optim.clip, fast.optim.drop_below)
     recall = preset_config("associative_recall", "ntm-lstm", "large-batch")
-    assert recall.optim.lr == 3e-4 and recall.train.val_every >= 1
+    assert recall.optim.lr == 3e-4 and recall.train.val_every >= 1  # under the cap: kept
+    # A --set still chooses another rate.
+    assert apply_overrides(large, ["optim.lr=2e-3"]).optim.lr == 2e-3
 
 
 def test_a_recipe_sets_the_model_sizes_it_was_measured_with():
