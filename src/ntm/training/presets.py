@@ -332,8 +332,8 @@ def preset_config(task: str, kind: str = models.DEFAULT_MODEL, preset: str = "fa
 # copy (the fast recipe's 2e-3): the square-root rule's 8e-3 and 4e-3 spiked to 100-161 bits
 # on seeds 1-2; 2e-3 solved 3 of 4, 2 after spikes, every spike as the model first learned the
 # task; a warm-up over 100 updates 3 of 4; 1e-3 (now the rule's cap) 4 of 4, seed 2 after
-# four spikes. Associative recall (3e-4, kept): 3 of 4, no spike; 1e-3 and 1.5e-4 learned it
-# more slowly (seeds 1-2), and seed 1 stays on the plateau at every rate and budget tried.
+# four spikes. Associative recall (3e-4, kept): 3 of 4, no spike, seed 1 on the plateau even
+# with twice the budget; 1e-3 and 1.5e-4 solved seed 1 late and left seed 2 on it.
 # ---------------------------------------------------------------------------------------------
 LARGE_BATCH = 512
 LARGE_BATCH_WARMUP = 20  # updates
