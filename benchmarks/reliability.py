@@ -132,8 +132,8 @@ ROWS = [
     # updates of 32); in sequences, the large batch's opening ends after 195 updates, before any
     # seed learned the task. The opening kept in updates: 1,600,000 sequences, the whole run.
     # Every rate left one of seeds 1-2 on the plateau (3e-4: seed 1, even in 2,500 updates;
-    # 1e-3 and 1.5e-4: seed 2), and the seeds that left it went under 10 bits by update 520:
-    # fresh weights after 600 updates without a validation under 10 bits, in 2,500.
+    # 1e-3 and 1.5e-4: seed 2); at 3e-4 seeds 2-4 went under 10 bits by update 520: fresh
+    # weights after 600 updates without a validation under 10 bits, in 2,500.
     Row("associative_recall-ntm-lstm-large-batch-restarts", "associative_recall", "ntm-lstm",
         "--preset large-batch, 2,500 updates, fresh weights after 307,200 sequences (600 "
         "updates) without a validation under 10 bits",
