@@ -104,8 +104,9 @@ ROWS = [
     # The large batch at the fast recipe's rate, before the rule capped it at 1e-3.
     Row("copy-ntm-lstm-large-batch-lr2e-3", "copy", "ntm-lstm", "--preset large-batch, lr 2e-3",
         ("--preset=large-batch", "optim.lr=2e-3"), seeds=4),
-    Row("associative_recall-ntm-lstm-large-batch", "associative_recall", "ntm-lstm",
-        "--preset large-batch", ("--preset=large-batch",), seeds=4),
+    Row("associative_recall-ntm-lstm-large-batch-before", "associative_recall", "ntm-lstm",
+        "--preset large-batch before its restarts", ("--preset=large-batch", *NO_RESTARTS),
+        seeds=4),
     # Its spikes came as copy was first learned (updates 96-174): half the rate, or a warm-up
     # over the first 100 updates instead of 20.
     Row("copy-ntm-lstm-large-batch-lr1e-3", "copy", "ntm-lstm", "--preset large-batch, lr 1e-3",
@@ -116,18 +117,19 @@ ROWS = [
     # At the fast recipe's 3e-4, seed 1 of associative recall was still at 10.7 bits at the end:
     # the square-root rule (1.2e-3) capped at copy's 1e-3.
     Row("associative_recall-ntm-lstm-large-batch-lr1e-3", "associative_recall", "ntm-lstm",
-        "--preset large-batch, lr 1e-3", ("--preset=large-batch", "optim.lr=1e-3"), seeds=4),
+        "--preset large-batch, lr 1e-3",
+        ("--preset=large-batch", "optim.lr=1e-3", *NO_RESTARTS), seeds=4),
     # 1e-3 learned it more slowly still (seed 2 at 9 bits after 930 updates, then a spike): half
     # the fast recipe's rate, the rule that solved copy (1e-3 there).
     Row("associative_recall-ntm-lstm-large-batch-lr1.5e-4", "associative_recall", "ntm-lstm",
-        "--preset large-batch, lr 1.5e-4", ("--preset=large-batch", "optim.lr=1.5e-4"),
-        seeds=4),
+        "--preset large-batch, lr 1.5e-4",
+        ("--preset=large-batch", "optim.lr=1.5e-4", *NO_RESTARTS), seeds=4),
     # Every rate learned associative recall in updates, not sequences, and 3e-4 fastest: seed 1
     # was still falling slowly at the end. The same runs with twice the budget (resumed: split
     # runs equal one run; seed 1 flat at 6 bits from update 1,900 on, so seeds 1-2 only).
     Row("associative_recall-ntm-lstm-large-batch-budget4", "associative_recall", "ntm-lstm",
         "--preset large-batch, 2,500 updates (4 times the fast recipe's sequences)",
-        ("--preset=large-batch", "train.steps=2500"), seeds=4),
+        ("--preset=large-batch", "train.steps=2500", *NO_RESTARTS), seeds=4),
     # The fast recipe solves associative recall within its opening (5-6 items for 3,125
     # updates of 32); in sequences, the large batch's opening ends after 195 updates, before any
     # seed learned the task. The opening kept in updates: 1,600,000 sequences, the whole run.
@@ -140,7 +142,7 @@ ROWS = [
                                      "train.restart_below=10"), seeds=4),
     Row("associative_recall-ntm-lstm-large-batch-opening", "associative_recall", "ntm-lstm",
         "--preset large-batch, the opening kept in updates (5-6 items for the whole run)",
-        ("--preset=large-batch", "task.opening=1600000"), seeds=4),
+        ("--preset=large-batch", "task.opening=1600000", *NO_RESTARTS), seeds=4),
     Row("repeat_copy-ntm-lstm", "repeat_copy", "ntm-lstm",
         "defaults (copy's optimiser: lr 2e-3, clip +-10, then global norm 1, rate x0.1 at 0.1 "
         "bits; the first 64,000 sequences of lengths 3-10 only; fresh weights after 80,000 "

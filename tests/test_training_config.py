@@ -140,6 +140,10 @@ def test_large_batch_keeps_the_fast_recipes_rate_up_to_1e_3_with_a_warm_up():
     assert (large.optim.clip, large.optim.drop_below) == (fast.optim.clip, fast.optim.drop_below)
     recall = preset_config("associative_recall", "ntm-lstm", "large-batch")
     assert recall.optim.lr == 3e-4 and recall.train.val_every >= 1  # under the cap: kept
+    # Its restarts, measured at the large batch: 600 updates without a validation under 10.
+    assert (recall.train.restart_after, recall.train.restart_below) == (600 * 512, 10.0)
+    assert preset_config("associative_recall", "ntm-lstm").train.restart_after is None
+    assert large.train.restart_after is None
     # A --set still chooses another rate.
     assert apply_overrides(large, ["optim.lr=2e-3"]).optim.lr == 2e-3
 
