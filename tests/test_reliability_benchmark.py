@@ -155,5 +155,6 @@ def test_every_result_file_is_the_row_its_command_reproduces():
                 row.recipe, list(row.settings), bench.command(row, first)), row.name
             assert (score["task"], score["model"], score["target"]) == (
                 row.task, row.model, row.target), row.name
+            assert score.get("seeds_planned", row.seeds) == row.seeds, row.name
             scored += 1
     assert scored >= 10

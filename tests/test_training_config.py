@@ -140,12 +140,20 @@ def test_large_batch_keeps_the_fast_recipes_rate_up_to_1e_3_with_a_warm_up():
     assert (large.optim.clip, large.optim.drop_below) == (fast.optim.clip, fast.optim.drop_below)
     recall = preset_config("associative_recall", "ntm-lstm", "large-batch")
     assert recall.optim.lr == 3e-4 and recall.train.val_every >= 1  # under the cap: kept
-    # Its restarts, measured at the large batch: 600 updates without a validation under 10.
-    assert (recall.train.restart_after, recall.train.restart_below) == (600 * 512, 10.0)
-    assert preset_config("associative_recall", "ntm-lstm").train.restart_after is None
-    assert large.train.restart_after is None
     # A --set still chooses another rate.
     assert apply_overrides(large, ["optim.lr=2e-3"]).optim.lr == 2e-3
+
+
+def test_large_batch_restarts_only_where_they_were_measured():
+    # Associative recall, LSTM-controller NTM: fresh weights after 600 updates of 512 without
+    # a validation under 10 bits solved 4 of 4 seeds (3 of 4 without).
+    recall = preset_config("associative_recall", "ntm-lstm", "large-batch").train
+    assert (recall.restart_after, recall.restart_below) == (600 * 512, 10.0)
+    assert preset_config("associative_recall", "ntm-lstm").train.restart_after is None
+    for task, kind in (("associative_recall", "ntm-ff"), ("associative_recall", "sam"),
+                       ("copy", "ntm-lstm"), ("priority_sort", "ntm-lstm")):
+        train = preset_config(task, kind, "large-batch").train
+        assert (train.restart_after, train.restart_below) == (None, None), (task, kind)
 
 
 def test_a_recipe_sets_the_model_sizes_it_was_measured_with():
