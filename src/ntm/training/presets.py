@@ -335,9 +335,9 @@ def preset_config(task: str, kind: str = models.DEFAULT_MODEL, preset: str = "fa
 # and 4e-3 spiked to 100-161 bits on seed 1; 2e-3 solved 3 of 4, 2 after spikes, every spike
 # as the model first learned the task; a warm-up over 100 updates 3 of 4; 1e-3 (now the cap)
 # 4 of 4, seed 2 after four spikes, and held-out seeds 5-8 3 of 4, spikes in 2: copy's spikes
-# while learning are not fixed. Associative recall (3e-4, kept): 3 of 4,
-# no spike, seed 1 unsolved even with twice the budget; 1e-3 and 1.5e-4 solved seed 1 late
-# and left seed 2 unsolved; 3e-4 with restarts 4 of 4, no spike.
+# while learning are not fixed. Associative recall (3e-4, kept): 3 of 4, no spike, seed 1
+# unsolved even with twice the budget; 1e-3 and 1.5e-4 solved seed 1 late and left seed 2
+# unsolved; 3e-4 with restarts 4 of 4, no spike.
 # ---------------------------------------------------------------------------------------------
 LARGE_BATCH = 512
 LARGE_BATCH_WARMUP = 20  # updates
