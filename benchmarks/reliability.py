@@ -109,6 +109,23 @@ ROWS = [
     # over the first 100 updates instead of 20.
     Row("copy-ntm-lstm-large-batch-lr1e-3", "copy", "ntm-lstm", "--preset large-batch, lr 1e-3",
         ("--preset=large-batch", "optim.lr=1e-3"), seeds=4),
+    # Every gradient's norm clipped to 0.1 (a tenth of the preset's 1), so that the gradient
+    # past a cliff (norm 63 against 0.3) moves the weights no more than any other.
+    Row("copy-ntm-lstm-large-batch-norm0.1", "copy", "ntm-lstm",
+        "--preset large-batch, lr 1e-3, global norm clipped to 0.1",
+        ("--preset=large-batch", "optim.lr=1e-3", "optim.max_norm=0.1"), seeds=2),
+    # The rate decayed to 0 over the run as a cosine (after the preset's warm-up).
+    Row("copy-ntm-lstm-large-batch-cosine", "copy", "ntm-lstm",
+        "--preset large-batch, lr 1e-3, cosine decay",
+        ("--preset=large-batch", "optim.lr=1e-3", "optim.schedule=cosine"), seeds=2),
+    # Half the preset's rate, twice its updates.
+    Row("copy-ntm-lstm-large-batch-lr5e-4", "copy", "ntm-lstm",
+        "--preset large-batch, lr 5e-4, 750 updates",
+        ("--preset=large-batch", "optim.lr=5e-4", "train.steps=750"), seeds=2),
+    # The preset with rewinds: back to the best validation after a spike, the rate halved.
+    Row("copy-ntm-lstm-large-batch-rewind", "copy", "ntm-lstm",
+        "--preset large-batch, lr 1e-3, rewinds after a spike of 10 bits (rate x0.5 each)",
+        ("--preset=large-batch", "optim.lr=1e-3", "train.rewind_above=10"), seeds=8),
     Row("copy-ntm-lstm-large-batch-warmup100", "copy", "ntm-lstm",
         "--preset large-batch, lr 2e-3, warm-up over 100 updates",
         ("--preset=large-batch", "optim.lr=2e-3", "optim.warmup=51200"), seeds=4),
@@ -218,6 +235,9 @@ ROWS = [
     Row("priority_sort-ntm-lstm", "priority_sort", "ntm-lstm", "defaults", target=18.0),
     Row("ngrams-ntm-lstm", "ngrams", "ntm-lstm", "defaults", seeds=4, target=2.0,
         above_optimal=True),
+    Row("ngrams-ntm-lstm-half-life", "ngrams", "ntm-lstm",
+        "defaults, the rate halved every 100,000 sequences", ("optim.lr_half_life=100000",),
+        seeds=1, target=2.0, above_optimal=True),
 ]
 
 
@@ -254,7 +274,8 @@ def score_seed(run_dir: Path, row: Row) -> dict | None:
             "seconds_to_solve": result.first_solved_seconds, "spikes": result.collapses,
             "spike_steps": list(result.collapse_steps),
             "spikes_in_opening": result.collapses_in_opening, "best": result.best_val_cost,
-            "last": result.last_val_cost, "restarts": result.restarts}
+            "last": result.last_val_cost, "restarts": result.restarts,
+            "rewinds": result.rewinds}
 
 
 def score_row(out: Path, row: Row, first_seed: int = 1) -> dict:
@@ -275,6 +296,7 @@ def score_row(out: Path, row: Row, first_seed: int = 1) -> dict:
             "spikes": sum(s["spikes"] for s in done),
             "spikes_in_opening": sum(s.get("spikes_in_opening", 0) for s in done),
             "seeds_with_spikes": sum(bool(s["spikes"]) for s in done),
+            "rewinds": sum(s.get("rewinds", 0) for s in done),
             "median_sequences": statistics.median(sequences) if sequences else None,
             "worst_sequences": max(sequences) if len(reached) == len(done) and done else None,
             "median_seconds": statistics.median(seconds) if seconds else None,

@@ -11,6 +11,8 @@ itself is untouched (the same seeds, data and updates as ``ntm train TASK --seed
 collapse seen in a sweep happens again here, at the same step::
 
     python results/scripts/collapse_probe.py copy --seed 3 --out runs/probe-copy-seed3
+    python results/scripts/collapse_probe.py copy --preset large-batch --seed 2 --steps 200 \
+        --out runs/probe/copy-large-batch-seed2
 """
 
 from __future__ import annotations
@@ -127,13 +129,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("task")
     parser.add_argument("--model", default="ntm-lstm")
+    parser.add_argument("--preset", default="fast", choices=ntm.training.presets.PRESETS)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--steps", type=int)
     parser.add_argument("--every", type=int, default=25, help="updates between head probes")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    config = ntm.training.preset_config(args.task, args.model)
+    config = ntm.training.preset_config(args.task, args.model, args.preset)
     overrides = [f"train.seed={args.seed}", *args.set]
     if args.steps is not None:
         overrides.append(f"train.steps={args.steps}")

@@ -37,9 +37,9 @@ _FALSE = ("false", "0", "no", "off")
 
 
 def bounded(default: Any, *, min: float | None = None, gt: float | None = None,
-            lt: float | None = None) -> Any:
+            lt: float | None = None, max: float | None = None) -> Any:
     """A dataclass field with bounds, checked by :func:`assign` on every assignment."""
-    return field(default=default, metadata={"min": min, "gt": gt, "lt": lt})
+    return field(default=default, metadata={"min": min, "gt": gt, "lt": lt, "max": max})
 
 
 def defaults_of(function: Any) -> dict[str, Any]:
@@ -139,18 +139,23 @@ def check_bounds(value: Any, metadata: Any, where: str) -> None:
     if value is None or isinstance(value, (str, bool)):
         return
     low, above, below = metadata.get("min"), metadata.get("gt"), metadata.get("lt")
-    if (low, above, below) == (None, None, None):
+    high = metadata.get("max")
+    if (low, above, below, high) == (None, None, None, None):
         return
     if isinstance(value, float) and not math.isfinite(value):  # ints are finite, maybe huge
         raise ConfigError(f"{where} must be a finite number, got {value!r}")
     if ((low is not None and value < low) or (above is not None and not value > above)
-            or (below is not None and not value < below)):
-        raise ConfigError(f"{where} must be {_range_text(low, above, below)}, got {value!r}")
+            or (below is not None and not value < below)
+            or (high is not None and not value <= high)):
+        raise ConfigError(f"{where} must be {_range_text(low, above, below, high)}, "
+                          f"got {value!r}")
 
 
-def _range_text(low: float | None, above: float | None, below: float | None) -> str:
+def _range_text(low: float | None, above: float | None, below: float | None,
+                high: float | None = None) -> str:
     """``"at least 0 and less than 1"``: the bounds of a field in words."""
     parts = [f"{word} {bound}" for word, bound in
-             (("at least", low), ("greater than", above), ("less than", below))
+             (("at least", low), ("greater than", above), ("less than", below),
+              ("at most", high))
              if bound is not None]
     return " and ".join(parts)

@@ -209,13 +209,15 @@ def learning_curve_figure(
     Args:
         runs: run label -> its ``metrics.jsonl`` records (``sequences``, ``cost`` and, where
             validated, ``val_cost``; ``val_optimal_cost`` draws the optimal estimator's cost;
-            ``restart``, on the validation that ended an attempt, a vertical line).
+            ``restart``, on the validation that ended an attempt, a vertical line; ``rewind``,
+            on one that sent the run back to its best, a cross on it).
         title: drawn above the axes.
 
     Returns:
         A figure with one axis: training cost solid, validation cost dashed with markers, a
         dotted vertical line where a run started again from fresh weights
-        (``train.restart_after``), so that the jump back up is not read as a collapse.
+        (``train.restart_after``), so that the jump back up is not read as a collapse, and a
+        cross on each validation after which a run rewound (``train.rewind_above``).
     """
     figure = Figure(figsize=(7, 4.5), layout="constrained")
     axis = figure.subplots()
@@ -233,6 +235,10 @@ def learning_curve_figure(
         for number, at in enumerate(restarts):
             axis.axvline(at, color=colour, linestyle=":", linewidth=1,
                          label=f"{label} (restart from fresh weights)" if number == 0 else None)
+        rewinds = [(r["sequences"] / 1000, r["val_cost"]) for r in records if "rewind" in r]
+        if rewinds:
+            axis.plot(*zip(*rewinds, strict=True), color=colour, linestyle="none", marker="x",
+                      markersize=8, label=f"{label} (rewound to its best)")
         optimal = next((r["val_optimal_cost"] for r in records if "val_optimal_cost" in r),
                        optimal)
     if optimal is not None:

@@ -57,6 +57,7 @@ __all__ = [
     "load_state",
     "load_weights",
     "read_counters",
+    "read_snapshot",
     "save_state",
     "save_weights",
 ]
@@ -227,6 +228,7 @@ def save_state(
     optimizer: torch.optim.Optimizer,
     generators: dict[str, torch.Generator],
     counters: dict[str, Any],
+    snapshot: dict[str, Any] | None = None,
 ) -> None:
     """Save everything a run needs to continue exactly where it is, in one file, atomically.
 
@@ -238,16 +240,14 @@ def save_state(
         generators: named generators whose states are stored under ``rng.<name>``; torch's
             global CPU generator is stored too (``rng.torch``).
         counters: JSON-serialisable loop state (step, sequences, interval sums, ...).
+        snapshot: the weights and optimiser state a rewind goes back to
+            (:func:`ntm.training.rewinds.take_snapshot`), stored under ``rewind.``; read it
+            with :func:`read_snapshot`.
     """
     tensors = {f"model.{key}": value for key, value in model.state_dict().items()}
     state = optimizer.state_dict()
-    scalars = {}
-    for index, values in state["state"].items():
-        for name, value in values.items():
-            if torch.is_tensor(value):
-                tensors[f"optimizer.{index}.{name}"] = value
-            else:
-                scalars[f"{index}.{name}"] = value
+    optimizer_tensors, scalars = _split_optimizer_state(state["state"])
+    tensors.update({f"optimizer.{key}": value for key, value in optimizer_tensors.items()})
     tensors["rng.torch"] = torch.get_rng_state()
     for name, generator in generators.items():
         tensors[f"rng.{name}"] = generator.get_state()
@@ -256,7 +256,59 @@ def save_state(
         "param_groups": state["param_groups"],
         "optimizer_scalars": scalars,
     }
+    if snapshot is not None:
+        tensors.update({f"{_SNAPSHOT}model.{key}": value
+                        for key, value in snapshot["model"].items()})
+        snapshot_tensors, meta["rewind_optimizer_scalars"] = _split_optimizer_state(
+            snapshot["optimizer"])
+        tensors.update({f"{_SNAPSHOT}optimizer.{key}": value
+                        for key, value in snapshot_tensors.items()})
     _save(Path(path), tensors, meta)
+
+
+_SNAPSHOT = "rewind."  # the prefix of a rewind's snapshot in the state file
+
+
+def _split_optimizer_state(
+        state: dict[Any, dict[str, Any]]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """An optimiser's per-parameter state as tensors and JSON scalars, both keyed
+    ``<index>.<name>``."""
+    tensors, scalars = {}, {}
+    for index, values in state.items():
+        for name, value in values.items():
+            if torch.is_tensor(value):
+                tensors[f"{index}.{name}"] = value
+            else:
+                scalars[f"{index}.{name}"] = value
+    return tensors, scalars
+
+
+def _join_optimizer_state(tensors: dict[str, torch.Tensor],
+                          scalars: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """The inverse of :func:`_split_optimizer_state`."""
+    per_parameter: dict[int, dict[str, Any]] = {}
+    for key, value in [*tensors.items(), *scalars.items()]:
+        index, name = key.split(".", 1)
+        per_parameter.setdefault(int(index), {})[name] = value
+    return per_parameter
+
+
+def read_snapshot(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The rewind snapshot that :func:`save_state` stored in the state file ``path``, or None
+    if it stored none.
+
+    Raises:
+        RunDirError: the file is missing or corrupt.
+    """
+    tensors, meta = _read(Path(path))
+    model = {key[len(_SNAPSHOT) + 6:]: value for key, value in tensors.items()
+             if key.startswith(f"{_SNAPSHOT}model.")}
+    if not model:
+        return None
+    optimizer = {key[len(_SNAPSHOT) + 10:]: value for key, value in tensors.items()
+                 if key.startswith(f"{_SNAPSHOT}optimizer.")}
+    return {"model": model, "optimizer": _join_optimizer_state(
+        optimizer, meta.get("rewind_optimizer_scalars", {}))}
 
 
 def load_state(
@@ -279,14 +331,10 @@ def load_state(
     tensors, meta = _read(path)
     weights = {key[6:]: value for key, value in tensors.items() if key.startswith("model.")}
     _fit(model, weights, path)
-    per_parameter: dict[int, dict[str, Any]] = {}
-    for key, value in tensors.items():
-        if key.startswith("optimizer."):
-            index, name = key[len("optimizer."):].split(".", 1)
-            per_parameter.setdefault(int(index), {})[name] = value
-    for key, value in meta.get("optimizer_scalars", {}).items():
-        index, name = key.split(".", 1)
-        per_parameter.setdefault(int(index), {})[name] = value
+    per_parameter = _join_optimizer_state(
+        {key[len("optimizer."):]: value for key, value in tensors.items()
+         if key.startswith("optimizer.")},
+        meta.get("optimizer_scalars", {}))
     try:
         optimizer.load_state_dict({"state": per_parameter, "param_groups": meta["param_groups"]})
         torch.set_rng_state(tensors["rng.torch"])

@@ -161,6 +161,11 @@ class TrainConfig:
     when an attempt has gone ``restart_after`` sequences without a validation under
     ``restart_below`` bits per sequence, since it began or since its last validation under
     them (:mod:`ntm.training.restarts`); ``train.steps`` bounds all attempts together.
+    ``rewind_above`` (bits per sequence; ``None``: never) rewinds a run after a spike: at a
+    validation more than that above the best of the attempt so far, once that best is under
+    a fifth of the attempt's first validation, the weights and the optimiser's state go back
+    to where they were at that best, and the learning rate is multiplied by ``rewind_factor``
+    from then on, once more for every rewind (:mod:`ntm.training.rewinds`).
     """
 
     steps: int = bounded(2000, min=0)
@@ -181,6 +186,8 @@ class TrainConfig:
     init: str | None = None
     restart_after: int | None = bounded(None, min=1)
     restart_below: float | None = bounded(None, gt=0)
+    rewind_above: float | None = bounded(None, gt=0)
+    rewind_factor: float = bounded(0.5, gt=0, max=1)
 
 
 @dataclass

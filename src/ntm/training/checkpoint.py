@@ -17,6 +17,7 @@ from ..rundir.checkpoint import (
     load_state,
     load_weights,
     read_counters,
+    read_snapshot,
     save_state,
     save_weights,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "load_state",
     "load_weights",
     "read_counters",
+    "read_snapshot",
     "save_state",
     "save_weights",
 ]

@@ -38,6 +38,7 @@ from .checkpoint import (
     atomic_write_text,
     load_state,
     load_weights,
+    read_snapshot,
     save_state,
     save_weights,
 )
@@ -47,6 +48,7 @@ from .errors import ConfigError, RunDirError, TrainingDiverged
 from .evaluate import batch_logits, evaluate_batches, read_config, weights_file
 from .optim import build_optimizer, clip_gradients, scheduled_lr, set_capturable, set_lr
 from .restarts import attempt_validations, reset_optimizer, restart_due, weight_seed
+from .rewinds import new_best, restore_snapshot, rewind_due, take_snapshot
 
 __all__ = ["RESUMABLE_FIELDS", "RESUMABLE_OPTIM_FIELDS", "TIMING_FIELDS", "TrainResult",
            "resumable_overrides", "train", "validation_set"]
@@ -187,7 +189,8 @@ def _new_counters(world: World) -> dict[str, Any]:
             "interval_steps": 0, "interval_start": 0.0, "cost": None, "val_cost": None,
             "val_bit_errors": None, "val_step": None, "best_val_cost": None, "best_step": None,
             "world_size": world.size, "dropped_step": None, "hardened_step": None,
-            "restarts": 0, "attempt_start": 0, "attempt_validations": []}
+            "restarts": 0, "attempt_start": 0, "attempt_validations": [], "rewinds": 0,
+            "rewind_step": None}
 
 
 class _Run:
@@ -223,6 +226,7 @@ class _Run:
         self.validation = (validation_set(config, self.held_out_task, device) if world.main
                            else [])
         self.counters = _new_counters(world)
+        self.snapshot: dict[str, Any] | None = None  # what a rewind goes back to
         if resume:
             self._restore()
         # A resumed run with nothing left to train keeps the record of where it ended.
@@ -255,6 +259,10 @@ class _Run:
                               f"process(es), not {world.size}; resume it with as many, so that "
                               "every rank draws the data it would have drawn")
         counters.update(saved)
+        counters.setdefault("rewinds", 0)  # saved before rewinds were
+        counters.setdefault("rewind_step", None)
+        if counters["rewind_step"] is not None:
+            self.snapshot = read_snapshot(out / STATE_FILE)
         if "attempt_validations" not in saved:  # saved before the state kept them
             best = counters.pop("attempt_best", None)
             metrics = out / METRICS_FILE
@@ -314,7 +322,7 @@ class _Run:
             return
         # The state file first: resuming reads it alone, load_run reads the weights.
         save_state(self.out / STATE_FILE, self.model, self.optimizer,
-                   {**self.generators, **others}, self.counters)
+                   {**self.generators, **others}, self.counters, self.snapshot)
         save_weights(self.model, self.out / MODEL_FILE, {"step": self.counters["step"]})
 
     def train(self, progress: bool) -> TrainResult:
@@ -369,6 +377,7 @@ class _Run:
                 self._record(metrics, bar, writer, lr)
             if step % config.train.val_every == 0:
                 self._note_first_solved(step)
+                self._snapshot_or_rewind(step)
                 self._restart_if_due()
             stopped = self._stop_reason(step, started, stop)
             final = stopped != "steps" or step == config.train.steps
@@ -392,6 +401,7 @@ class _Run:
         lr = scheduled_lr(self.config.optim, self.counters["sequences"] - start,
                           self.config.train.steps * self.per_step - start,
                           dropped=self.counters["dropped_step"] is not None)
+        lr *= self.config.train.rewind_factor ** self.counters["rewinds"]
         set_lr(self.optimizer, lr)  # also replaces the rate a resumed optimiser state holds
         batch = self._training_task().sample(self.config.train.batch_size,
                                              generator=self.generators["data"]).to(self.device)
@@ -443,6 +453,24 @@ class _Run:
             if distributed.agree(int(solved), self.world):
                 counters[noted] = step
 
+    def _snapshot_or_rewind(self, step: int) -> None:
+        """Keep the weights and optimiser state of a new best validation of the attempt, or go
+        back to them after a spike (:mod:`ntm.training.rewinds`), if ``train.rewind_above``
+        is set. Collective (rank 0 alone validates); every rank holds the same weights and
+        state, so each keeps its own snapshot."""
+        if self.config.train.rewind_above is None:
+            return
+        counters, main = self.counters, self.world.main
+        best = main and counters["val_step"] == step and new_best(counters)
+        if distributed.agree(int(best), self.world):
+            self.snapshot = take_snapshot(self.model, self.optimizer)
+            counters["rewind_step"] = step
+            return
+        due = main and counters["val_step"] == step and rewind_due(self.config.train, counters)
+        if distributed.agree(int(due), self.world):
+            restore_snapshot(self.snapshot, self.model, self.optimizer)
+            counters["rewinds"] += 1
+
     def _restart_if_due(self) -> None:
         """Start a new attempt from fresh weights if the one under way is due to end
         (:func:`~ntm.training.restarts.restart_due`); collective (rank 0 alone validates).
@@ -461,7 +489,8 @@ class _Run:
             self.model.load_state_dict(fresh.state_dict())
         reset_optimizer(self.optimizer)
         counters.update(attempt_start=counters["sequences"], attempt_validations=[],
-                        dropped_step=None, hardened_step=None)
+                        dropped_step=None, hardened_step=None, rewinds=0, rewind_step=None)
+        self.snapshot = None
 
     def _record(self, metrics, bar, writer, lr: float) -> None:
         """Write the record of the step just done (validating on ``val_every``), rank 0 only;
@@ -469,6 +498,8 @@ class _Run:
         record = _log(self.counters, self.config, self.validate, lr)
         if "val_cost" in record and restart_due(self.config.train, self.counters):
             record["restart"] = self.counters["restarts"] + 1
+        if "val_cost" in record and rewind_due(self.config.train, self.counters):
+            record["rewind"] = self.counters["rewinds"] + 1
         append_text(metrics, json.dumps(record) + "\n")
         bar.set_postfix({k: f"{record[k]:.3g}" for k in ("cost", "val_cost") if k in record},
                         refresh=False)

@@ -11,7 +11,8 @@ Validation costs are read from ``metrics.jsonl`` records (``val_cost``); records
 are skipped. A run with an opening (``task.opening``) validates on the task while it trains on
 other data; the collapses that start then still count, and are also counted apart. A run that
 restarts from fresh weights (``train.restart_after``) opens again in each attempt, which
-begins after the validation that carries ``"restart"``.
+begins after the validation that carries ``"restart"``. A run that rewinds after a spike
+(``train.rewind_above``) keeps the spike's validation, which carries ``"rewind"``: it counts.
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ class Reliability:
             after a restart, began).
         restarts: how many times it started again from fresh weights
             (``train.restart_after``; its sequences to solve count every attempt's).
+        rewinds: how many times it went back to its best validation after a spike
+            (``train.rewind_above``).
     """
 
     solved: bool
@@ -86,6 +89,7 @@ class Reliability:
     validations: int
     collapses_in_opening: int = 0
     restarts: int = 0
+    rewinds: int = 0
 
 
 def reliability(records: Iterable[Mapping[str, Any]], target: float, *,
@@ -125,4 +129,5 @@ def reliability(records: Iterable[Mapping[str, Any]], target: float, *,
         collapses_in_opening=sum(in_opening(int(scored[index]["sequences"]))
                                  for index in starts),
         restarts=sum("restart" in record for record in scored),
+        rewinds=sum("rewind" in record for record in scored),
     )

@@ -108,6 +108,8 @@ class SeedRun:
             validates on the task but trains on other data.
         restarts: how many times the run started again from fresh weights
             (``train.restart_after``).
+        rewinds: how many times the run went back to its best validation after a spike
+            (``train.rewind_above``).
     """
 
     seed: int
@@ -123,6 +125,7 @@ class SeedRun:
     solved_at_end: bool | None = None
     collapses_in_opening: int | None = None
     restarts: int | None = None
+    rewinds: int | None = None
 
     @property
     def finished(self) -> bool:
@@ -259,6 +262,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "error": (str, type(None)), "seconds_to_target": (int, float, type(None)),
     "collapses": (int, type(None)), "solved_at_end": (bool, type(None)),
     "collapses_in_opening": (int, type(None)), "restarts": (int, type(None)),
+    "rewinds": (int, type(None)),
 }
 
 
@@ -328,7 +332,7 @@ def summarize(runs: Sequence[SeedRun]) -> dict[str, Any]:
     that converged; None if none did), ``solved_at_end`` (seeds whose last validation is
     under the target), ``collapsed`` (seeds that collapsed at least once), ``collapses``
     (in all), ``collapses_in_opening`` (of those, the ones during an opening) and
-    ``restarts`` (from fresh weights, in all)."""
+    ``restarts`` (from fresh weights, in all) and ``rewinds`` (after a spike, in all)."""
     needed = [run.sequences_to_target for run in runs if run.converged]
     return {"seeds": len(runs), "finished": sum(run.finished for run in runs),
             "converged": len(needed),
@@ -338,7 +342,8 @@ def summarize(runs: Sequence[SeedRun]) -> dict[str, Any]:
             "collapsed": sum(bool(run.collapses) for run in runs),
             "collapses": sum(run.collapses or 0 for run in runs),
             "collapses_in_opening": sum(run.collapses_in_opening or 0 for run in runs),
-            "restarts": sum(run.restarts or 0 for run in runs)}
+            "restarts": sum(run.restarts or 0 for run in runs),
+            "rewinds": sum(run.rewinds or 0 for run in runs)}
 
 
 def sweep_table(runs: Sequence[SeedRun], target: float) -> str:
@@ -353,7 +358,8 @@ def sweep_table(runs: Sequence[SeedRun], target: float) -> str:
          _cell(run.sequences_to_target) + (f" ({run.restarts} restarts)" if run.restarts else ""),
          "-" if run.seconds_to_target is None else f"{run.seconds_to_target:.1f}",
          _cell(run.collapses) + (f" ({run.collapses_in_opening} in opening)"
-                                 if run.collapses_in_opening else ""),
+                                 if run.collapses_in_opening else "")
+         + (f" ({run.rewinds} rewinds)" if run.rewinds else ""),
          "-" if run.solved_at_end is None else ("yes" if run.solved_at_end else "no"))
         for run in runs
     ]
@@ -373,7 +379,9 @@ def sweep_table(runs: Sequence[SeedRun], target: float) -> str:
                  + (f", {totals['collapses_in_opening']} of them in an opening (task.opening)"
                     if totals["collapses_in_opening"] else "")
                  + (f"; {totals['restarts']} restart(s) from fresh weights (train.restart_after)"
-                    if totals["restarts"] else "") + ".")
+                    if totals["restarts"] else "")
+                 + (f"; {totals['rewinds']} rewind(s) after a spike (train.rewind_above)"
+                    if totals["rewinds"] else "") + ".")
     lines += [f"Seed {run.seed} failed: {run.error or 'no output'}"
               + ("" if run.returncode is None else f" (log: {Path(run.out_dir) / LOG_FILE})")
               for run in runs if not run.finished]
@@ -453,6 +461,6 @@ def _read_results(run: SeedRun, folder: Path, target: float) -> None:
         run.seconds_to_target = measured.first_solved_seconds
         run.collapses, run.solved_at_end = measured.collapses, measured.solved
         run.collapses_in_opening = measured.collapses_in_opening
-        run.restarts = measured.restarts
+        run.restarts, run.rewinds = measured.restarts, measured.rewinds
     if counters.get("val_step") == counters["step"]:
         run.val_cost = counters["val_cost"]

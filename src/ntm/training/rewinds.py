@@ -1,0 +1,110 @@
+"""Rewinds after a spike (``train.rewind_above``, ``train.rewind_factor``).
+
+With 512 sequences per update the LSTM-controller NTM learning copy sometimes takes an
+ordinary step across a cliff: the training loss jumps from 0.3 to 1.7 nats in one update and
+keeps rising for a dozen more, to chance, and the run needs a hundred updates to learn the
+task again, or does not within its budget (RESULTS.md, "Large batches"). No rate, clip or
+schedule tried kept every seed clean, so a run can rewind instead: at a validation that is a
+spike by the reliability measure (:mod:`ntm.training.reliability`, with ``rewind_above`` for
+its 10 bits: once the attempt's best validation is under a fifth of its first, one more than
+``rewind_above`` bits above that best), the weights and the optimiser's state go back to
+where they were at that best validation, and the learning rate is multiplied by
+``rewind_factor`` from the next update on, once more for each rewind, so that the same step
+is not taken again. The data stream goes on (the batches after a rewind are new ones), every
+validation stays in ``metrics.jsonl`` (the spike still counts in the reliability measure) and
+the record of the one that caused a rewind carries ``"rewind": K``, the rewinds so far.
+
+The snapshot of the best validation is kept in memory and saved in the training state at each
+checkpoint, so a resumed run rewinds where one that never stopped does. A restart from fresh
+weights (:mod:`ntm.training.restarts`) begins an attempt without a snapshot and with the
+rate's factor back at 1.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..rundir.config import TrainConfig
+from .reliability import FALL
+
+__all__ = ["new_best", "restore_snapshot", "rewind_due", "take_snapshot"]
+
+
+def _current(counters: dict[str, Any]) -> list[float] | None:
+    """The attempt's validations' costs if the last of them is the one just made (a
+    validation that scored NaN is not among them), else None."""
+    validations = counters["attempt_validations"]
+    if not validations or validations[-1][0] != counters["sequences"]:
+        return None
+    return [cost for _, cost in validations]
+
+
+def new_best(counters: dict[str, Any]) -> bool:
+    """Whether the validation just made is the best of the attempt so far (its first counts):
+    the one a rewind would go back to.
+
+    ``counters``: the run's ``sequences`` and ``attempt_validations`` (``[sequences, cost]`` of
+    each of the attempt's finite validations on the schedule of ``train.val_every``).
+
+    >>> new_best({"sequences": 64, "attempt_validations": [[32, 80.0], [64, 9.0]]})
+    True
+    >>> new_best({"sequences": 96, "attempt_validations": [[32, 80.0], [64, 9.0]]})
+    False
+    """
+    costs = _current(counters)
+    return costs is not None and (len(costs) == 1 or costs[-1] < min(costs[:-1]))
+
+
+def rewind_due(train: TrainConfig, counters: dict[str, Any]) -> bool:
+    """Whether the run rewinds at the validation just made: rewinds are on, the run has
+    updates left, and that validation is more than ``train.rewind_above`` bits above the best
+    of the attempt before it, which is under :data:`~ntm.training.reliability.FALL` of the
+    attempt's first validation.
+
+    ``counters``: the run's ``step`` and ``sequences`` and ``attempt_validations``, as for
+    :func:`new_best`.
+
+    >>> train = TrainConfig(steps=100, rewind_above=10.0)
+    >>> rewind_due(train, {"step": 3, "sequences": 96,
+    ...                    "attempt_validations": [[32, 80.0], [64, 9.0], [96, 30.0]]})
+    True
+    >>> rewind_due(train, {"step": 3, "sequences": 96,  # 9 is not under a fifth of 40
+    ...                    "attempt_validations": [[32, 40.0], [64, 9.0], [96, 30.0]]})
+    False
+    """
+    if train.rewind_above is None or counters["step"] >= train.steps:
+        return False
+    costs = _current(counters)
+    if costs is None or len(costs) < 2:
+        return False
+    best = min(costs[:-1])
+    return best < FALL * costs[0] and costs[-1] > best + train.rewind_above
+
+
+def take_snapshot(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """Copies of ``model``'s weights and ``optimizer``'s state: ``{"model": state dict,
+    "optimizer": {index: {name: value}}}``, the optimiser's state by parameter index as in
+    :meth:`torch.optim.Optimizer.state_dict`."""
+    return {"model": {key: value.detach().clone() for key, value in model.state_dict().items()},
+            "optimizer": copy.deepcopy(optimizer.state_dict()["state"])}
+
+
+def restore_snapshot(snapshot: dict[str, Any], model: nn.Module,
+                     optimizer: torch.optim.Optimizer) -> None:
+    """Put ``model``'s weights and ``optimizer``'s state back to ``snapshot``
+    (:func:`take_snapshot`) in place: DistributedDataParallel and a CUDA graph hold these
+    tensors. The optimiser's param groups (its rate) are left as they are."""
+    with torch.no_grad():
+        model.load_state_dict(snapshot["model"])
+    parameters = [p for group in optimizer.param_groups for p in group["params"]]
+    for index, saved in snapshot["optimizer"].items():
+        live = optimizer.state[parameters[int(index)]]
+        for name, value in saved.items():
+            if torch.is_tensor(value) and torch.is_tensor(live.get(name)):
+                live[name].copy_(value)
+            else:
+                live[name] = value.clone() if torch.is_tensor(value) else value
