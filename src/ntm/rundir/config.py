@@ -164,8 +164,8 @@ class TrainConfig:
     ``rewind_above`` (bits per sequence; ``None``: never) rewinds a run after a spike: at a
     validation more than that above the best of the attempt so far, once that best is under
     a fifth of the attempt's first validation, the weights and the optimiser's state go back
-    to where they were at that best, and the learning rate is multiplied by ``rewind_factor``
-    from then on, once more for every rewind (:mod:`ntm.training.rewinds`).
+    to where they were at that best (its momentum zeroed), and the learning rate is multiplied
+    by ``rewind_factor`` from then on, once more for every rewind (:mod:`ntm.training.rewinds`).
     """
 
     steps: int = bounded(2000, min=0)

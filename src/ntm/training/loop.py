@@ -56,9 +56,10 @@ __all__ = ["RESUMABLE_FIELDS", "RESUMABLE_OPTIM_FIELDS", "TIMING_FIELDS", "Train
 # Fields of metrics.jsonl that measure time and so differ between otherwise identical runs.
 TIMING_FIELDS = ("seconds", "sequences_per_second")
 # Fields of TrainConfig a resumed run may change without changing what it computes.
-# Restarts too: a run found on a plateau can be resumed with them.
+# Restarts and rewinds too: a run found on a plateau, or spiking, can be resumed with them.
 RESUMABLE_FIELDS = ("steps", "device", "threads", "tensorboard", "cuda_graphs", "max_seconds",
-                    "target_val_cost", "restart_after", "restart_below")
+                    "target_val_cost", "restart_after", "restart_below", "rewind_above",
+                    "rewind_factor")
 # Fields of OptimConfig a resumed run may change: the learning rate's schedule (to continue a
 # run with a decaying rate; the rate of every update is in metrics.jsonl, "lr") and the
 # clipping (to rescue a run, or to replay one from a checkpoint with another: the collapse test).
@@ -466,10 +467,15 @@ class _Run:
             self.snapshot = take_snapshot(self.model, self.optimizer)
             counters["rewind_step"] = step
             return
-        due = main and counters["val_step"] == step and rewind_due(self.config.train, counters)
+        due = main and counters["val_step"] == step and self._rewind_due()
         if distributed.agree(int(due), self.world):
             restore_snapshot(self.snapshot, self.model, self.optimizer)
             counters["rewinds"] += 1
+
+    def _rewind_due(self) -> bool:
+        """Whether the validation just made sends the run back to its snapshot: a run resumed
+        with rewinds newly set has none until its next best validation."""
+        return self.snapshot is not None and rewind_due(self.config.train, self.counters)
 
     def _restart_if_due(self) -> None:
         """Start a new attempt from fresh weights if the one under way is due to end
@@ -498,7 +504,7 @@ class _Run:
         record = _log(self.counters, self.config, self.validate, lr)
         if "val_cost" in record and restart_due(self.config.train, self.counters):
             record["restart"] = self.counters["restarts"] + 1
-        if "val_cost" in record and rewind_due(self.config.train, self.counters):
+        if "val_cost" in record and self._rewind_due():
             record["rewind"] = self.counters["rewinds"] + 1
         append_text(metrics, json.dumps(record) + "\n")
         bar.set_postfix({k: f"{record[k]:.3g}" for k in ("cost", "val_cost") if k in record},

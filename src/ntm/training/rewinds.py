@@ -8,11 +8,14 @@ schedule tried kept every seed clean, so a run can rewind instead: at a validati
 spike by the reliability measure (:mod:`ntm.training.reliability`, with ``rewind_above`` for
 its 10 bits: once the attempt's best validation is under a fifth of its first, one more than
 ``rewind_above`` bits above that best), the weights and the optimiser's state go back to
-where they were at that best validation, and the learning rate is multiplied by
-``rewind_factor`` from the next update on, once more for each rewind, so that the same step
-is not taken again. The data stream goes on (the batches after a rewind are new ones), every
-validation stays in ``metrics.jsonl`` (the spike still counts in the reliability measure) and
-the record of the one that caused a rewind carries ``"rewind": K``, the rewinds so far.
+where they were at that best validation, except its momentum, which starts again from zero,
+and the learning rate is multiplied by ``rewind_factor`` from the next update on, once more
+for each rewind, so that the same steps are not taken again. The momentum at the best holds
+the push of the updates that followed it: restored with it, rewound runs spiked again within
+the next six updates (RESULTS.md, "Large batches"). The data stream goes on (the batches after a rewind are new
+ones), every validation stays in ``metrics.jsonl`` (the spike still counts in the reliability
+measure) and the record of the one that caused a rewind carries ``"rewind": K``, the rewinds
+so far.
 
 The snapshot of the best validation is kept in memory and saved in the training state at each
 checkpoint, so a resumed run rewinds where one that never stopped does. A restart from fresh
@@ -31,7 +34,10 @@ from torch import nn
 from ..rundir.config import TrainConfig
 from .reliability import FALL
 
-__all__ = ["new_best", "restore_snapshot", "rewind_due", "take_snapshot"]
+__all__ = ["MOMENTUM_STATE", "new_best", "restore_snapshot", "rewind_due", "take_snapshot"]
+
+# The optimiser state a rewind zeroes: RMSProp's momentum buffer and Adam's first moment.
+MOMENTUM_STATE = ("momentum_buffer", "exp_avg")
 
 
 def _current(counters: dict[str, Any]) -> list[float] | None:
@@ -96,8 +102,9 @@ def take_snapshot(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[st
 def restore_snapshot(snapshot: dict[str, Any], model: nn.Module,
                      optimizer: torch.optim.Optimizer) -> None:
     """Put ``model``'s weights and ``optimizer``'s state back to ``snapshot``
-    (:func:`take_snapshot`) in place: DistributedDataParallel and a CUDA graph hold these
-    tensors. The optimiser's param groups (its rate) are left as they are."""
+    (:func:`take_snapshot`) in place (DistributedDataParallel and a CUDA graph hold these
+    tensors), with its momentum (:data:`MOMENTUM_STATE`) zeroed. The optimiser's param groups
+    (its rate) are left as they are."""
     with torch.no_grad():
         model.load_state_dict(snapshot["model"])
     parameters = [p for group in optimizer.param_groups for p in group["params"]]
@@ -108,3 +115,5 @@ def restore_snapshot(snapshot: dict[str, Any], model: nn.Module,
                 live[name].copy_(value)
             else:
                 live[name] = value.clone() if torch.is_tensor(value) else value
+            if name in MOMENTUM_STATE and torch.is_tensor(live[name]):
+                live[name].zero_()
