@@ -126,6 +126,11 @@ ROWS = [
     Row("copy-ntm-lstm-large-batch-rewind", "copy", "ntm-lstm",
         "--preset large-batch, lr 1e-3, rewinds after a spike of 10 bits (rate x0.5 each)",
         ("--preset=large-batch", "optim.lr=1e-3", "train.rewind_above=10"), seeds=8),
+    # RMSProp's eps ten times the preset's 1e-4: it bounds the step of a component whose
+    # second moment has become tiny.
+    Row("copy-ntm-lstm-large-batch-eps1e-3", "copy", "ntm-lstm",
+        "--preset large-batch, lr 1e-3, RMSProp's eps 1e-3",
+        ("--preset=large-batch", "optim.lr=1e-3", "optim.eps=1e-3"), seeds=8),
     Row("copy-ntm-lstm-large-batch-warmup100", "copy", "ntm-lstm",
         "--preset large-batch, lr 2e-3, warm-up over 100 updates",
         ("--preset=large-batch", "optim.lr=2e-3", "optim.warmup=51200"), seeds=4),

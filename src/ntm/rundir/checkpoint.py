@@ -9,7 +9,8 @@ A run directory holds
 - ``best.safetensors``: the weights at the validation with the lowest cost so far (training
   cost can spike back up late in a run, so the last weights are not always the best);
 - ``training_state.safetensors``: everything a resumed run needs in one file: weights,
-  optimiser state, the RNG states and the loop's counters (as JSON in the metadata).
+  optimiser state, the RNG states and the loop's counters (as JSON in the metadata), and
+  the snapshot a rewind goes back to (``train.rewind_above``), if it keeps one.
 
 No pickle: tensors go to safetensors and everything else to JSON. Every file is written to a
 temporary file in the same directory and moved into place with :func:`os.replace`, which is
