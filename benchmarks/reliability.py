@@ -130,7 +130,7 @@ ROWS = [
     # second moment has become tiny.
     Row("copy-ntm-lstm-large-batch-eps1e-3", "copy", "ntm-lstm",
         "--preset large-batch, lr 1e-3, RMSProp's eps 1e-3",
-        ("--preset=large-batch", "optim.lr=1e-3", "optim.eps=1e-3"), seeds=8),
+        ("--preset=large-batch", "optim.lr=1e-3", "optim.eps=1e-3"), seeds=3),
     Row("copy-ntm-lstm-large-batch-warmup100", "copy", "ntm-lstm",
         "--preset large-batch, lr 2e-3, warm-up over 100 updates",
         ("--preset=large-batch", "optim.lr=2e-3", "optim.warmup=51200"), seeds=4),

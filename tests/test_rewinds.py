@@ -42,11 +42,14 @@ def _config(*extra, steps=12):
 
 
 def _scripted(monkeypatch, costs):
-    """Validations that score ``costs[step]`` whatever the model (the rest as usual)."""
+    """Validations that score ``costs[step]`` whatever the model (the rest as usual); a list
+    there gives one cost per validation of that step, in turn."""
     original = loop._Run.validate
 
     def validate(self, *, scheduled=True):
         cost = costs[self.counters["step"]]
+        if isinstance(cost, list):
+            cost = cost.pop(0)
         with monkeypatch.context() as patch:
             patch.setattr(loop, "evaluate_batches",
                           lambda *args: {"cost": cost, "bit_errors": 0.0})
@@ -81,10 +84,11 @@ def test_the_snapshot_follows_the_best_validation_of_the_attempt(sequences, vali
     assert new_best({"sequences": sequences, "attempt_validations": validations}) is best
 
 
-def _stepped(model, optimizer, steps):
+def _stepped(model, optimizer, steps, seed=0):
+    generator = torch.Generator().manual_seed(seed)
     for _ in range(steps):
         optimizer.zero_grad()
-        model(torch.randn(4, 3, dtype=torch.float64)).pow(2).sum().backward()
+        model(torch.randn(4, 3, dtype=torch.float64, generator=generator)).pow(2).sum().backward()
         optimizer.step()
 
 
@@ -100,7 +104,8 @@ def test_a_restored_snapshot_puts_weights_and_optimiser_state_back_in_place(name
     expected_state = [{k: v.clone() if torch.is_tensor(v) else v for k, v in s.items()}
                       for s in tensors]
     live = [p.data_ptr() for p in model.parameters()]
-    _stepped(model, optimizer, 2)
+    live_state = [v.data_ptr() for s in tensors for v in s.values() if torch.is_tensor(v)]
+    _stepped(model, optimizer, 2, seed=1)
     restore_snapshot(snapshot, model, optimizer)
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, expected[key], rtol=0, atol=0)
@@ -113,9 +118,21 @@ def test_a_restored_snapshot_puts_weights_and_optimiser_state_back_in_place(name
             torch.testing.assert_close(torch.as_tensor(state[key]), torch.as_tensor(wanted),
                                        rtol=0, atol=0)
     assert [p.data_ptr() for p in model.parameters()] == live  # in place
-    # Stepping on from the restored state is stepping on from the snapshot's.
-    _stepped(model, optimizer, 1)
-    assert not torch.equal(model.weight, expected["weight"])
+    assert [v.data_ptr() for p in model.parameters() for v in optimizer.state[p].values()
+            if torch.is_tensor(v)] == live_state
+    # Stepping on from the restored state is stepping on from the snapshot's, momentum zeroed.
+    fresh = torch.nn.Linear(3, 2).double()
+    fresh.load_state_dict(snapshot["model"])
+    fresh_optimizer = build_optimizer(fresh.parameters(), _config(f"optim.name={name}").optim)
+    fresh_optimizer.load_state_dict({"state": {
+        index: {k: torch.zeros_like(v) if k in MOMENTUM_STATE else v.clone()
+                for k, v in values.items()}
+        for index, values in snapshot["optimizer"].items()},
+        "param_groups": optimizer.state_dict()["param_groups"]})
+    _stepped(model, optimizer, 2, seed=2)
+    _stepped(fresh, fresh_optimizer, 2, seed=2)
+    for key, value in fresh.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=0)
 
 
 def test_the_state_file_keeps_the_snapshot(tmp_path):
@@ -181,14 +198,15 @@ def test_a_run_without_rewinds_keeps_no_snapshot(tmp_path, monkeypatch):
 
 
 def test_a_run_that_rewinds_resumes_as_one_that_never_stopped(tmp_path, monkeypatch):
-    config = _config(*REWIND, "train.rewind_factor=0.25")
+    config = _config(*REWIND, "train.rewind_factor=0.25", "train.checkpoint_every=1")
     _scripted(monkeypatch, SCRIPT)
     train(config, tmp_path / "whole", progress=False)
-    # Stops at update 5: the last checkpoint (update 4) holds the snapshot of update 4, which
-    # the resumed run must go back to at update 6.
+    # Stops at update 6: the last checkpoint (update 5) holds the weights of update 5 and the
+    # snapshot of update 4, which the resumed run must go back to at update 6.
     _scripted(monkeypatch, SCRIPT)
-    train_until_diverged(config, tmp_path / "pieces", monkeypatch, call=5)
-    assert read_counters(tmp_path / "pieces" / STATE_FILE)["rewind_step"] == 4
+    train_until_diverged(config, tmp_path / "pieces", monkeypatch, call=6)
+    counters = read_counters(tmp_path / "pieces" / STATE_FILE)
+    assert (counters["step"], counters["rewind_step"]) == (5, 4)
     _scripted(monkeypatch, SCRIPT)
     train(config, tmp_path / "pieces", resume=True, progress=False)
     assert untimed_metrics(tmp_path / "pieces") == untimed_metrics(tmp_path / "whole")
@@ -204,8 +222,10 @@ def test_a_restart_begins_an_attempt_without_a_snapshot_and_at_the_full_rate(tmp
     train(_config(*REWIND, "train.restart_after=12", "train.restart_below=1e-9", steps=8),
           tmp_path, progress=False)
     records = read_metrics(tmp_path)
+    # Update 6's spike ends the attempt too: it restarts, and does not rewind first.
     assert [(r["step"], r.get("rewind"), r.get("restart")) for r in records
-            if "val_cost" in r] == [(2, None, None), (4, None, None), (6, 1, 1), (8, None, None)]
+            if "val_cost" in r] == [(2, None, None), (4, None, None), (6, None, 1),
+                                    (8, None, None)]
     assert [r["lr"] for r in records][6:] == [1e-3, 1e-3]
     counters = read_counters(tmp_path / STATE_FILE)
     assert (counters["rewinds"], counters["restarts"]) == (0, 1)
@@ -254,3 +274,42 @@ def test_a_run_resumed_with_rewinds_rewinds_only_once_it_has_a_snapshot(tmp_path
     assert [(r["step"], r.get("rewind")) for r in read_metrics(tmp_path)
             if "val_cost" in r and r["step"] > 12] == [(14, None), (16, None), (18, 1),
                                                        (20, None)]
+
+
+def test_a_run_stopped_at_a_rewind_scores_the_weights_it_went_back_to(tmp_path, monkeypatch):
+    # Interrupted at update 6, whose validation (40) sends it back to update 4's weights,
+    # which score 9 again: the result and the state file say 9, not the spike's 40.
+    _scripted(monkeypatch, {**SCRIPT, 6: [40.0, 9.0]})
+    monkeypatch.setattr(loop._Run, "_stop_reason",
+                        lambda self, step, started, stop: "interrupted" if step == 6
+                        else "steps")
+    result = train(_config(*REWIND), tmp_path, progress=False)
+    assert (result.step, result.stopped, result.val_cost) == (6, "interrupted", 9.0)
+    assert read_counters(tmp_path / STATE_FILE)["val_cost"] == 9.0
+    assert [r.get("rewind") for r in read_metrics(tmp_path) if "val_cost" in r] == [
+        None, None, 1]
+
+
+def test_resuming_with_other_rewind_settings_changes_later_rewinds_only(tmp_path,
+                                                                      monkeypatch):
+    script = {**SCRIPT, 14: 3.0, 16: 20.0, 18: 1.0, 20: 20.0, 22: 2.0}
+    _scripted(monkeypatch, script)
+    train(_config(*REWIND, steps=8), tmp_path, progress=False)  # one rewind: x0.5
+    # A factor of 0.1 from here: update 10's rewind gives 0.5 x 0.1, not 0.1 x 0.1.
+    train(_config(*REWIND, "train.rewind_factor=0.1", steps=12), tmp_path, resume=True,
+          progress=False)
+    rates = [r["lr"] for r in read_metrics(tmp_path)]
+    assert rates[10:12] == pytest.approx([5e-5, 5e-5])
+    # Rewinds off: the rate keeps its factor, the snapshot goes, and update 16's spike (17
+    # above the best, 3) is kept as it is.
+    train(_config(steps=16), tmp_path, resume=True, progress=False)
+    assert read_snapshot(tmp_path / STATE_FILE) is None
+    assert [r["lr"] for r in read_metrics(tmp_path)][12:16] == pytest.approx([5e-5] * 4)
+    # On again: no snapshot until the next best (update 18), and update 20 goes back to it.
+    train(_config(*REWIND, steps=22), tmp_path, resume=True, progress=False)
+    records = read_metrics(tmp_path)
+    assert [(r["step"], r.get("rewind")) for r in records
+            if "val_cost" in r and r["step"] > 12] == [(14, None), (16, None), (18, None),
+                                                       (20, 3), (22, None)]
+    assert [r["lr"] for r in records][20:] == pytest.approx([2.5e-5, 2.5e-5])
+    assert read_counters(tmp_path / STATE_FILE)["rewind_step"] == 18

@@ -12,7 +12,7 @@ collapse seen in a sweep happens again here, at the same step::
 
     python results/scripts/collapse_probe.py copy --seed 3 --out runs/probe-copy-seed3
     python results/scripts/collapse_probe.py copy --preset large-batch --seed 2 --steps 200 \
-        --out runs/probe/copy-large-batch-seed2
+        --out runs/probe/copy-lb-seed2
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 values here, whether they come from ``config.json`` or from ``--set section.key=value``.
 
 A field's annotation is its type; its bounds sit in the field metadata (``min``: at least,
-``gt``: greater than, ``lt``: less than), so the declaration is the single source of truth.
+``gt``: greater than, ``lt``: less than, ``max``: at most), so the declaration is the single
+source of truth.
 
 >>> from dataclasses import dataclass
 >>> @dataclass
@@ -152,7 +153,7 @@ def check_bounds(value: Any, metadata: Any, where: str) -> None:
 
 
 def _range_text(low: float | None, above: float | None, below: float | None,
-                high: float | None = None) -> str:
+                high: float | None) -> str:
     """``"at least 0 and less than 1"``: the bounds of a field in words."""
     parts = [f"{word} {bound}" for word, bound in
              (("at least", low), ("greater than", above), ("less than", below),

@@ -69,6 +69,7 @@ MODEL_FILE = "model.safetensors"
 BEST_FILE = "best.safetensors"
 STATE_FILE = "training_state.safetensors"
 
+_SNAPSHOT = "rewind."  # the prefix of a rewind's snapshot in the state file
 _META_KEY = "ntm"  # safetensors metadata is str -> str; ours is one JSON document under this key
 CHECKSUM_KEY = "ntm.crc32"  # JSON {tensor name: CRC-32 as 8 hex digits, "__metadata__": ...}
 _METADATA = "__metadata__"  # safetensors reserves this name, so no tensor can have it
@@ -267,9 +268,6 @@ def save_state(
     _save(Path(path), tensors, meta)
 
 
-_SNAPSHOT = "rewind."  # the prefix of a rewind's snapshot in the state file
-
-
 def _split_optimizer_state(
         state: dict[Any, dict[str, Any]]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """An optimiser's per-parameter state as tensors and JSON scalars, both keyed
@@ -302,12 +300,12 @@ def read_snapshot(path: str | os.PathLike[str]) -> dict[str, Any] | None:
         RunDirError: the file is missing or corrupt.
     """
     tensors, meta = _read(Path(path))
-    model = {key[len(_SNAPSHOT) + 6:]: value for key, value in tensors.items()
+    model = {key.removeprefix(f"{_SNAPSHOT}model."): value for key, value in tensors.items()
              if key.startswith(f"{_SNAPSHOT}model.")}
     if not model:
         return None
-    optimizer = {key[len(_SNAPSHOT) + 10:]: value for key, value in tensors.items()
-                 if key.startswith(f"{_SNAPSHOT}optimizer.")}
+    optimizer = {key.removeprefix(f"{_SNAPSHOT}optimizer."): value
+                 for key, value in tensors.items() if key.startswith(f"{_SNAPSHOT}optimizer.")}
     return {"model": model, "optimizer": _join_optimizer_state(
         optimizer, meta.get("rewind_optimizer_scalars", {}))}
 

@@ -191,7 +191,7 @@ def _new_counters(world: World) -> dict[str, Any]:
             "val_bit_errors": None, "val_step": None, "best_val_cost": None, "best_step": None,
             "world_size": world.size, "dropped_step": None, "hardened_step": None,
             "restarts": 0, "attempt_start": 0, "attempt_validations": [], "rewinds": 0,
-            "rewind_step": None}
+            "rewind_step": None, "rewind_scale": 1.0}
 
 
 class _Run:
@@ -228,6 +228,8 @@ class _Run:
                            else [])
         self.counters = _new_counters(world)
         self.snapshot: dict[str, Any] | None = None  # what a rewind goes back to
+        # The step after which a restart or a rewind replaced the weights it had validated.
+        self.replaced_step: int | None = None
         if resume:
             self._restore()
         # A resumed run with nothing left to train keeps the record of where it ended.
@@ -260,8 +262,8 @@ class _Run:
                               f"process(es), not {world.size}; resume it with as many, so that "
                               "every rank draws the data it would have drawn")
         counters.update(saved)
-        counters.setdefault("rewinds", 0)  # saved before rewinds were
-        counters.setdefault("rewind_step", None)
+        for key, value in (("rewinds", 0), ("rewind_step", None), ("rewind_scale", 1.0)):
+            counters.setdefault(key, value)  # saved before rewinds were
         if counters["rewind_step"] is not None:
             self.snapshot = read_snapshot(out / STATE_FILE)
         if "attempt_validations" not in saved:  # saved before the state kept them
@@ -402,7 +404,7 @@ class _Run:
         lr = scheduled_lr(self.config.optim, self.counters["sequences"] - start,
                           self.config.train.steps * self.per_step - start,
                           dropped=self.counters["dropped_step"] is not None)
-        lr *= self.config.train.rewind_factor ** self.counters["rewinds"]
+        lr *= self.counters["rewind_scale"]
         set_lr(self.optimizer, lr)  # also replaces the rate a resumed optimiser state holds
         batch = self._training_task().sample(self.config.train.batch_size,
                                              generator=self.generators["data"]).to(self.device)
@@ -459,9 +461,10 @@ class _Run:
         back to them after a spike (:mod:`ntm.training.rewinds`), if ``train.rewind_above``
         is set. Collective (rank 0 alone validates); every rank holds the same weights and
         state, so each keeps its own snapshot."""
-        if self.config.train.rewind_above is None:
-            return
         counters, main = self.counters, self.world.main
+        if self.config.train.rewind_above is None:  # off, or turned off on resuming
+            self.snapshot, counters["rewind_step"] = None, None
+            return
         best = main and counters["val_step"] == step and new_best(counters)
         if distributed.agree(int(best), self.world):
             self.snapshot = take_snapshot(self.model, self.optimizer)
@@ -471,11 +474,15 @@ class _Run:
         if distributed.agree(int(due), self.world):
             restore_snapshot(self.snapshot, self.model, self.optimizer)
             counters["rewinds"] += 1
+            counters["rewind_scale"] *= self.config.train.rewind_factor
+            self.replaced_step = step
 
     def _rewind_due(self) -> bool:
         """Whether the validation just made sends the run back to its snapshot: a run resumed
-        with rewinds newly set has none until its next best validation."""
-        return self.snapshot is not None and rewind_due(self.config.train, self.counters)
+        with rewinds newly set has none until its next best validation, and a validation that
+        ends the attempt (a restart) throws the snapshot away instead."""
+        return (self.snapshot is not None and rewind_due(self.config.train, self.counters)
+                and not restart_due(self.config.train, self.counters))
 
     def _restart_if_due(self) -> None:
         """Start a new attempt from fresh weights if the one under way is due to end
@@ -495,8 +502,10 @@ class _Run:
             self.model.load_state_dict(fresh.state_dict())
         reset_optimizer(self.optimizer)
         counters.update(attempt_start=counters["sequences"], attempt_validations=[],
-                        dropped_step=None, hardened_step=None, rewinds=0, rewind_step=None)
+                        dropped_step=None, hardened_step=None, rewinds=0, rewind_step=None,
+                        rewind_scale=1.0)
         self.snapshot = None
+        self.replaced_step = counters["step"]
 
     def _record(self, metrics, bar, writer, lr: float) -> None:
         """Write the record of the step just done (validating on ``val_every``), rank 0 only;
@@ -535,7 +544,9 @@ class _Run:
         state file records any new best (the first save is there for a second Ctrl-C). The
         same on every rank, so the collectives meet."""
         counters = self.counters
-        rescored = self.world.main and counters["val_step"] != counters["step"]
+        # Weights replaced after their validation (a restart or a rewind) are scored again.
+        rescored = self.world.main and (counters["val_step"] != counters["step"]
+                                        or self.replaced_step == counters["step"])
         if rescored:
             scores = self.validate_aside()
             if counters["interval_steps"]:  # the run ended between two records

@@ -2,26 +2,31 @@
 
 With 512 sequences per update the LSTM-controller NTM learning copy sometimes takes an
 ordinary step across a cliff: the training loss jumps from 0.3 to 1.7 nats in one update and
-keeps rising for a dozen more, to chance, and the run needs a hundred updates to learn the
-task again, or does not within its budget (RESULTS.md, "Large batches"). No rate, clip or
+keeps rising for 16 more, to chance, and the run needs 60 updates or more to learn the task
+again, or does not within its budget (RESULTS.md, "Large batches"). No rate, clip, eps or
 schedule tried kept every seed clean, so a run can rewind: at a validation that is a
 spike by the reliability measure (:mod:`ntm.training.reliability`, with ``rewind_above`` for
-its 10 bits: once the attempt's best validation is under a fifth of its first, one more than
-``rewind_above`` bits above that best), the weights and the optimiser's state go back to
-where they were at that best validation, except its momentum, which starts again from zero,
+its 10 bits: once the attempt's best validation is under a fifth of its first, a later one
+more than ``rewind_above`` bits above that best), the weights and the optimiser's state go
+back to where they were at that best validation, except its momentum, which starts again from zero,
 and the learning rate is multiplied by ``rewind_factor`` from the next update on, once more
 for each rewind, so that the same steps are not taken again. (The momentum at the best holds
 the direction the run was moving in when it went on to spike. Neither this nor a version that
 restored it kept the runs of RESULTS.md, "Large batches", clean: some spiked again within six
 updates of a rewind.) The data stream goes on (the batches after a rewind are new
 ones), every validation stays in ``metrics.jsonl`` (the spike still counts in the reliability
-measure) and the record of the one that caused a rewind carries ``"rewind": K``, the rewinds
-so far.
+measure) and the record of the one that caused a rewind carries ``"rewind": K``, the
+attempt's rewinds so far. A validation that scores NaN does not rewind (it is not among the
+attempt's validations; the run stops at a NaN loss anyway), and one that ends the attempt
+(``train.restart_after``) restarts instead.
 
 The snapshot of the best validation is kept in memory and saved in the training state at each
-checkpoint, so a resumed run rewinds where one that never stopped does. A restart from fresh
-weights (:mod:`ntm.training.restarts`) begins an attempt without a snapshot and with the
-rate's factor back at 1.
+checkpoint, so a resumed run rewinds where one that never stopped does; the rate's factor,
+``rewind_scale`` in the counters, is the product of ``rewind_factor`` at each rewind, so
+resuming with another factor changes later rewinds only, and resuming with rewinds off drops
+the snapshot and keeps the factor. A restart from fresh weights
+(:mod:`ntm.training.restarts`) begins an attempt without a snapshot and with the factor back
+at 1.
 """
 
 from __future__ import annotations
@@ -104,13 +109,18 @@ def restore_snapshot(snapshot: dict[str, Any], model: nn.Module,
                      optimizer: torch.optim.Optimizer) -> None:
     """Put ``model``'s weights and ``optimizer``'s state back to ``snapshot``
     (:func:`take_snapshot`) in place (DistributedDataParallel and a CUDA graph hold these
-    tensors), with its momentum (:data:`MOMENTUM_STATE`) zeroed. The optimiser's param groups
-    (its rate) are left as they are."""
+    tensors), with its momentum (:data:`MOMENTUM_STATE`) zeroed; the state of a parameter the
+    snapshot has none for is zeroed as a fresh optimiser's. The optimiser's param groups (its
+    rate) are left as they are."""
     with torch.no_grad():
         model.load_state_dict(snapshot["model"])
     parameters = [p for group in optimizer.param_groups for p in group["params"]]
-    for index, saved in snapshot["optimizer"].items():
-        live = optimizer.state[parameters[int(index)]]
+    saved_state = {int(index): values for index, values in snapshot["optimizer"].items()}
+    for index, parameter in enumerate(parameters):
+        live, saved = optimizer.state[parameter], saved_state.get(index, {})
+        for name, value in live.items():
+            if name not in saved and torch.is_tensor(value):
+                value.zero_()
         for name, value in saved.items():
             if torch.is_tensor(value) and torch.is_tensor(live.get(name)):
                 live[name].copy_(value)
