@@ -4,17 +4,17 @@ With 512 sequences per update the LSTM-controller NTM learning copy sometimes ta
 ordinary step across a cliff: the training loss jumps from 0.3 to 1.7 nats in one update and
 keeps rising for 16 more, to chance, and the run needs 60 updates or more to learn the task
 again, or does not within its budget (RESULTS.md, "Large batches"). No rate, clip, eps or
-schedule tried kept every seed clean, so a run can rewind: at a validation that is a
-spike by the reliability measure (:mod:`ntm.training.reliability`, with ``rewind_above`` for
-its 10 bits: once the attempt's best validation is under a fifth of its first, a later one
-more than ``rewind_above`` bits above that best), the weights and the optimiser's state go
-back to where they were at that best validation, except its momentum, which starts again from zero,
+schedule tried kept every seed clean, so a run can rewind: at a validation that is a spike by
+the reliability measure (:mod:`ntm.training.reliability`, with ``rewind_above`` for its 10
+bits: once the attempt's best validation is under a fifth of its first, a later one more than
+``rewind_above`` bits above that best), the weights and the optimiser's state go back to
+where they were at that best validation, except its momentum, which starts again from zero,
 and the learning rate is multiplied by ``rewind_factor`` from the next update on, once more
 for each rewind, so that the same steps are not taken again. (The momentum at the best holds
 the direction the run was moving in when it went on to spike. Neither this nor a version that
 restored it kept the runs of RESULTS.md, "Large batches", clean: some spiked again within six
-updates of a rewind.) The data stream goes on (the batches after a rewind are new
-ones), every validation stays in ``metrics.jsonl`` (the spike still counts in the reliability
+updates of a rewind.) The data stream goes on (the batches after a rewind are new ones),
+every validation stays in ``metrics.jsonl`` (the spike still counts in the reliability
 measure) and the record of the one that caused a rewind carries ``"rewind": K``, the
 attempt's rewinds so far. A validation that scores NaN does not rewind (it is not among the
 attempt's validations; the run stops at a NaN loss anyway), and one that ends the attempt
