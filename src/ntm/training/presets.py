@@ -97,6 +97,7 @@ class FastRecipe(NamedTuple):
     lr_half_life: int | None = None
     max_norm: float | None = None
     drop_below: float | None = None
+    drop_factor: float = 0.1
     model: tuple[tuple[str, Any], ...] = ()
     schedule: Literal["constant", "cosine", "linear"] = "constant"
     task: tuple[tuple[str, Any], ...] = ()
@@ -222,6 +223,14 @@ OPEN_ON_THREE = (("min_length", 3),)
 # bit errors with 4-6); opening on 5-6 items for 160,000 sequences, seeds 1-4: 3 of 4 solved and
 # stayed solved, no spike (with the task's data, seeds 1-3: 1 of 3). Seed 4 ends at 1.0 bits.
 OPEN_ON_MANY = (("min_items", 5),)
+# Priority sort, LSTM-controller NTM (RESULTS.md, "Priority sort to the full budget"): with the
+# rate alone (1e-3 halved every 150,000 sequences) seed 1 sat at chance (120-143 bits) for
+# 230,000 sequences and ended at 48.8 bits, and seed 3 spiked from 12 to 104. Copy's global
+# norm of 1 (and fresh weights after 160,000 sequences without a validation under 100 bits,
+# which never came) solved seed 1 (1.8 bits at the end); seed 3 still spiked, from 11.2 to 447
+# bits at update 9,000: a run of batches whose gradient norms were 10-1,000 times the median.
+# The rate x0.25 once under the target of 18 bits (from update 6,000) kept it clean and
+# solved. Chosen on seeds 1 and 3; the 8-seed table of these defaults is not done.
 # A (task, model) key overrides the task's recipe for that model.
 FAST: dict[str | tuple[str, str], FastRecipe] = {
     #                     batch_size  lr   steps  log_every  val_every
@@ -250,6 +259,9 @@ FAST: dict[str | tuple[str, str], FastRecipe] = {
     "ngrams": FastRecipe(32, 3e-4, 10_000, 50, 250),
     ("ngrams", "ntm-ff"): FastRecipe(32, 1e-4, 10_000, 50, 250),
     "priority_sort": FastRecipe(32, 1e-3, 20_000, 50, 250, lr_half_life=150_000),
+    ("priority_sort", "ntm-lstm"): FastRecipe(32, 1e-3, 20_000, 50, 250, lr_half_life=150_000,
+                                              max_norm=1.0, drop_below=18.0, drop_factor=0.25,
+                                              restart_after=160_000, restart_below=100.0),
     ("priority_sort", "ntm-ff"): FastRecipe(32, 1e-4, 20_000, 50, 250),
     ("priority_sort", "lstm"): FastRecipe(32, 3e-4, 20_000, 50, 250),
 }
@@ -312,7 +324,8 @@ def preset_config(task: str, kind: str = models.DEFAULT_MODEL, preset: str = "fa
         validate_task(config.task)
     config.optim = OptimConfig(name="rmsprop", lr=recipe.lr, momentum=0.9, clip="value",
                                clip_value=10.0, lr_half_life=recipe.lr_half_life,
-                               drop_below=recipe.drop_below, schedule=recipe.schedule)
+                               drop_below=recipe.drop_below, drop_factor=recipe.drop_factor,
+                               schedule=recipe.schedule)
     if recipe.max_norm is not None:
         config.optim.clip, config.optim.max_norm = "value+norm", recipe.max_norm
     config.train = TrainConfig(steps=recipe.steps, batch_size=recipe.batch_size,
