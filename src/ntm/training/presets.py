@@ -226,8 +226,8 @@ OPEN_ON_MANY = (("min_items", 5),)
 # Priority sort, LSTM-controller NTM (RESULTS.md, "Priority sort to the full budget"): with the
 # rate alone (1e-3 halved every 150,000 sequences) seed 1 sat at chance (120-143 bits) for
 # 230,000 sequences and ended its 20,000 updates at 48.8 bits, and seed 3 spiked from 12 to
-# 104. Copy's global norm of 1 solved seed 1 (1.8 bits at the end, after two spikes of just
-# over 10 bits); seed 3 still spiked, from 11.2 to 447 bits at update 9,000: batches with
+# 104. Copy's global norm of 1 solved seed 1 (1.8 bits at the end, after two spikes of
+# 12-13 bits); seed 3 still spiked, from 11.2 to 447 bits at update 9,000: batches with
 # gradient norms 10-1,700 times the median, then, as the loss passed chance, up to 50,000
 # times. The rate x0.25 once under the target of 18 bits (seed 3 from update 6,000) kept it
 # clean and solved. The restarts (fresh weights after 160,000 sequences without a validation
