@@ -109,13 +109,14 @@ def test_only_priority_sort_decays_its_learning_rate_by_default():
 
 
 def test_priority_sort_lstm_ntm_clips_the_norm_drops_the_rate_and_restarts():
-    # Chosen on seeds 1 and 3 (presets.py): the global norm solved seed 1, which the rate
-    # alone left at 48.8 bits; the rate x0.25 under the target kept seed 3 from a spike.
+    # Chosen on seeds 1-3 (presets.py): the global norm solved seed 1, which the rate alone
+    # left at 48.8 bits; the rate x0.25 under the target kept seed 3 from a spike.
     config = preset_config("priority_sort", "ntm-lstm")
     assert (config.optim.clip, config.optim.max_norm) == ("value+norm", 1.0)
     assert (config.optim.drop_below, config.optim.drop_factor) == (18.0, 0.25)
     assert config.optim.lr_half_life == 150_000
-    assert (config.train.restart_after, config.train.restart_below) == (160_000, 100.0)
+    # Fresh weights for a seed on the plateau near 50 bits (seed 2: unsolved without them).
+    assert (config.train.restart_after, config.train.restart_below) == (200_000, 40.0)
     # Only that model's recipe: the others keep the task's (drop_factor's default is 0.1).
     for kind in ("dnc", "ntm-ff", "lstm"):
         other = preset_config("priority_sort", kind)
