@@ -66,7 +66,8 @@ BEFORE_NEAR = ("task.near_items=0", "task.harden_below=none", "optim.drop_below=
                *NO_OPENING)
 # Copy's fix of a solved run's collapse: the global-norm clip after the per-component one, and
 # the rate x0.1 from the first validation under 0.1 bits.
-NORM1_DROP = ("optim.clip=value+norm", "optim.max_norm=1", "optim.drop_below=0.1")
+NORM1 = ("optim.clip=value+norm", "optim.max_norm=1")
+NORM1_DROP = (*NORM1, "optim.drop_below=0.1")
 # Copy's optimiser as a whole (its rate too), tried on repeat copy.
 COPY_OPTIMISER = ("optim.lr=2e-3", *NORM1_DROP)
 # Repeat copy's defaults for the LSTM-controller NTM before they took copy's optimiser and an
@@ -85,11 +86,15 @@ REPEAT_COPY_OPEN3 = (*COPY_OPTIMISER, "task.opening=64000", "task.opening_params
 # validation under 100 bits (since the attempt began or since its last one under 100).
 REPEAT_COPY_RESTARTS = (*REPEAT_COPY_OPEN3, "train.restart_after=80000",
                         "train.restart_below=100", "train.steps=15000")
+# Priority sort's LSTM-controller NTM: its first restarts (fresh weights after 160,000
+# sequences without a validation under 100 bits) and its drop (the rate x0.25 under 18 bits).
+SORT_RESTARTS_100 = ("train.restart_after=160000", "train.restart_below=100")
+SORT_QUARTER_DROP = ("optim.drop_below=18", "optim.drop_factor=0.25")
 ROWS = [
     Row("copy-ntm-lstm", "copy", "ntm-lstm", "defaults"),
     Row("copy-ntm-lstm-milestone1", "copy", "ntm-lstm", "milestone 1 (clip +-10)", MILESTONE_1),
     Row("copy-ntm-lstm-norm1", "copy", "ntm-lstm", "clip +-10, then global norm 1",
-        ("optim.clip=value+norm", "optim.max_norm=1", "optim.drop_below=none")),
+        (*NORM1, "optim.drop_below=none")),
     Row("copy-ntm-ff", "copy", "ntm-ff", "defaults"),
     Row("copy-ntm-ff-milestone1", "copy", "ntm-ff", "milestone 1 (clip +-10)", MILESTONE_1),
     Row("copy-ntm-ff-norm1-drop", "copy", "ntm-ff", "clip +-10, then global norm 1; rate x0.1 "
@@ -248,18 +253,15 @@ ROWS = [
     # before sat there for 230,000 sequences and ended at 48.8 bits).
     Row("priority_sort-ntm-lstm-norm1-restarts", "priority_sort", "ntm-lstm",
         "clip +-10, then global norm 1; fresh weights after 160,000 sequences without a "
-        "validation under 100 bits", ("optim.clip=value+norm", "optim.max_norm=1",
-                                      "train.restart_after=160000", "train.restart_below=100",
-                                      "optim.drop_below=none", "optim.drop_factor=0.1"),
+        "validation under 100 bits",
+        (*NORM1, *SORT_RESTARTS_100, "optim.drop_below=none", "optim.drop_factor=0.1"),
         seeds=3, target=18.0),
     # The same, the rate x0.25 once under the target (copy's drop, the cure of its spikes
     # after solving, less steep: priority sort goes on falling under 18 bits).
     Row("priority_sort-ntm-lstm-norm1-restarts-drop", "priority_sort", "ntm-lstm",
         "clip +-10, then global norm 1; fresh weights after 160,000 sequences without a "
         "validation under 100 bits; rate x0.25 once under 18 bits",
-        ("optim.clip=value+norm", "optim.max_norm=1", "train.restart_after=160000",
-         "train.restart_below=100", "optim.drop_below=18", "optim.drop_factor=0.25"),
-        seeds=1, target=18.0),
+        (*NORM1, *SORT_RESTARTS_100, *SORT_QUARTER_DROP), seeds=1, target=18.0),
     # Seed 2 of those never left about 50 bits (under 100 from 56,000 sequences on, so the
     # restarts never came): fresh weights after 200,000 sequences without one under 40 instead
     # (seeds 1 and 3 were under 40 by 136,000 and never 200,000 above it after), the defaults
@@ -267,8 +269,7 @@ ROWS = [
     Row("priority_sort-ntm-lstm-restart40", "priority_sort", "ntm-lstm",
         "clip +-10, then global norm 1; rate x0.25 once under 18 bits; fresh weights after "
         "200,000 sequences without a validation under 40 bits",
-        ("optim.clip=value+norm", "optim.max_norm=1", "optim.drop_below=18",
-         "optim.drop_factor=0.25", "train.restart_after=200000", "train.restart_below=40"),
+        (*NORM1, *SORT_QUARTER_DROP, "train.restart_after=200000", "train.restart_below=40"),
         seeds=1, target=18.0),
     # Stopped after two seeds: neither came within 2 bits of the optimal estimator.
     Row("ngrams-ntm-lstm", "ngrams", "ntm-lstm", "defaults", seeds=2, target=2.0,
