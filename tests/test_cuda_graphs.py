@@ -44,18 +44,21 @@ def test_a_memory_a_graph_cannot_capture_trains_eagerly_on_a_gpu(model, blocker)
     assert capture_blocker(model) == blocker
     with pytest.raises(ValueError, match=f"a CUDA graph cannot capture a step of {blocker}"):
         GraphedUpdate(model, torch.optim.RMSprop(model.parameters()), sequence_loss)
-    train_config, gpu = preset_config("copy").train, torch.device("cuda")
-    assert not uses_cuda_graphs(train_config, gpu, model, distributed=False)
+    config, gpu = preset_config("copy"), torch.device("cuda")
+    assert not uses_cuda_graphs(config, gpu, model, distributed=False)
 
 
 def test_the_ntm_is_captured_on_a_gpu_in_one_process_only() -> None:
-    train_config, gpu, ntm = preset_config("copy").train, torch.device("cuda"), NTM(9, 8, **SMALL)
+    config, gpu, ntm = preset_config("copy"), torch.device("cuda"), NTM(9, 8, **SMALL)
     assert capture_blocker(ntm) is None
-    assert uses_cuda_graphs(train_config, gpu, ntm, distributed=False)
-    assert not uses_cuda_graphs(train_config, torch.device("cpu"), ntm, distributed=False)
-    assert not uses_cuda_graphs(train_config, gpu, ntm, distributed=True)
-    off = apply_overrides(preset_config("copy"), ["train.cuda_graphs=false"]).train
+    assert uses_cuda_graphs(config, gpu, ntm, distributed=False)
+    assert not uses_cuda_graphs(config, torch.device("cpu"), ntm, distributed=False)
+    assert not uses_cuda_graphs(config, gpu, ntm, distributed=True)
+    off = apply_overrides(preset_config("copy"), ["train.cuda_graphs=false"])
     assert not uses_cuda_graphs(off, gpu, ntm, distributed=False)
+    # Skipping outlier updates reads each gradient's norm on the host: eager updates.
+    skipping = apply_overrides(preset_config("copy"), ["optim.skip_above=100"])
+    assert not uses_cuda_graphs(skipping, gpu, ntm, distributed=False)
 
 
 @pytest.mark.parametrize("kind, blocker", [("sam", "SparseAccess"), ("dnc", "DNCAccess")])

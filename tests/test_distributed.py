@@ -101,7 +101,7 @@ def _rank_updates(rank: int) -> dict:
         model, optimizer, config, batch = _setup(fused)
         batch = tasks.Batch(batch.inputs[:, share], batch.targets[:, share], batch.mask[:, share])
         replica = ntm_distributed.wrap(model, world)
-        value = _update(replica, optimizer, list(model.parameters()), batch, config, world)
+        value, _ = _update(replica, optimizer, list(model.parameters()), batch, config, world)
         results[fused] = _snapshot(model, value)
     return results
 
@@ -143,7 +143,7 @@ def test_two_gloo_ranks_update_as_one_process_and_resume_exactly(tmp_path):
     ranks = [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(RANKS)]
     for fused in (True, False):
         model, optimizer, config, batch = _setup(fused)
-        value = _update(model, optimizer, list(model.parameters()), batch, config, World())
+        value, _ = _update(model, optimizer, list(model.parameters()), batch, config, World())
         expected = _snapshot(model, value)
         clipped = [g.abs().max().item() for g in expected["grads"].values()]
         assert max(clipped) == pytest.approx(0.02), "the test should clip some components"

@@ -6,7 +6,8 @@ optimiser made, and RMSProp's state (the centred second moment ``v - m^2`` that 
 step, as quantiles over all components, and the smallest denominator ``sqrt(v - m^2 + eps)``).
 Every ``--every`` updates it also runs the model on a fixed probe batch and records the heads:
 the key strength beta and the sharpening gamma (mean and max), how peaked the weightings are
-(the mean of each weighting's largest entry) and the memory's largest magnitude. The training
+(the mean of each weighting's largest entry) and the memory's largest magnitude; an update that
+``optim.skip_above`` skipped says so (``"skipped": true``, with its norm). The training
 itself is untouched (the same seeds, data and updates as ``ntm train TASK --seed S``), so a
 collapse seen in a sweep happens again here, at the same step::
 
@@ -25,6 +26,7 @@ import torch
 
 import ntm
 from ntm.training import loop
+from ntm.training.optim import gradient_norm
 
 QUANTILES = (0.01, 0.5, 0.99)
 
@@ -112,11 +114,14 @@ def run(config, out: Path, every: int) -> None:
         probe.before_clip(parameters)
         return original_clip(parameters, optim_config)
 
-    def update(model, optimizer, parameters, batch, run_config, world):
+    def update(model, optimizer, parameters, batch, run_config, world, recent_norms=None):
         before = [p.detach().clone() for p in model.parameters()]
-        loss = original_update(model, optimizer, parameters, batch, run_config, world)
+        loss, skipped = original_update(model, optimizer, parameters, batch, run_config, world,
+                                        recent_norms)
+        if skipped:  # not clipped, so not measured there (optim.skip_above)
+            probe.record.update(skipped=True, grad_norm=gradient_norm(parameters))
         probe.after_step(model, optimizer, before, loss)
-        return loss
+        return loss, skipped
 
     loop._update, loop.clip_gradients = update, clip
     try:

@@ -122,6 +122,13 @@ class OptimConfig:
     a solved copy run from collapsing, replayed in tests/test_collapse_replay.py). The rate
     changes in steps (at most 100 over a decay, 10 over a warm-up), so updates replayed from
     CUDA graphs are recaptured only when it does. Every update's rate is in metrics.jsonl.
+
+    ``skip_above`` (``None``: never) skips an update whose gradient, before any clip, has a
+    norm more than that many times the median of the last ``skip_window`` updates' norms, or
+    one that is not finite (:func:`ntm.training.optim.outlier_gradient`): the weights and the
+    optimiser's state stay as they were, and the run draws its next batch. The records of
+    metrics.jsonl count the skipped updates (``"skipped"``). The decision reads the norm on
+    the host, so such a run trains eagerly on a GPU (no CUDA graphs).
     """
 
     name: Literal["rmsprop", "adam"] = "rmsprop"
@@ -140,6 +147,8 @@ class OptimConfig:
     min_lr: float = bounded(0.0, min=0)
     drop_below: float | None = bounded(None, gt=0)
     drop_factor: float = bounded(0.1, gt=0)
+    skip_above: float | None = bounded(None, gt=1)
+    skip_window: int = bounded(100, min=1)
 
 
 @dataclass

@@ -42,11 +42,20 @@ from .checkpoint import (
     save_state,
     save_weights,
 )
-from .config import RunConfig, TrainConfig
+from .config import RunConfig
 from .distributed import World, data_seed
 from .errors import ConfigError, RunDirError, TrainingDiverged
 from .evaluate import batch_logits, evaluate_batches, read_config, weights_file
-from .optim import build_optimizer, clip_gradients, scheduled_lr, set_capturable, set_lr
+from .optim import (
+    build_optimizer,
+    clip_gradients,
+    gradient_norm,
+    outlier_gradient,
+    remember_norm,
+    scheduled_lr,
+    set_capturable,
+    set_lr,
+)
 from .restarts import attempt_validations, reset_optimizer, restart_due, weight_seed
 from .rewinds import new_best, restore_snapshot, rewind_due, take_snapshot
 
@@ -62,9 +71,11 @@ RESUMABLE_FIELDS = ("steps", "device", "threads", "tensorboard", "cuda_graphs", 
                     "rewind_factor")
 # Fields of OptimConfig a resumed run may change: the learning rate's schedule (to continue a
 # run with a decaying rate; the rate of every update is in metrics.jsonl, "lr") and the
-# clipping (to rescue a run, or to replay one from a checkpoint with another: the collapse test).
+# clipping and skipping (to rescue a run, or to replay one from a checkpoint with another: the
+# collapse test).
 RESUMABLE_OPTIM_FIELDS = ("lr", "schedule", "warmup", "lr_half_life", "min_lr", "drop_below",
-                          "drop_factor", "clip", "clip_value", "max_norm")
+                          "drop_factor", "clip", "clip_value", "max_norm", "skip_above",
+                          "skip_window")
 # Why a run stops, by priority: the ranks agree on the highest reason any of them has.
 _STOP_REASONS = ("steps", "interrupted", "time", "target")
 
@@ -191,7 +202,8 @@ def _new_counters(world: World) -> dict[str, Any]:
             "val_bit_errors": None, "val_step": None, "best_val_cost": None, "best_step": None,
             "world_size": world.size, "dropped_step": None, "hardened_step": None,
             "restarts": 0, "attempt_start": 0, "attempt_validations": [], "rewinds": 0,
-            "rewind_step": None, "rewind_scale": 1.0}
+            "rewind_step": None, "rewind_scale": 1.0, "recent_norms": [], "skipped": 0,
+            "interval_skipped": 0}
 
 
 class _Run:
@@ -217,7 +229,7 @@ class _Run:
             load_weights(self.model, weights_file(config.train.init))
         # Updates replayed from CUDA graphs (ntm.cuda_graphs) need an optimiser whose step can
         # be captured; PyTorch warns when such a one steps eagerly, so only then.
-        self.graphs = uses_cuda_graphs(config.train, device, self.model, world.distributed)
+        self.graphs = uses_cuda_graphs(config, device, self.model, world.distributed)
         self.optimizer = build_optimizer(self.model.parameters(), config.optim,
                                          capturable=self.graphs)
         self.generators = {
@@ -262,8 +274,9 @@ class _Run:
                               f"process(es), not {world.size}; resume it with as many, so that "
                               "every rank draws the data it would have drawn")
         counters.update(saved)
-        for key, value in (("rewinds", 0), ("rewind_step", None), ("rewind_scale", 1.0)):
-            counters.setdefault(key, value)  # saved before rewinds were
+        for key, value in (("rewinds", 0), ("rewind_step", None), ("rewind_scale", 1.0),
+                           ("recent_norms", []), ("skipped", 0), ("interval_skipped", 0)):
+            counters.setdefault(key, value)  # saved before rewinds, or skipped updates, were
         if counters["rewind_step"] is not None:
             self.snapshot = read_snapshot(out / STATE_FILE)
         if "attempt_validations" not in saved:  # saved before the state kept them
@@ -368,8 +381,10 @@ class _Run:
         started, seconds_before = time.perf_counter(), counters["seconds"]
         stopped = "steps"
         while counters["step"] < config.train.steps:
-            lr, value = self._step()
+            lr, value, skipped = self._step()
             step = counters["step"] = counters["step"] + 1
+            counters["skipped"] += skipped
+            counters["interval_skipped"] += skipped
             counters["sequences"] += self.per_step
             counters["interval_cost"] += value / LN_2  # nats -> bits per sequence
             counters["interval_steps"] += 1
@@ -393,8 +408,9 @@ class _Run:
                 break
         return stopped
 
-    def _step(self) -> tuple[float, float]:
-        """One update at the scheduled rate; returns the rate and the loss in nats per sequence.
+    def _step(self) -> tuple[float, float, bool]:
+        """One update at the scheduled rate; returns the rate, the loss in nats per sequence
+        and whether the update was skipped (``optim.skip_above``).
 
         Raises:
             TrainingDiverged: the loss is not finite.
@@ -408,9 +424,10 @@ class _Run:
         set_lr(self.optimizer, lr)  # also replaces the rate a resumed optimiser state holds
         batch = self._training_task().sample(self.config.train.batch_size,
                                              generator=self.generators["data"]).to(self.device)
+        skipped = False
         if self.graphed is None:
-            value = _update(self.replica, self.optimizer, self.parameters, batch, self.config,
-                            self.world)
+            value, skipped = _update(self.replica, self.optimizer, self.parameters, batch,
+                                     self.config, self.world, self.counters["recent_norms"])
         else:  # the update is done even if the loss is not finite: the run stops
             # A CUDA graph replays fixed shapes: the padded batch, without lengths.
             value = self.graphed(batch.inputs, batch.targets, batch.mask).item()
@@ -418,7 +435,7 @@ class _Run:
             raise TrainingDiverged(f"the loss became {value} at step {self.counters['step'] + 1};"
                                    f" {_kept(self.last_checkpoint, self.out)} "
                                    "(try a lower optim.lr)")
-        return lr, value
+        return lr, value, skipped
 
     def _training_task(self):
         """The task the next update trains on: the full task, or the stage of its length
@@ -501,9 +518,10 @@ class _Run:
         with torch.no_grad():  # in place: DDP and a CUDA graph hold these tensors
             self.model.load_state_dict(fresh.state_dict())
         reset_optimizer(self.optimizer)
+        # Fresh weights have gradients of another size: their own median of norms to skip by.
         counters.update(attempt_start=counters["sequences"], attempt_validations=[],
                         dropped_step=None, hardened_step=None, rewinds=0, rewind_step=None,
-                        rewind_scale=1.0)
+                        rewind_scale=1.0, recent_norms=[])
         self.snapshot = None
         self.replaced_step = counters["step"]
 
@@ -557,14 +575,15 @@ class _Run:
             self.checkpoint()
 
 
-def uses_cuda_graphs(train: TrainConfig, device: torch.device, model: torch.nn.Module,
+def uses_cuda_graphs(config: RunConfig, device: torch.device, model: torch.nn.Module,
                      distributed: bool) -> bool:
     """Whether ``ntm train`` replays its updates from CUDA graphs: on a CUDA device, with
     ``train.cuda_graphs``, in one process, for a model a graph can capture
     (:func:`ntm.cuda_graphs.capture_blocker`; the DNC and sparse access memory cannot, and
-    train eagerly)."""
-    return (device.type == "cuda" and train.cuda_graphs and not distributed
-            and capture_blocker(model) is None)
+    train eagerly), and without ``optim.skip_above`` (which reads each gradient's norm on the
+    host to decide)."""
+    return (device.type == "cuda" and config.train.cuda_graphs and not distributed
+            and config.optim.skip_above is None and capture_blocker(model) is None)
 
 
 def validation_set(config: RunConfig, task, device: torch.device | str = "cpu") -> list:
@@ -576,34 +595,48 @@ def validation_set(config: RunConfig, task, device: torch.device | str = "cpu") 
             for _ in range(config.train.val_batches)]
 
 
-def _update(model, optimizer, parameters, batch, config: RunConfig, world: World) -> float:
-    """One update on ``batch``; returns its loss in nats per sequence, measured before it.
+def _update(model, optimizer, parameters, batch, config: RunConfig, world: World,
+            recent_norms: list[float] | None = None) -> tuple[float, bool]:
+    """One update on ``batch``; returns its loss in nats per sequence, measured before it, and
+    whether the update was skipped (``optim.skip_above``: judged against ``recent_norms``, the
+    norms of the updates before, to which this one's is added).
 
     With several ranks the loss returned is the mean over all ranks' sequences, and the gradient
     is averaged over the ranks (by DDP, in ``backward``) before it is clipped, so each component
-    is clipped as in one process with the ranks' batches together. A NaN or infinite loss on any
-    rank is returned without touching the weights or the optimiser state on any rank.
+    is clipped as in one process with the ranks' batches together; every rank measures the same
+    norm, so all skip or none. A NaN or infinite loss on any rank is returned without touching
+    the weights or the optimiser state on any rank.
     """
     logits = batch_logits(model, batch)  # each sequence stops at its own length
     loss = sequence_loss(logits, batch.targets, batch.mask)
     value = distributed.mean(loss, world)  # every rank sees the same value, so all skip or none
+    skipped = False
     if math.isfinite(value):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # DDP all-reduces the gradients here, as their mean over the ranks
-        clip_gradients(parameters, config.optim)
-        optimizer.step()
-    return value
+        if config.optim.skip_above is not None:
+            norm = gradient_norm(parameters)
+            skipped = outlier_gradient(norm, recent_norms or [], config.optim)
+            if recent_norms is not None:
+                remember_norm(recent_norms, norm, config.optim.skip_window)
+        if not skipped:
+            clip_gradients(parameters, config.optim)
+            optimizer.step()
+    return value, skipped
 
 
 def _interval_record(counters: dict[str, Any], config: RunConfig, lr: float) -> dict[str, Any]:
     """The record of the steps since the last one: cost, speed and learning rate."""
     elapsed = counters["seconds"] - counters["interval_start"]
     sequences = counters["interval_steps"] * config.train.batch_size * counters["world_size"]
+    # Only a run that may skip updates says how many it did.
+    skipped = ({} if config.optim.skip_above is None
+               else {"skipped": counters["interval_skipped"]})
     return {"step": counters["step"], "sequences": counters["sequences"],
             "cost": counters["interval_cost"] / counters["interval_steps"],
             "seconds": round(counters["seconds"], 3),
             "sequences_per_second": round(sequences / elapsed, 2) if elapsed > 0 else None,
-            "lr": lr}
+            "lr": lr, **skipped}
 
 
 def _log(counters: dict[str, Any], config: RunConfig, validate, lr: float) -> dict[str, Any]:
@@ -613,7 +646,8 @@ def _log(counters: dict[str, Any], config: RunConfig, validate, lr: float) -> di
     if counters["step"] % config.train.val_every == 0:
         scores = validate()
         record.update({f"val_{key}": value for key, value in scores.items()})
-    counters.update(interval_cost=0.0, interval_steps=0, interval_start=counters["seconds"])
+    counters.update(interval_cost=0.0, interval_steps=0, interval_start=counters["seconds"],
+                    interval_skipped=0)
     return record
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+import statistics
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -11,7 +12,8 @@ from torch import nn
 from .config import OptimConfig
 
 __all__ = ["RMSPROP_EPS", "ADAM_EPS", "DECAY_STEPS", "WARMUP_STEPS", "build_optimizer",
-           "clip_gradients", "scheduled_lr", "set_capturable", "set_lr"]
+           "clip_gradients", "gradient_norm", "outlier_gradient", "remember_norm", "scheduled_lr",
+           "set_capturable", "set_lr"]
 
 RMSPROP_EPS = 1e-4  # Graves (2013), eq. 41: the k added to the second-moment estimate
 ADAM_EPS = 1e-8  # PyTorch's and Kingma & Ba's default
@@ -128,3 +130,40 @@ def clip_gradients(params: Iterable[nn.Parameter], config: OptimConfig) -> None:
         torch.nn.utils.clip_grad_value_(params, config.clip_value)
     if config.clip in ("norm", "value+norm"):
         torch.nn.utils.clip_grad_norm_(params, config.max_norm)
+
+
+def gradient_norm(params: Iterable[nn.Parameter]) -> float:
+    """The L2 norm of the gradients of ``params`` together (those that have one), as a float:
+    what :func:`outlier_gradient` judges, before any clip."""
+    norms = [torch.linalg.vector_norm(p.grad.detach()) for p in params if p.grad is not None]
+    return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
+
+
+def outlier_gradient(norm: float, recent_norms: Sequence[float], config: OptimConfig) -> bool:
+    """Whether the update of a gradient of norm ``norm`` is skipped (``optim.skip_above``).
+
+    It is when the norm is not finite, or, once ``config.skip_window`` norms have been
+    measured, more than ``config.skip_above`` times the median of the last ``skip_window``
+    (``recent_norms``, the skipped ones among them: gradients that grow for good are skipped
+    for half a window at most, until the median has caught up). ``skip_above=None``: never.
+
+    >>> config = OptimConfig(skip_above=10, skip_window=3)
+    >>> recent = [1.0, 2.0, 9.0]  # median 2
+    >>> outlier_gradient(25.0, recent, config), outlier_gradient(15.0, recent, config)
+    (True, False)
+    >>> outlier_gradient(1e9, [1.0, 2.0], config)  # not yet a window of norms
+    False
+    """
+    if config.skip_above is None:
+        return False
+    if not math.isfinite(norm):
+        return True
+    return (len(recent_norms) >= config.skip_window
+            and norm > config.skip_above * statistics.median(recent_norms[-config.skip_window:]))
+
+
+def remember_norm(recent_norms: list[float], norm: float, window: int) -> None:
+    """Append a finite ``norm`` to ``recent_norms`` in place, keeping the last ``window``."""
+    if math.isfinite(norm):
+        recent_norms.append(norm)
+        del recent_norms[:-window]
