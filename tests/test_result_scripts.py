@@ -226,3 +226,42 @@ def test_near_items_batch_puts_an_item_the_given_bits_from_the_query():
     with pytest.raises(ValueError, match="at least 1 bit"):
         script.near_items(*load_run("pretrained:associative_recall-ntm-lstm", device="cpu"), [0])
     assert script.main(["pretrained:associative_recall-ntm-lstm", "--near-items", "x"]) == 2
+
+
+TINY_COPY = ["model.memory_slots=8", "model.memory_width=4", "model.controller_size=8",
+             "task.max_length=3", "train.batch_size=2", "train.log_every=2",
+             "train.val_every=4", "train.val_batches=1", "train.val_batch_size=2"]
+
+
+def test_collapse_probe_marks_a_skipped_update_with_its_norm(tmp_path):
+    probe = _script("collapse_probe")
+    config = apply_overrides(preset_config("copy"), [
+        *TINY_COPY, "train.steps=8", "optim.skip_above=1.01", "optim.skip_window=2"])
+    probe.run(config, tmp_path, 4)
+    records = [json.loads(line) for line in (tmp_path / "probe.jsonl").open()]
+    skipped = [record for record in records if record.get("skipped")]
+    assert skipped and all(math.isfinite(record["grad_norm"]) for record in skipped)
+    assert all(record["update_norm"] == 0 for record in skipped)  # nothing moved
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert sum(record["skipped"] for record in metrics) == len(skipped)
+
+
+def test_skip_replay_continues_one_base_run_once_per_factor(tmp_path):
+    replay = _script("skip_replay")
+    config = apply_overrides(preset_config("copy"), [*TINY_COPY, "optim.skip_window=2"])
+    rows = replay.replay(config, tmp_path, 4, 12, [1.01])
+    plain, skipping = rows
+    assert (plain["skip_above"], plain["skipped"]) == (None, 0)
+    assert skipping["skip_above"] == 1.01 and skipping["skipped"] > 0
+    assert list(plain["validations"]) == list(skipping["validations"]) == [8, 12]
+    # The plain continuation is the run that was never stopped, validation for validation.
+    whole = apply_overrides(config, ["train.steps=12"])
+    train(whole, tmp_path / "whole", progress=False)
+    costs = {record["step"]: record["val_cost"]
+             for record in map(json.loads, (tmp_path / "whole" / "metrics.jsonl").open())
+             if "val_cost" in record and record["step"] > 4}
+    assert plain["validations"] == costs
+    # Another run in the base's place is refused, not continued.
+    other = apply_overrides(config, ["train.seed=2"])
+    with pytest.raises(SystemExit, match="holds another run"):
+        replay.replay(other, tmp_path, 4, 12, [1.01])

@@ -155,3 +155,48 @@ def test_a_restart_starts_a_new_window(tmp_path):
 def test_bad_skip_settings_are_one_line_config_errors(settings, message):
     with pytest.raises(ConfigError, match=message):
         _config(*settings)
+
+
+def _scripted(monkeypatch, costs):
+    """Validations that score ``costs[step]`` whatever the model."""
+    original = loop._Run.validate
+
+    def validate(self, *, scheduled=True):
+        cost = costs[self.counters["step"]]
+        with monkeypatch.context() as patch:
+            patch.setattr(loop, "evaluate_batches",
+                          lambda *args: {"cost": cost, "bit_errors": 0.0})
+            return original(self, scheduled=scheduled)
+
+    monkeypatch.setattr(loop._Run, "validate", validate)
+
+
+def test_a_rewind_takes_the_window_back_with_the_weights(tmp_path, monkeypatch):
+    # The best falls to 9 at update 4 (a snapshot), 40 at update 8 is a spike: a rewind to 4.
+    costs = {4: 80.0, 8: 9.0, 12: 40.0, 14: 50.0}
+    settings = ["optim.skip_above=1e9", "optim.skip_window=6", "train.rewind_above=10"]
+    _scripted(monkeypatch, costs)
+    train(_config(*settings, steps=8), tmp_path / "to8", progress=False)
+    at_snapshot = read_counters(tmp_path / "to8" / STATE_FILE)["recent_norms"]
+    _scripted(monkeypatch, costs)
+    train(_config(*settings, steps=14), tmp_path / "run", progress=False)
+    counters = read_counters(tmp_path / "run" / STATE_FILE)
+    assert counters["rewinds"] == 1 and len(at_snapshot) == 6
+    # Back to update 8's window at update 12, then the norms of updates 13 and 14.
+    assert counters["recent_norms"][:4] == at_snapshot[2:]
+    assert counters["snapshot_norms"] == at_snapshot
+
+
+def test_a_gradient_that_is_not_finite_is_skipped_and_the_run_goes_on(tmp_path, monkeypatch):
+    norms = iter([1.0, 2.0, math.inf, 3.0, 4.0, 5.0])
+    monkeypatch.setattr(loop, "gradient_norm", lambda parameters: next(norms))
+    train(_config("optim.skip_above=100", steps=6), tmp_path, progress=False)
+    counters = read_counters(tmp_path / STATE_FILE)
+    assert counters["skipped"] == 1 and counters["recent_norms"] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert [r["skipped"] for r in read_metrics(tmp_path)] == [0, 1, 0]
+
+
+def test_a_run_resumed_without_skipping_forgets_its_window(tmp_path):
+    train(_config(*SKIP, steps=6), tmp_path, progress=False)
+    train(_config(steps=8), tmp_path, resume=True, progress=False)
+    assert read_counters(tmp_path / STATE_FILE)["recent_norms"] == []

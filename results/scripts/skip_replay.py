@@ -26,12 +26,17 @@ NEVER = 1e9  # a factor no gradient reaches: nothing skipped, the window kept
 
 def replay(config, out: Path, stop: int, end: int, factors: list[float]) -> list[dict]:
     """The base run to ``stop``, then one continuation to ``end`` per factor."""
-    base = out / "base"
+    if config.optim.schedule != "constant":  # it reads train.steps, which differs here
+        raise SystemExit(f"optim.schedule={config.optim.schedule} decays over train.steps, "
+                         "which the base run stops short of; replay constant schedules only")
+    base, first = out / "base", _with(config, f"optim.skip_above={NEVER}", f"train.steps={stop}")
     if not (base / STATE_FILE).is_file():
-        ntm.training.train(_with(config, f"optim.skip_above={NEVER}", f"train.steps={stop}"),
-                           base, progress=False)
-    if read_counters(base / STATE_FILE)["step"] != stop:
-        raise SystemExit(f"{base} holds another run (not stopped at update {stop}); remove it")
+        ntm.training.train(first, base, progress=False)
+    saved = json.loads((base / "config.json").read_text())
+    if saved != json.loads(first.to_json()) or read_counters(base / STATE_FILE)["step"] != stop:
+        raise SystemExit(f"{base} holds another run than this replay's base; remove it")
+    if read_counters(base / STATE_FILE)["skipped"]:  # a non-finite gradient, skipped at 1e9
+        raise SystemExit(f"{base} skipped updates: it is not the plain run")
     rows = []
     for factor in (NEVER, *factors):
         run = out / f"k{factor:g}"
@@ -40,6 +45,8 @@ def replay(config, out: Path, stop: int, end: int, factors: list[float]) -> list
         resumed = _with(config, f"optim.skip_above={factor}", f"train.steps={end}")
         ntm.training.train(resumed, run, resume=True, progress=False)
         records = [r for r in read_metrics(run) if r["step"] > stop]
+        if factor == NEVER and any(r.get("skipped") for r in records):
+            raise SystemExit(f"{run} skipped updates: it is not the plain run")
         rows.append({"skip_above": None if factor == NEVER else factor,
                      "skipped": sum(r.get("skipped", 0) for r in records),
                      "validations": {r["step"]: r["val_cost"] for r in records

@@ -126,9 +126,12 @@ class OptimConfig:
     ``skip_above`` (``None``: never) skips an update whose gradient, before any clip, has a
     norm more than that many times the median of the last ``skip_window`` updates' norms, or
     one that is not finite (:func:`ntm.training.optim.outlier_gradient`): the weights and the
-    optimiser's state stay as they were, and the run draws its next batch. The records of
-    metrics.jsonl count the skipped updates (``"skipped"``). The decision reads the norm on
-    the host, so such a run trains eagerly on a GPU (no CUDA graphs).
+    optimiser's state stay as they were, and the run draws its next batch. Until
+    ``skip_window`` norms have been measured (the first updates of a run, of each attempt
+    after a restart, or after resuming with a larger window) only non-finite gradients are
+    skipped; a rewind takes the window back with the weights. The records of metrics.jsonl
+    count the skipped updates (``"skipped"``). The decision reads the norm on the host, so
+    such a run trains eagerly on a GPU (no CUDA graphs).
     """
 
     name: Literal["rmsprop", "adam"] = "rmsprop"
@@ -148,7 +151,7 @@ class OptimConfig:
     drop_below: float | None = bounded(None, gt=0)
     drop_factor: float = bounded(0.1, gt=0)
     skip_above: float | None = bounded(None, gt=1)
-    skip_window: int = bounded(100, min=1)
+    skip_window: int = bounded(100, min=1, max=10_000)  # kept in the state file's header
 
 
 @dataclass

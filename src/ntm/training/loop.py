@@ -202,8 +202,8 @@ def _new_counters(world: World) -> dict[str, Any]:
             "val_bit_errors": None, "val_step": None, "best_val_cost": None, "best_step": None,
             "world_size": world.size, "dropped_step": None, "hardened_step": None,
             "restarts": 0, "attempt_start": 0, "attempt_validations": [], "rewinds": 0,
-            "rewind_step": None, "rewind_scale": 1.0, "recent_norms": [], "skipped": 0,
-            "interval_skipped": 0}
+            "rewind_step": None, "rewind_scale": 1.0, "recent_norms": [], "snapshot_norms": [],
+            "skipped": 0, "interval_skipped": 0}
 
 
 class _Run:
@@ -275,8 +275,11 @@ class _Run:
                               "every rank draws the data it would have drawn")
         counters.update(saved)
         for key, value in (("rewinds", 0), ("rewind_step", None), ("rewind_scale", 1.0),
-                           ("recent_norms", []), ("skipped", 0), ("interval_skipped", 0)):
+                           ("recent_norms", []), ("snapshot_norms", []), ("skipped", 0),
+                           ("interval_skipped", 0)):
             counters.setdefault(key, value)  # saved before rewinds, or skipped updates, were
+        if self.config.optim.skip_above is None:  # resumed without skipping: no stale window
+            counters.update(recent_norms=[], snapshot_norms=[])
         if counters["rewind_step"] is not None:
             self.snapshot = read_snapshot(out / STATE_FILE)
         if "attempt_validations" not in saved:  # saved before the state kept them
@@ -474,22 +477,27 @@ class _Run:
                 counters[noted] = step
 
     def _snapshot_or_rewind(self, step: int) -> None:
-        """Keep the weights and optimiser state of a new best validation of the attempt, or go
-        back to them after a spike (:mod:`ntm.training.rewinds`), if ``train.rewind_above``
-        is set. Collective (rank 0 alone validates); every rank holds the same weights and
-        state, so each keeps its own snapshot."""
+        """Keep the weights and optimiser state (and the window of gradient norms that
+        ``optim.skip_above`` judges by) of a new best validation of the attempt, or go back to
+        them after a spike (:mod:`ntm.training.rewinds`), if ``train.rewind_above`` is set.
+        Collective (rank 0 alone validates); every rank holds the same weights and state, so
+        each keeps its own snapshot."""
         counters, main = self.counters, self.world.main
         if self.config.train.rewind_above is None:  # off, or turned off on resuming
-            self.snapshot, counters["rewind_step"] = None, None
+            self.snapshot = None
+            counters.update(rewind_step=None, snapshot_norms=[])
             return
         best = main and counters["val_step"] == step and new_best(counters)
         if distributed.agree(int(best), self.world):
             self.snapshot = take_snapshot(self.model, self.optimizer)
-            counters["rewind_step"] = step
+            # The window of norms goes back with the weights (optim.skip_above): the spike's
+            # would raise its median and let the next outliers through.
+            counters.update(rewind_step=step, snapshot_norms=list(counters["recent_norms"]))
             return
         due = main and counters["val_step"] == step and self._rewind_due()
         if distributed.agree(int(due), self.world):
             restore_snapshot(self.snapshot, self.model, self.optimizer)
+            counters["recent_norms"] = list(counters["snapshot_norms"])
             counters["rewinds"] += 1
             counters["rewind_scale"] *= self.config.train.rewind_factor
             self.replaced_step = step
@@ -521,7 +529,7 @@ class _Run:
         # Fresh weights have gradients of another size: their own median of norms to skip by.
         counters.update(attempt_start=counters["sequences"], attempt_validations=[],
                         dropped_step=None, hardened_step=None, rewinds=0, rewind_step=None,
-                        rewind_scale=1.0, recent_norms=[])
+                        rewind_scale=1.0, recent_norms=[], snapshot_norms=[])
         self.snapshot = None
         self.replaced_step = counters["step"]
 
@@ -615,8 +623,9 @@ def _update(model, optimizer, parameters, batch, config: RunConfig, world: World
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # DDP all-reduces the gradients here, as their mean over the ranks
         if config.optim.skip_above is not None:
-            norm = gradient_norm(parameters)
-            skipped = outlier_gradient(norm, recent_norms or [], config.optim)
+            norm = gradient_norm(parameters)  # of the ranks' mean: the same on every rank
+            skipped = bool(distributed.agree(
+                int(outlier_gradient(norm, recent_norms or [], config.optim)), world))
             if recent_norms is not None:
                 remember_norm(recent_norms, norm, config.optim.skip_window)
         if not skipped:

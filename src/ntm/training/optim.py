@@ -144,8 +144,9 @@ def outlier_gradient(norm: float, recent_norms: Sequence[float], config: OptimCo
 
     It is when the norm is not finite, or, once ``config.skip_window`` norms have been
     measured, more than ``config.skip_above`` times the median of the last ``skip_window``
-    (``recent_norms``, the skipped ones among them: gradients that grow for good are skipped
-    for half a window at most, until the median has caught up). ``skip_above=None``: never.
+    (``recent_norms``, the skipped ones among them: after a jump of the gradients to a new
+    level for good, about half a window is skipped before the median catches up; gradients
+    that keep growing fast may be skipped for longer). ``skip_above=None``: never.
 
     >>> config = OptimConfig(skip_above=10, skip_window=3)
     >>> recent = [1.0, 2.0, 9.0]  # median 2

@@ -77,6 +77,7 @@ class Reliability:
             (``train.restart_after``; its sequences to solve count every attempt's).
         rewinds: how many times it went back to its best validation after a spike
             (``train.rewind_above``).
+        skipped: how many of its updates were skipped (``optim.skip_above``).
     """
 
     solved: bool
@@ -90,6 +91,7 @@ class Reliability:
     collapses_in_opening: int = 0
     restarts: int = 0
     rewinds: int = 0
+    skipped: int = 0
 
 
 def reliability(records: Iterable[Mapping[str, Any]], target: float, *,
@@ -105,6 +107,7 @@ def reliability(records: Iterable[Mapping[str, Any]], target: float, *,
     >>> result.solved, result.first_solved_sequences, result.collapses, result.collapse_steps
     (True, 3200, 1, (150,))
     """
+    records = list(records)
     scored = [record for record in records if record.get("val_cost") is not None]
     costs = [float(record["val_cost"]) for record in scored]
     first = next((record for record, cost in zip(scored, costs, strict=True) if cost < target),
@@ -130,4 +133,5 @@ def reliability(records: Iterable[Mapping[str, Any]], target: float, *,
                                  for index in starts),
         restarts=sum("restart" in record for record in scored),
         rewinds=sum("rewind" in record for record in scored),
+        skipped=sum(int(record.get("skipped", 0)) for record in records),
     )
