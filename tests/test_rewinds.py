@@ -4,7 +4,7 @@ that rewind end to end, in one piece or resumed."""
 
 import pytest
 import torch
-from helpers import train_until_diverged, untimed_metrics
+from helpers import scripted_validations, train_until_diverged, untimed_metrics
 from safetensors.torch import load_file
 
 import ntm.training.loop as loop
@@ -39,23 +39,6 @@ SCRIPT = {2: 80.0, 4: 9.0, 6: 40.0, 8: 5.0, 10: 30.0, 12: 50.0}
 
 def _config(*extra, steps=12):
     return apply_overrides(preset_config("copy"), [*TINY, f"train.steps={steps}", *extra])
-
-
-def _scripted(monkeypatch, costs):
-    """Validations that score ``costs[step]`` whatever the model (the rest as usual); a list
-    there gives one cost per validation of that step, in turn."""
-    original = loop._Run.validate
-
-    def validate(self, *, scheduled=True):
-        cost = costs[self.counters["step"]]
-        if isinstance(cost, list):
-            cost = cost.pop(0)
-        with monkeypatch.context() as patch:
-            patch.setattr(loop, "evaluate_batches",
-                          lambda *args: {"cost": cost, "bit_errors": 0.0})
-            return original(self, scheduled=scheduled)
-
-    monkeypatch.setattr(loop._Run, "validate", validate)
 
 
 @pytest.mark.parametrize(("step", "sequences", "validations", "due"), [
@@ -162,7 +145,7 @@ def test_the_state_file_keeps_the_snapshot(tmp_path):
 
 
 def test_a_run_rewinds_at_each_spike_and_lowers_its_rate(tmp_path, monkeypatch):
-    _scripted(monkeypatch, SCRIPT)
+    scripted_validations(monkeypatch, SCRIPT)
     restored = []
     original = loop.restore_snapshot
 
@@ -190,7 +173,7 @@ def test_a_run_rewinds_at_each_spike_and_lowers_its_rate(tmp_path, monkeypatch):
 
 
 def test_a_run_without_rewinds_keeps_no_snapshot(tmp_path, monkeypatch):
-    _scripted(monkeypatch, SCRIPT)
+    scripted_validations(monkeypatch, SCRIPT)
     train(_config(), tmp_path, progress=False)
     assert not any("rewind" in r for r in read_metrics(tmp_path))
     assert read_snapshot(tmp_path / STATE_FILE) is None
@@ -199,15 +182,15 @@ def test_a_run_without_rewinds_keeps_no_snapshot(tmp_path, monkeypatch):
 
 def test_a_run_that_rewinds_resumes_as_one_that_never_stopped(tmp_path, monkeypatch):
     config = _config(*REWIND, "train.rewind_factor=0.25", "train.checkpoint_every=1")
-    _scripted(monkeypatch, SCRIPT)
+    scripted_validations(monkeypatch, SCRIPT)
     train(config, tmp_path / "whole", progress=False)
     # Stops at update 6: the last checkpoint (update 5) holds the weights of update 5 and the
     # snapshot of update 4, which the resumed run must go back to at update 6.
-    _scripted(monkeypatch, SCRIPT)
+    scripted_validations(monkeypatch, SCRIPT)
     train_until_diverged(config, tmp_path / "pieces", monkeypatch, call=6)
     counters = read_counters(tmp_path / "pieces" / STATE_FILE)
     assert (counters["step"], counters["rewind_step"]) == (5, 4)
-    _scripted(monkeypatch, SCRIPT)
+    scripted_validations(monkeypatch, SCRIPT)
     train(config, tmp_path / "pieces", resume=True, progress=False)
     assert untimed_metrics(tmp_path / "pieces") == untimed_metrics(tmp_path / "whole")
     pieces = load_file(tmp_path / "pieces" / "model.safetensors")
@@ -218,7 +201,7 @@ def test_a_run_that_rewinds_resumes_as_one_that_never_stopped(tmp_path, monkeypa
 def test_a_restart_begins_an_attempt_without_a_snapshot_and_at_the_full_rate(tmp_path,
                                                                             monkeypatch):
     # Never under 1e-9 bits: the attempt ends at the validation of update 6 (12 sequences).
-    _scripted(monkeypatch, SCRIPT)
+    scripted_validations(monkeypatch, SCRIPT)
     train(_config(*REWIND, "train.restart_after=12", "train.restart_below=1e-9", steps=8),
           tmp_path, progress=False)
     records = read_metrics(tmp_path)
@@ -247,7 +230,7 @@ def test_the_reliability_measure_a_sweeps_table_and_the_curve_count_the_rewinds(
     from ntm.training.reliability import reliability
     from ntm.training.sweep import SeedRun, summarize, sweep_table
 
-    _scripted(monkeypatch, SCRIPT)
+    scripted_validations(monkeypatch, SCRIPT)
     train(_config(*REWIND), tmp_path, progress=False)
     records = read_metrics(tmp_path)
     measured = reliability(records, target=0.1)
@@ -266,7 +249,7 @@ def test_the_reliability_measure_a_sweeps_table_and_the_curve_count_the_rewinds(
 
 def test_a_run_resumed_with_rewinds_rewinds_only_once_it_has_a_snapshot(tmp_path,
                                                                       monkeypatch):
-    _scripted(monkeypatch, {**SCRIPT, 14: 60.0, 16: 3.0, 18: 40.0, 20: 2.0})
+    scripted_validations(monkeypatch, {**SCRIPT, 14: 60.0, 16: 3.0, 18: 40.0, 20: 2.0})
     train(_config(steps=12), tmp_path, progress=False)
     # Resumed with rewinds: update 14's spike has no snapshot to go back to (the run's best,
     # 5 at update 8, was before them); update 16's best is kept and 18 goes back to it.
@@ -279,7 +262,7 @@ def test_a_run_resumed_with_rewinds_rewinds_only_once_it_has_a_snapshot(tmp_path
 def test_a_run_stopped_at_a_rewind_scores_the_weights_it_went_back_to(tmp_path, monkeypatch):
     # Interrupted at update 6, whose validation (40) sends it back to update 4's weights,
     # which score 9 again: the result and the state file say 9, not the spike's 40.
-    _scripted(monkeypatch, {**SCRIPT, 6: [40.0, 9.0]})
+    scripted_validations(monkeypatch, {**SCRIPT, 6: [40.0, 9.0]})
     monkeypatch.setattr(loop._Run, "_stop_reason",
                         lambda self, step, started, stop: "interrupted" if step == 6
                         else "steps")
@@ -293,7 +276,7 @@ def test_a_run_stopped_at_a_rewind_scores_the_weights_it_went_back_to(tmp_path, 
 def test_resuming_with_other_rewind_settings_changes_later_rewinds_only(tmp_path,
                                                                       monkeypatch):
     script = {**SCRIPT, 14: 3.0, 16: 20.0, 18: 1.0, 20: 20.0, 22: 2.0}
-    _scripted(monkeypatch, script)
+    scripted_validations(monkeypatch, script)
     train(_config(*REWIND, steps=8), tmp_path, progress=False)  # one rewind: x0.5
     # A factor of 0.1 from here: update 10's rewind gives 0.5 x 0.1, not 0.1 x 0.1.
     train(_config(*REWIND, "train.rewind_factor=0.1", steps=12), tmp_path, resume=True,

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import untimed_metrics
+from helpers import scripted_validations, untimed_metrics
 
 import ntm.training.loop as loop
 from ntm.training import ConfigError, apply_overrides, preset_config, read_metrics, train
@@ -157,28 +157,14 @@ def test_bad_skip_settings_are_one_line_config_errors(settings, message):
         _config(*settings)
 
 
-def _scripted(monkeypatch, costs):
-    """Validations that score ``costs[step]`` whatever the model."""
-    original = loop._Run.validate
-
-    def validate(self, *, scheduled=True):
-        cost = costs[self.counters["step"]]
-        with monkeypatch.context() as patch:
-            patch.setattr(loop, "evaluate_batches",
-                          lambda *args: {"cost": cost, "bit_errors": 0.0})
-            return original(self, scheduled=scheduled)
-
-    monkeypatch.setattr(loop._Run, "validate", validate)
-
-
 def test_a_rewind_takes_the_window_back_with_the_weights(tmp_path, monkeypatch):
     # The best falls to 9 at update 4 (a snapshot), 40 at update 8 is a spike: a rewind to 4.
     costs = {4: 80.0, 8: 9.0, 12: 40.0, 14: 50.0}
     settings = ["optim.skip_above=1e9", "optim.skip_window=6", "train.rewind_above=10"]
-    _scripted(monkeypatch, costs)
+    scripted_validations(monkeypatch, costs)
     train(_config(*settings, steps=8), tmp_path / "to8", progress=False)
     at_snapshot = read_counters(tmp_path / "to8" / STATE_FILE)["recent_norms"]
-    _scripted(monkeypatch, costs)
+    scripted_validations(monkeypatch, costs)
     train(_config(*settings, steps=14), tmp_path / "run", progress=False)
     counters = read_counters(tmp_path / "run" / STATE_FILE)
     assert counters["rewinds"] == 1 and len(at_snapshot) == 6
