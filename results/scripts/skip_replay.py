@@ -33,9 +33,10 @@ def replay(config, out: Path, stop: int, end: int, factors: list[float]) -> list
     if not (base / STATE_FILE).is_file():
         ntm.training.train(first, base, progress=False)
     saved = json.loads((base / "config.json").read_text())
-    if saved != json.loads(first.to_json()) or read_counters(base / STATE_FILE)["step"] != stop:
+    counters = read_counters(base / STATE_FILE)
+    if saved != json.loads(first.to_json()) or counters["step"] != stop:
         raise SystemExit(f"{base} holds another run than this replay's base; remove it")
-    if read_counters(base / STATE_FILE)["skipped"]:  # a non-finite gradient, skipped at 1e9
+    if counters["skipped"]:  # a non-finite gradient, skipped at 1e9
         raise SystemExit(f"{base} skipped updates: it is not the plain run")
     rows = []
     for factor in (NEVER, *factors):
